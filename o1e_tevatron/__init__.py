@@ -1,0 +1,1 @@
+"""o1e's training side: O1 Embedder as a Tevatron driver extension."""

@@ -1,0 +1,105 @@
+"""Tevatron's argument dataclasses plus O1E's fields.
+
+Subclassing ``tevatron.arguments`` keeps every Tevatron flag and its meaning (model_name_or_path,
+train_dir / dataset_name, q_max_len, p_max_len, train_n_passages, negatives_x_device, grad_cache,
+gc_q_chunk_size, gc_p_chunk_size, encode_num_shard, ...). Tevatron v2's names are accepted as aliases:
+--query_max_len, --passage_max_len, --train_group_size.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import Optional
+
+from tevatron.arguments import DataArguments, DenseTrainingArguments, ModelArguments
+from transformers import HfArgumentParser
+
+from .modeling import LORA_TARGET_MODULES, O1EConfig
+from .template import LAYOUTS, TemplateConfig
+
+
+@dataclass
+class O1EModelArguments(ModelArguments):
+    model_name_or_path: str = field(
+        metadata={"help": "Base causal LM (hub id or local folder), or an o1e checkpoint to encode with"})
+    pooling: str = field(default="emb", metadata={
+        "help": "emb: hidden state at <emb> (O1E); last / mean: ablations without <emb>",
+        "choices": ["emb", "last", "mean"]})
+    normalize: bool = field(default=True, metadata={"help": "L2-normalise query and passage vectors"})
+    temperature: float = field(default=0.02, metadata={"help": "InfoNCE temperature (authors: 0.02)"})
+    template_layout: str = field(default="authors", metadata={
+        "help": "authors: <query> q </query> <thought> t </s> <emb>; paper: without </query>",
+        "choices": list(LAYOUTS)})
+    passage_prefix: str = field(default="", metadata={"help": "Text put before every passage"})
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights"})
+    lora_r: int = field(default=32)
+    lora_alpha: int = field(default=64)
+    lora_dropout: float = field(default=0.1)
+    lora_target_modules: str = field(default=",".join(LORA_TARGET_MODULES),
+                                     metadata={"help": "Comma-separated module names LoRA wraps"})
+    train_special_tokens: bool = field(default=True, metadata={
+        "help": "Train the embedding rows of <query>, </query>, <thought>, <emb> (the authors' code leaves "
+                "them at their random initial values; --train_special_tokens false does the same)"})
+    attn_implementation: Optional[str] = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2"})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the model's folder"})
+
+    def o1e_config(self, data_args: "O1EDataArguments") -> O1EConfig:
+        template = TemplateConfig(
+            layout=self.template_layout, query_max_len=data_args.q_max_len,
+            thought_max_len=data_args.thought_max_len, passage_max_len=data_args.p_max_len,
+            passage_prefix=self.passage_prefix,
+        )
+        return O1EConfig(pooling=self.pooling, normalize=self.normalize, temperature=self.temperature,
+                         template=template)
+
+
+@dataclass
+class O1EDataArguments(DataArguments):
+    train_n_passages: int = field(default=16, metadata={
+        "aliases": ["--train_group_size"], "help": "1 positive + (n-1) hard negatives per query"})
+    q_max_len: int = field(default=32, metadata={"aliases": ["--query_max_len"], "help": "Query tokens kept"})
+    p_max_len: int = field(default=192, metadata={"aliases": ["--passage_max_len"], "help": "Passage tokens kept"})
+    thought_max_len: int = field(default=256, metadata={"help": "Thought tokens kept"})
+    plain_query_prob: float = field(default=0.1, metadata={
+        "help": "Probability z of training a query without its thought (eq. 9)"})
+    require_thought: bool = field(default=False, metadata={"help": "Fail on rows without a thought"})
+    padding_side: str = field(default="left", metadata={"choices": ["left", "right"]})
+
+    def __post_init__(self):
+        train_file = self.train_dir if self.train_dir and os.path.isfile(self.train_dir) else None
+        if train_file:  # Tevatron only lists folders; one file is as good
+            self.train_dir = os.path.dirname(train_file) or "."
+        super().__post_init__()
+        if train_file:
+            self.train_path = [train_file]
+        if self.train_dir is not None and not self.train_path:
+            raise FileNotFoundError(f"--train_dir {self.train_dir}: no .jsonl or .json files there")
+        if not 0.0 <= self.plain_query_prob <= 1.0:
+            raise ValueError(f"plain_query_prob must be in [0, 1], got {self.plain_query_prob}")
+        if self.train_n_passages < 1:
+            raise ValueError(f"train_n_passages must be >= 1, got {self.train_n_passages}")
+
+
+@dataclass
+class O1ETrainingArguments(DenseTrainingArguments):
+    gen_loss_weight: float = field(default=0.2, metadata={
+        "help": "lambda of eq. 10: loss = lambda * L_gen + (1 - lambda) * L_ctr (authors: 0.2)"})
+    gen_loss_chunk_size: int = field(default=1024, metadata={
+        "help": "Thought positions sent through the LM head at once"})
+    kd_weight: float = field(default=0.0, metadata={
+        "help": "Weight of distillation from pos_scores/neg_scores (0: off)"})
+    kd_teacher_temperature: float = field(default=1.0)
+    merge_lora: bool = field(default=False, metadata={
+        "help": "After training, also write a plain merged model to OUTPUT_DIR/merged"})
+    remove_unused_columns: bool = field(default=False)
+    logging_steps: float = field(default=10)
+
+
+def parse_args(dataclasses=(O1EModelArguments, O1EDataArguments, O1ETrainingArguments), argv=None):
+    """Flags, or a single JSON config file as the only argument (as Tevatron allows)."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = HfArgumentParser(dataclasses)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    return parser.parse_args_into_dataclasses(args=argv)

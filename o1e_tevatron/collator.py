@@ -1,0 +1,70 @@
+"""Training groups (text) -> padded token ids, generation labels and the ``<emb>`` layout, via the template."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .template import IGNORE_INDEX, Template, generation_labels
+
+
+def pad(sequences: Sequence[Sequence[int]], pad_value: int, side: str, multiple_of: int | None = None):
+    """(ids, attention mask) tensors, padded on ``side`` to the longest (rounded up to ``multiple_of``)."""
+    length = max(len(s) for s in sequences)
+    if multiple_of:
+        length = -(-length // multiple_of) * multiple_of
+    ids = torch.full((len(sequences), length), pad_value, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(length - len(seq), length) if side == "left" else slice(0, len(seq))
+        ids[row, span] = torch.tensor(seq, dtype=torch.long)
+        mask[row, span] = 1
+    return ids, mask
+
+
+class O1ECollator:
+    """Tokenizes a batch of :class:`~o1e_tevatron.data.TrainDataset` items.
+
+    Query sequences carry ``gen_labels`` (thought tokens and ``</s>``; IGNORE_INDEX elsewhere and for
+    plain queries); passages are flattened group by group, positive first.
+    """
+
+    def __init__(self, template: Template, padding_side: str = "left", pad_to_multiple_of: int | None = None):
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+        self.template = template
+        self.padding_side = padding_side
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def queries(self, queries: Sequence[str], thoughts: Sequence[str | None]):
+        t = self.template
+        query_ids = t.tokenize_batch(queries)
+        thought_ids = iter(t.tokenize_batch([th for th in thoughts if th is not None]))
+        sequences, labels = [], []
+        for q, th in zip(query_ids, thoughts):
+            if th is None:
+                seq = t.plain_query(q)
+                labels.append([IGNORE_INDEX] * len(seq))
+            else:
+                seq, start, end = t.thought_query(q, next(thought_ids))
+                labels.append(generation_labels(seq, start, end))
+            sequences.append(seq)
+        ids, mask = pad(sequences, t.pad_id, self.padding_side, self.pad_to_multiple_of)
+        label_ids, _ = pad(labels, IGNORE_INDEX, self.padding_side, self.pad_to_multiple_of)
+        return ids, mask, label_ids
+
+    def passages(self, passages: Sequence[str]):
+        t = self.template
+        return pad([t.passage(p) for p in t.tokenize_batch(passages)], t.pad_id, self.padding_side,
+                   self.pad_to_multiple_of)
+
+    def __call__(self, features: list[dict]) -> dict:
+        q_ids, q_mask, labels = self.queries([f["query"] for f in features], [f["thought"] for f in features])
+        p_ids, p_mask = self.passages([p for f in features for p in f["passages"]])
+        batch = {
+            "query_input_ids": q_ids, "query_attention_mask": q_mask, "gen_labels": labels,
+            "passage_input_ids": p_ids, "passage_attention_mask": p_mask,
+        }
+        if all(f.get("teacher_scores") is not None for f in features):
+            batch["teacher_scores"] = torch.tensor([f["teacher_scores"] for f in features], dtype=torch.float32)
+        return batch

@@ -1,0 +1,60 @@
+"""python -m o1e_tevatron.driver.train: Tevatron's training flags plus O1E's (``--help`` lists both).
+
+Trains the joint loss of eq. 10 (thought generation + contrastive at ``<emb>``) from one query
+forward per step; works with torchrun (nccl or gloo), DeepSpeed ZeRO-1/2, bf16, gradient checkpointing.
+"""
+import logging
+import os
+import sys
+
+from transformers import set_seed
+
+from ..arguments import parse_args
+from ..collator import O1ECollator
+from ..data import TrainDataset, load_train_rows
+from ..modeling import O1EModel
+from ..trainer import O1ETrainer
+
+logger = logging.getLogger(__name__)
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_args(argv=argv)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.local_rank in (-1, 0) else logging.WARNING,
+    )
+    if training_args.grad_cache:
+        raise NotImplementedError("--grad_cache is not supported yet; lower --per_device_train_batch_size and "
+                                  "raise --gradient_accumulation_steps instead")
+    set_seed(training_args.seed)
+    dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else model_args.dtype
+    model = O1EModel.build(
+        model_args.model_name_or_path, model_args.o1e_config(data_args),
+        tokenizer_name=model_args.tokenizer_name, cache_dir=model_args.cache_dir,
+        lora=model_args.lora, lora_r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout, lora_target_modules=model_args.lora_target_modules.split(","),
+        train_special_tokens=model_args.train_special_tokens, dtype=dtype,
+        attn_implementation=model_args.attn_implementation, trust_remote_code=model_args.trust_remote_code,
+        gen_loss_weight=training_args.gen_loss_weight, negatives_x_device=training_args.negatives_x_device,
+        gen_loss_chunk_size=training_args.gen_loss_chunk_size, kd_weight=training_args.kd_weight,
+        kd_teacher_temperature=training_args.kd_teacher_temperature,
+    )
+    dataset = TrainDataset(
+        load_train_rows(data_args), train_n_passages=data_args.train_n_passages,
+        plain_query_prob=data_args.plain_query_prob, require_thought=data_args.require_thought,
+        positive_passage_no_shuffle=data_args.positive_passage_no_shuffle,
+        negative_passage_no_shuffle=data_args.negative_passage_no_shuffle, seed=training_args.seed,
+    )
+    trainer = O1ETrainer(
+        model=model, args=training_args, train_dataset=dataset,
+        data_collator=O1ECollator(model.template, data_args.padding_side),
+    )
+    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.save_model()
+    if training_args.merge_lora and trainer.is_world_process_zero():
+        model.save(os.path.join(training_args.output_dir, "merged"), merge=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,125 @@
+"""O1E's losses, one class each: InfoNCE at ``<emb>``, next-token loss on thought positions, distillation.
+
+Cross-device conventions: with ``negatives_x_device`` every rank gathers all query and passage
+vectors and keeps the gradient of its own slice only, so the global-batch InfoNCE loss must be scaled
+by ``world_size`` before backward for DDP's gradient averaging to yield its gradient (the model does
+that, as Tevatron does). The generation loss divides each rank's token sum by the global token count
+times ``1 / world_size``, so that its mean over ranks is the global-batch loss.
+"""
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from .template import IGNORE_INDEX
+
+
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def world_size() -> int:
+    return dist.get_world_size() if _distributed() else 1
+
+
+def gather_with_grad(t: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``t`` concatenated in rank order; the local slice keeps its autograd graph."""
+    if not _distributed():
+        return t
+    parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+    dist.all_gather(parts, t.detach().contiguous())
+    parts[dist.get_rank()] = t
+    return torch.cat(parts, dim=0)
+
+
+def global_sum(x: torch.Tensor) -> torch.Tensor:
+    if _distributed():
+        x = x.detach().clone()
+        dist.all_reduce(x)
+    return x
+
+
+class InfoNCELoss:
+    """Contrastive loss of eq. 9: each query against its positive, its hard negatives and every other
+    query's passages in the batch (all ranks' with ``negatives_x_device``).
+
+    Passages come in groups of ``group_size``: passage ``i * group_size`` is query ``i``'s positive.
+    """
+
+    def __init__(self, temperature: float = 0.02, negatives_x_device: bool = False):
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+        self.negatives_x_device = negatives_x_device
+
+    def scores(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
+        return q_reps @ p_reps.T / self.temperature
+
+    def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
+        if p_reps.shape[0] % q_reps.shape[0]:
+            raise ValueError(f"{p_reps.shape[0]} passages do not split into groups for {q_reps.shape[0]} queries")
+        if self.negatives_x_device:
+            q_reps, p_reps = gather_with_grad(q_reps), gather_with_grad(p_reps)
+        group_size = p_reps.shape[0] // q_reps.shape[0]
+        target = torch.arange(q_reps.shape[0], device=q_reps.device) * group_size
+        return F.cross_entropy(self.scores(q_reps, p_reps).float(), target)
+
+
+class ThoughtGenerationLoss:
+    """Behaviour-cloning loss of eq. 7 from hidden states the contrastive loss already computed.
+
+    Only the positions that predict a labelled token (thought tokens and the closing ``</s>``) go
+    through the LM head, in chunks whose logits are recomputed in the backward pass instead of being
+    stored: memory for logits is one chunk's, whatever the number of thought tokens or the vocabulary.
+    Equals the Hugging Face ``model(labels=...)`` loss (mean over labelled tokens of the batch).
+    """
+
+    def __init__(self, chunk_size: int = 1024, global_token_mean: bool = False):
+        self.chunk_size = chunk_size
+        self.global_token_mean = global_token_mean
+
+    def __call__(self, hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module) -> torch.Tensor:
+        token_sum, count = self.token_sum(hidden, labels, lm_head)
+        if self.global_token_mean:
+            total = global_sum(torch.tensor(float(count), device=hidden.device))
+            return token_sum * world_size() / total.clamp(min=1)
+        return token_sum / max(count, 1)
+
+    def token_sum(self, hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module):
+        """(sum of token losses, number of labelled tokens); zero when nothing is labelled."""
+        targets = labels[:, 1:]
+        mask = targets != IGNORE_INDEX
+        count = int(mask.sum())
+        if count == 0:
+            return hidden.sum() * 0.0, 0  # keeps the graph connected for DDP
+        selected = hidden[:, :-1][mask]
+        targets = targets[mask]
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, count, self.chunk_size):
+            h, y = selected[start:start + self.chunk_size], targets[start:start + self.chunk_size]
+            if torch.is_grad_enabled() and h.requires_grad:
+                total = total + checkpoint(_chunk_token_sum, h, y, lm_head, use_reentrant=False)
+            else:
+                total = total + _chunk_token_sum(h, y, lm_head)
+        return total, count
+
+
+def _chunk_token_sum(h: torch.Tensor, y: torch.Tensor, lm_head: torch.nn.Module) -> torch.Tensor:
+    return F.cross_entropy(lm_head(h).float(), y, reduction="sum")
+
+
+class DistillationLoss:
+    """KL from teacher scores (``pos_scores`` / ``neg_scores`` of the authors' rows) to the student's
+    scores over each query's own passage group, as in the authors' code."""
+
+    def __init__(self, temperature: float = 0.02, teacher_temperature: float = 1.0):
+        self.temperature = temperature
+        self.teacher_temperature = teacher_temperature
+
+    def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
+        group = p_reps.view(q_reps.shape[0], -1, p_reps.shape[-1])
+        student = torch.einsum("bd,bgd->bg", q_reps, group).float() / self.temperature
+        teacher = torch.softmax(teacher_scores.float() / self.teacher_temperature, dim=-1)
+        return -(teacher * torch.log_softmax(student, dim=-1)).sum(-1).mean()

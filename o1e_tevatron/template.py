@@ -1,0 +1,136 @@
+"""THE text layout of O1 Embedder: special tokens and token-id sequences, shared by training and inference.
+
+Sequences are assembled by concatenating token ids, never by formatting strings (a space next to a
+special token would become a token of its own). Each part is truncated to its own maximum length
+*before* assembly, so the special tokens always survive truncation.
+
+    thought-augmented query  [bos] <query> q </query> <thought> t </s> <emb>
+    plain query              [bos] <query> q </query> <thought> <emb>
+    passage                  [bos] [passage prefix] title text <emb>
+
+The ``paper`` layout drops ``</query>`` (eq. 6 of the paper); ``authors`` (default) follows the
+authors' code. With ``append_emb=False`` (pooling ablations: last token, mean) no ``<emb>`` is appended.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Sequence
+
+from tokenizers import AddedToken
+
+QUERY_TOKEN = "<query>"
+QUERY_END_TOKEN = "</query>"
+THOUGHT_TOKEN = "<thought>"
+EMB_TOKEN = "<emb>"
+SPECIAL_TOKENS = (QUERY_TOKEN, QUERY_END_TOKEN, THOUGHT_TOKEN, EMB_TOKEN)
+LAYOUTS = ("authors", "paper")
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TemplateConfig:
+    """Everything that fixes the layout; saved with every checkpoint so inference matches training."""
+
+    layout: str = "authors"
+    query_max_len: int = 32
+    thought_max_len: int = 256
+    passage_max_len: int = 192
+    passage_prefix: str = ""
+    append_emb: bool = True
+
+    def __post_init__(self):
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, not {self.layout!r}")
+        for name in ("query_max_len", "thought_max_len", "passage_max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TemplateConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def add_special_tokens(tokenizer, model=None) -> list[int]:
+    """Add O1E's special tokens that the tokenizer lacks; resize ``model``'s embeddings to match.
+
+    Returns the ids of all four special tokens (new or already present).
+    """
+    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing],
+                             special_tokens=True)
+    if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    return tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+
+
+class Template:
+    """Token-id assembly for one tokenizer and one :class:`TemplateConfig`."""
+
+    def __init__(self, tokenizer, config: TemplateConfig | None = None):
+        self.tokenizer = tokenizer
+        self.config = config or TemplateConfig()
+        vocab = tokenizer.get_vocab()
+        absent = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if absent:
+            raise ValueError(f"tokenizer lacks {absent}: call o1e_tevatron.template.add_special_tokens first")
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no eos token; O1E ends every thought with it")
+        self.query_id, self.query_end_id, self.thought_id, self.emb_id = (vocab[t] for t in SPECIAL_TOKENS)
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+        self.emb = [self.emb_id] if self.config.append_emb else []
+        self.passage_prefix_ids = self.tokenize(self.config.passage_prefix) if self.config.passage_prefix else []
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    # --- queries -------------------------------------------------------------------------------
+    def query_prefix(self, query_ids: Sequence[int]) -> list[int]:
+        """``[bos] <query> q </query> <thought>``: the prompt from which thoughts are generated."""
+        end = [self.query_end_id] if self.config.layout == "authors" else []
+        return self.bos + [self.query_id] + list(query_ids[: self.config.query_max_len]) + end + [self.thought_id]
+
+    def plain_query(self, query_ids: Sequence[int]) -> list[int]:
+        return self.query_prefix(query_ids) + self.emb
+
+    def thought_query(self, query_ids: Sequence[int], thought_ids: Sequence[int]) -> tuple[list[int], int, int]:
+        """The thought-augmented query and the [start, end) span that the generation loss learns.
+
+        The span covers the thought tokens and the closing ``</s>``.
+        """
+        prefix = self.query_prefix(query_ids)
+        thought = list(thought_ids[: self.config.thought_max_len]) + [self.eos_id]
+        return prefix + thought + self.emb, len(prefix), len(prefix) + len(thought)
+
+    def close_thought(self, generated_ids: Sequence[int]) -> list[int]:
+        """Ids to feed after a generated thought to reach ``<emb>``: ``</s> <emb>``, or only ``<emb>``
+        when the generation already ended with ``</s>``. ``generated_ids`` must be free of padding."""
+        ended = len(generated_ids) > 0 and generated_ids[-1] == self.eos_id
+        return ([] if ended else [self.eos_id]) + self.emb
+
+    def strip_thought(self, generated_ids: Sequence[int]) -> list[int]:
+        """A generated thought up to (without) its first eos, cut to ``thought_max_len``."""
+        ids = list(generated_ids)
+        if self.eos_id in ids:
+            ids = ids[: ids.index(self.eos_id)]
+        return ids[: self.config.thought_max_len]
+
+    # --- passages ------------------------------------------------------------------------------
+    def passage(self, passage_ids: Sequence[int]) -> list[int]:
+        return self.bos + self.passage_prefix_ids + list(passage_ids[: self.config.passage_max_len]) + self.emb
+
+
+def generation_labels(input_ids: Sequence[int], start: int, end: int) -> list[int]:
+    """Hugging Face style labels: the token ids inside [start, end), IGNORE_INDEX elsewhere."""
+    return [tok if start <= i < end else IGNORE_INDEX for i, tok in enumerate(input_ids)]

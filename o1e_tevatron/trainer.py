@@ -1,0 +1,74 @@
+"""transformers.Trainer for O1E: the joint loss, both parts logged, o1e checkpoints, a NaN stop."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from transformers import Trainer, TrainerCallback
+
+from .loss import global_sum, world_size
+
+logger = logging.getLogger(__name__)
+LOSS_PARTS = ("ctr_loss", "gen_loss", "kd_loss")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Raised before the optimizer step that would have applied a NaN/inf loss."""
+
+
+class SetEpochCallback(TrainerCallback):
+    """Tells the dataset the epoch, so plain-query and negative sampling change per epoch."""
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        dataset = getattr(train_dataloader, "dataset", None)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(int(state.epoch or 0))
+
+
+class O1ETrainer(Trainer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_callback(SetEpochCallback())
+        self._loss_parts: dict[str, list[torch.Tensor]] = {k: [] for k in LOSS_PARTS}
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        self._stop_if_not_finite(outputs)
+        for key in LOSS_PARTS:
+            if getattr(outputs, key) is not None:
+                self._loss_parts[key].append(outputs[key])
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _stop_if_not_finite(self, outputs) -> None:
+        finite = torch.isfinite(outputs.loss.detach()).float()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)  # every rank stops together, none hangs
+        if finite.item() == 1.0:
+            return
+        checkpoints = sorted(Path(self.args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
+        last = str(checkpoints[-1]) if checkpoints else "none (no checkpoint was saved yet)"
+        raise NonFiniteLossError(
+            f"non-finite loss at step {self.state.global_step}: loss={outputs.loss.item()}, "
+            f"contrastive={outputs.ctr_loss.item()}, generation={outputs.gen_loss.item()}. Training stopped "
+            f"before the optimizer step; last good checkpoint: {last}. Try a lower --learning_rate, "
+            f"--bf16 instead of --fp16, a higher --temperature, or --max_grad_norm 1.0."
+        )
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if "loss" in logs:  # a training log: add the mean of each loss part since the last one
+            for key, values in self._loss_parts.items():
+                if values:
+                    mean = torch.stack(values).float().mean()
+                    logs[key] = round((global_sum(mean) / world_size()).item(), 4)
+                    values.clear()
+        super().log(logs, *args, **kwargs)
+
+    def _save(self, output_dir: str | None = None, state_dict=None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        self.accelerator.unwrap_model(self.model).save(output_dir)
+        torch.save(self.args, Path(output_dir) / "training_args.bin")
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None) -> None:
+        self.accelerator.unwrap_model(model or self.model).load_trainable_state(resume_from_checkpoint)

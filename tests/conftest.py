@@ -1,0 +1,48 @@
+"""Session-wide fixtures: tiny local models (never downloaded) and the shared real data."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from o1e_tevatron.tiny import build_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "o1e_tevatron" / "resources" / "demo"
+SHARED_DATA = Path(os.environ.get("O1E_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def demo_texts():
+    texts = []
+    with open(DEMO / "corpus.jsonl") as f:
+        for line in f:
+            doc = json.loads(line)
+            texts.append(doc["title"] + " " + doc["text"])
+    return texts
+
+
+@pytest.fixture(scope="session")
+def demo_dir():
+    return DEMO
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """../shared/data (or $O1E_SHARED_DATA); tests that need it skip with the reason when absent."""
+    if not (SHARED_DATA / "scifact" / "corpus.jsonl").exists():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set O1E_SHARED_DATA to the shared/data folder)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session", params=["llama", "qwen2"])
+def tiny_model_dir(request, tmp_path_factory):
+    """A tiny random decoder LM of each architecture with a BPE tokenizer trained on the demo corpus."""
+    return build_tiny_model(tmp_path_factory.mktemp(f"tiny-{request.param}"), demo_texts(), arch=request.param)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), demo_texts(), arch="llama")
