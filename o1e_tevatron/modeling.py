@@ -211,11 +211,19 @@ class O1EModel(nn.Module):
         return cls(lm, tokenizer, config, **model_kwargs)
 
     def save(self, output_dir: str | Path, merge: bool = False) -> None:
-        """Adapter (or full model) in safetensors + tokenizer + o1e_config.json."""
+        """Adapter (or full model) in safetensors + tokenizer + o1e_config.json.
+
+        ``merge=True`` writes a plain model with the adapter folded in; it folds in place, so save the
+        adapter first if you need it too.
+        """
         out = Path(output_dir)
         out.mkdir(parents=True, exist_ok=True)
-        lm = self.lm.merge_and_unload() if merge and self.is_peft else self.lm
-        lm.save_pretrained(out, safe_serialization=True)
+        if merge and self.is_peft:
+            self.lm.merge_and_unload().save_pretrained(out)
+        elif self.is_peft:  # special-token rows travel as trainable tokens; the rest is the base's
+            self.lm.save_pretrained(out, save_embedding_layers=False)
+        else:
+            self.lm.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
         self.o1e_config.save(out)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Sequence
 
+import torch
 from tokenizers import AddedToken
 
 QUERY_TOKEN = "<query>"
@@ -64,8 +65,27 @@ def add_special_tokens(tokenizer, model=None) -> list[int]:
         tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing],
                              special_tokens=True)
     if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        old_rows = model.get_input_embeddings().weight.shape[0]
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        _init_new_rows(model, old_rows)
     return tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+
+
+@torch.no_grad()
+def _init_new_rows(model, old_rows: int) -> None:
+    """Initialise added rows as a function of the base weights only (no global RNG), so every load of
+    the same base rebuilds the same rows and a checkpoint need not store the whole embedding matrix.
+
+    Input rows: the mean row plus per-dimension-std noise from a fixed seed (distinct tokens at the
+    usual scale); untied output rows: the mean output row.
+    """
+    weight = model.get_input_embeddings().weight
+    base = weight[:old_rows].float()
+    noise = torch.randn(weight.shape[0] - old_rows, weight.shape[1], generator=torch.Generator().manual_seed(0))
+    weight[old_rows:] = (base.mean(0) + noise * base.std(0)).to(weight.dtype)
+    output = model.get_output_embeddings()
+    if output is not None and output.weight.data_ptr() != weight.data_ptr():
+        output.weight[old_rows:] = output.weight[:old_rows].float().mean(0).to(output.weight.dtype)
 
 
 class Template:

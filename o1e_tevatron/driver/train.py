@@ -54,6 +54,7 @@ def main(argv=None):
     trainer.save_model()
     if training_args.merge_lora and trainer.is_world_process_zero():
         model.save(os.path.join(training_args.output_dir, "merged"), merge=True)
+    return trainer
 
 
 if __name__ == "__main__":

@@ -1,0 +1,68 @@
+"""Run by tests/test_distributed.py under ``torchrun --nproc_per_node 2`` (gloo, CPU).
+
+Each rank computes the O1E loss on its half of a global batch with cross-device negatives and
+averages gradients as DDP does; rank 0 then computes the single-process loss and gradients on the
+whole global batch and writes both to the JSON file named by argv[2].
+"""
+import json
+import sys
+
+import torch
+import torch.distributed as dist
+
+from o1e_tevatron.collator import O1ECollator
+from o1e_tevatron.modeling import O1EConfig, O1EModel
+
+ITEMS = [
+    {"query": "what causes colorectal cancer", "thought": "mutations accumulate in colon cells",
+     "passages": ["colon cancer genes", "bone density"]},
+    {"query": "vitamin d", "thought": None, "passages": ["sunlight and vitamin d", "heart rate"]},
+    {"query": "aspirin and heart attacks", "thought": "aspirin stops platelets from clotting",
+     "passages": ["aspirin trials", "sleep quality"]},
+    {"query": "does smoking cause cancer", "thought": "tobacco smoke has carcinogens; lungs are hit hardest",
+     "passages": ["smoking and lung cancer", "diet and teeth"]},
+]
+
+
+def build(model_dir, x_device):
+    torch.manual_seed(0)
+    model = O1EModel.build(model_dir, O1EConfig(), lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                           negatives_x_device=x_device, gen_loss_weight=0.3)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05, generator=torch.Generator().manual_seed(len(name)))
+    return model
+
+
+def loss_and_grads(model, items):
+    batch = O1ECollator(model.template)([{**it, "teacher_scores": None} for it in items])
+    out = model(**batch)
+    out.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return out, grads
+
+
+def main(model_dir, result_path):
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    per_rank = len(ITEMS) // world
+    out, grads = loss_and_grads(build(model_dir, True), ITEMS[rank * per_rank:(rank + 1) * per_rank])
+    for g in grads.values():  # what DDP does
+        dist.all_reduce(g)
+        g /= world
+    gen = out.gen_loss.clone()
+    dist.all_reduce(gen)
+    if rank == 0:
+        ref, ref_grads = loss_and_grads(build(model_dir, False), ITEMS)
+        max_grad_diff = max((grads[n] - ref_grads[n]).abs().max().item() for n in ref_grads)
+        max_grad = max(g.abs().max().item() for g in ref_grads.values())
+        json.dump({"ctr": out.ctr_loss.item(), "ref_ctr": ref.ctr_loss.item(), "gen": (gen / world).item(),
+                   "ref_gen": ref.gen_loss.item(), "max_grad_diff": max_grad_diff, "max_grad": max_grad,
+                   "n_grads": len(ref_grads), "same_names": sorted(grads) == sorted(ref_grads)},
+                  open(result_path, "w"))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])

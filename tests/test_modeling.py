@@ -1,0 +1,147 @@
+"""Equivalence of the shared forward with the plain reference computations, and checkpoint round trips."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from o1e_tevatron.collator import O1ECollator
+from o1e_tevatron.modeling import O1EConfig, O1EModel, position_ids_from_mask
+from o1e_tevatron.template import TemplateConfig
+
+QUERIES = ["what causes colorectal cancer", "vitamin d", "does aspirin reduce the risk of heart attacks in adults"]
+THOUGHTS = ["mutations in cells of the colon accumulate", None, "aspirin inhibits platelets, so clots are rarer"]
+PASSAGES = [f"passage {i} about {w}" for i, w in enumerate(["genes", "bones", "blood", "sun", "heart", "colon"])]
+
+
+def perturb_lora(model, seed=0):
+    """LoRA's B starts at zero; give it values so the adapter changes the output."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name or "trainable_tokens_delta" in name:
+                p.add_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+@pytest.fixture
+def model(tiny_model_dir):
+    torch.manual_seed(0)
+    m = O1EModel.build(str(tiny_model_dir), O1EConfig(template=TemplateConfig(thought_max_len=12)),
+                       lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    perturb_lora(m)
+    return m.eval()
+
+
+def batch(model, side):
+    collator = O1ECollator(model.template, side)
+    items = [{"query": q, "thought": t, "passages": PASSAGES[2 * i:2 * i + 2], "teacher_scores": None}
+             for i, (q, t) in enumerate(zip(QUERIES, THOUGHTS))]
+    return collator(items)
+
+
+def trainable(model):
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_generation_loss_equals_hf_labels_loss(model, side):
+    b = batch(model, side)
+    ids, mask, labels = b["query_input_ids"], b["query_attention_mask"], b["gen_labels"]
+    shared = model.generation(model.hidden_states(ids, mask), labels, model.lm_head)
+    shared_grads = torch.autograd.grad(shared, trainable(model), allow_unused=True)
+
+    reference = model.lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                         labels=labels).loss
+    reference_grads = torch.autograd.grad(reference, trainable(model), allow_unused=True)
+
+    assert (labels != -100).sum() > 0
+    torch.testing.assert_close(shared, reference, rtol=1e-6, atol=1e-6)
+    for a, r in zip(shared_grads, reference_grads):
+        if r is not None:
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_emb_vectors_equal_separate_unpadded_forwards(model, side):
+    b = batch(model, side)
+    for kind in ("query", "passage"):
+        ids, mask = b[f"{kind}_input_ids"], b[f"{kind}_attention_mask"]
+        batched = model.encode(ids, mask)
+        for row in range(ids.shape[0]):
+            seq = ids[row][mask[row].bool()].unsqueeze(0)
+            assert seq[0, -1] == model.template.emb_id
+            out = model.lm(input_ids=seq, output_hidden_states=True)
+            reference = F.normalize(out.hidden_states[-1][0, -1], dim=-1)
+            torch.testing.assert_close(batched[row], reference, rtol=1e-5, atol=1e-6)
+
+
+def test_chunked_generation_loss_equals_unchunked(model):
+    b = batch(model, "left")
+    hidden = model.hidden_states(b["query_input_ids"], b["query_attention_mask"])
+    model.train()
+    losses, grads = [], []
+    for chunk in (1024, 3):
+        model.generation.chunk_size = chunk
+        loss = model.generation(hidden, b["gen_labels"], model.lm_head)
+        losses.append(loss)
+        grads.append(torch.autograd.grad(loss, trainable(model), retain_graph=True, allow_unused=True))
+    torch.testing.assert_close(losses[0], losses[1], rtol=1e-6, atol=1e-6)
+    for a, c in zip(*grads):
+        if a is not None:
+            torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-7)
+
+
+def test_joint_loss_is_weighted_sum_of_infonce_and_generation(model):
+    b = batch(model, "left")
+    out = model(**b)
+    q, p = out.q_reps, out.p_reps
+    scores = q @ p.T / model.o1e_config.temperature
+    ctr = F.cross_entropy(scores, torch.arange(3) * 2)
+    gen = model.lm(input_ids=b["query_input_ids"], attention_mask=b["query_attention_mask"],
+                   position_ids=position_ids_from_mask(b["query_attention_mask"]), labels=b["gen_labels"]).loss
+    torch.testing.assert_close(out.ctr_loss, ctr.detach())
+    torch.testing.assert_close(out.gen_loss, gen.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.loss, 0.2 * gen + 0.8 * ctr, rtol=1e-6, atol=1e-6)
+
+
+def test_all_plain_batch_has_zero_generation_loss(model):
+    collator = O1ECollator(model.template)
+    b = collator([{"query": q, "thought": None, "passages": PASSAGES[:2], "teacher_scores": None} for q in QUERIES])
+    out = model(**b)
+    assert out.gen_loss.item() == 0.0 and torch.isfinite(out.loss)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_pooling_ablations_drop_emb(tiny_llama_dir, pooling):
+    m = O1EModel.build(str(tiny_llama_dir), O1EConfig(pooling=pooling), lora=False).eval()
+    b = O1ECollator(m.template)([{"query": "q", "thought": "t", "passages": ["p"], "teacher_scores": None}])
+    assert m.template.emb_id not in b["query_input_ids"].tolist()[0]
+    assert m(**b).q_reps.shape == (1, m.config.hidden_size)
+
+
+def test_emb_pooling_rejects_sequences_without_emb(model):
+    ids = torch.tensor([[5, 6, 7]])
+    with pytest.raises(ValueError, match="does not end with <emb>"):
+        model.encode(ids, torch.ones_like(ids))
+
+
+@pytest.mark.parametrize("merge", [False, True])
+def test_checkpoint_round_trip_gives_same_vectors(model, tmp_path, merge):
+    b = batch(model, "left")
+    expected = model.encode(b["passage_input_ids"], b["passage_attention_mask"])
+    model.save(tmp_path / "ckpt", merge=merge)
+    files = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert "o1e_config.json" in files and not any(f.endswith((".bin", ".pt", ".pkl")) for f in files)
+    assert ("adapter_model.safetensors" in files) != merge
+    loaded = O1EModel.load(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.encode(b["passage_input_ids"], b["passage_attention_mask"]), expected,
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_untrained_special_tokens_are_frozen_but_saved(tiny_llama_dir, tmp_path):
+    m = O1EModel.build(str(tiny_llama_dir), O1EConfig(), lora=True, lora_r=4, train_special_tokens=False)
+    deltas = [p for n, p in m.named_parameters() if "trainable_tokens_delta" in n]
+    assert deltas and not any(p.requires_grad for p in deltas)
+    rows = m.causal_lm.get_input_embeddings().weight[-4:].detach().clone()
+    m.save(tmp_path / "ckpt")
+    loaded = O1EModel.load(tmp_path / "ckpt")
+    emb_ids = torch.tensor(loaded.tokenizer.convert_tokens_to_ids(["<query>", "</query>", "<thought>", "<emb>"]))
+    torch.testing.assert_close(loaded.causal_lm.get_input_embeddings()(emb_ids), rows)

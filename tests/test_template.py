@@ -1,0 +1,112 @@
+"""The layout: special tokens survive truncation, labels cover exactly the thought and </s>."""
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoTokenizer
+
+from o1e_tevatron.collator import O1ECollator
+from o1e_tevatron.template import (EMB_TOKEN, IGNORE_INDEX, QUERY_END_TOKEN, QUERY_TOKEN, SPECIAL_TOKENS,
+                                   THOUGHT_TOKEN, Template, TemplateConfig, add_special_tokens)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llama_dir):
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    add_special_tokens(tok)
+    return tok
+
+
+def names(tokenizer, ids):
+    return tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_authors_layout(tokenizer):
+    t = Template(tokenizer)
+    q, th = t.tokenize("cancer risk"), t.tokenize("cells mutate")
+    ids, start, end = t.thought_query(q, th)
+    assert ids == t.bos + [t.query_id] + q + [t.query_end_id, t.thought_id] + th + [t.eos_id, t.emb_id]
+    assert ids[start:end] == th + [t.eos_id]
+    assert t.plain_query(q) == t.bos + [t.query_id] + q + [t.query_end_id, t.thought_id, t.emb_id]
+    assert names(tokenizer, ids)[1:3] == [QUERY_TOKEN, names(tokenizer, q)[0]]
+
+
+def test_paper_layout_has_no_query_end(tokenizer):
+    t = Template(tokenizer, TemplateConfig(layout="paper"))
+    ids, _, _ = t.thought_query(t.tokenize("a query"), t.tokenize("a thought"))
+    assert t.query_end_id not in ids
+    assert names(tokenizer, ids).count(THOUGHT_TOKEN) == 1
+
+
+def test_passage_prefix_and_emb(tokenizer):
+    t = Template(tokenizer, TemplateConfig(passage_prefix="passage: "))
+    p = t.tokenize("some text")
+    assert t.passage(p) == t.bos + t.tokenize("passage: ") + p + [t.emb_id]
+
+
+def test_no_emb_for_pooling_ablations(tokenizer):
+    t = Template(tokenizer, TemplateConfig(append_emb=False))
+    ids, _, end = t.thought_query(t.tokenize("q"), t.tokenize("t"))
+    assert ids[-1] == t.eos_id and end == len(ids)
+
+
+def test_missing_special_tokens_are_added_and_model_resized(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    before = len(tok)
+    with pytest.raises(ValueError, match="add_special_tokens"):
+        Template(tok)
+    ids = add_special_tokens(tok, model)
+    assert len(tok) == before + len(SPECIAL_TOKENS) and ids == list(range(before, before + 4))
+    assert model.get_input_embeddings().weight.shape[0] == len(tok)
+    assert add_special_tokens(tok, model) == ids  # idempotent
+    # added tokens are atomic: no spaces or sub-pieces around them
+    assert tok("x<emb>y", add_special_tokens=False)["input_ids"][1] == tok.convert_tokens_to_ids(EMB_TOKEN)
+
+
+def test_close_and_strip_thought(tokenizer):
+    t = Template(tokenizer, TemplateConfig(thought_max_len=3))
+    assert t.close_thought([5, 6]) == [t.eos_id, t.emb_id]
+    assert t.close_thought([5, t.eos_id]) == [t.emb_id]
+    assert t.strip_thought([5, 6, t.eos_id, 7]) == [5, 6]
+    assert t.strip_thought([5, 6, 7, 8, 9]) == [5, 6, 7]
+
+
+ids_strategy = st.lists(st.integers(min_value=10, max_value=900), min_size=1, max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(query=ids_strategy, thought=ids_strategy, q_max=st.integers(1, 12), t_max=st.integers(1, 12),
+       layout=st.sampled_from(["authors", "paper"]))
+def test_truncation_keeps_special_tokens_and_labels_cover_thought_only(tokenizer, query, thought, q_max, t_max,
+                                                                       layout):
+    t = Template(tokenizer, TemplateConfig(layout=layout, query_max_len=q_max, thought_max_len=t_max))
+    ids, start, end = t.thought_query(query, thought)
+    kept = thought[:t_max]
+    assert ids[-1] == t.emb_id and ids[end - 1] == t.eos_id and ids[start - 1] == t.thought_id
+    assert ids[start:end] == kept + [t.eos_id]
+    assert len(ids) == len(t.bos) + 1 + min(len(query), q_max) + (layout == "authors") + 1 + len(kept) + 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(batch=st.lists(st.tuples(st.text(min_size=1, max_size=30), st.one_of(st.none(), st.text(min_size=1, max_size=30))),
+                      min_size=1, max_size=5),
+       side=st.sampled_from(["left", "right"]))
+def test_collator_labels_only_thought_and_eos(tokenizer, batch, side):
+    t = Template(tokenizer, TemplateConfig(thought_max_len=8, query_max_len=8))
+    collator = O1ECollator(t, side)
+    ids, mask, labels = collator.queries([q for q, _ in batch], [th for _, th in batch])
+    for row, (query, thought) in enumerate(batch):
+        real = ids[row][mask[row].bool()].tolist()
+        row_labels = labels[row][mask[row].bool()].tolist()
+        assert labels[row][~mask[row].bool()].eq(IGNORE_INDEX).all()
+        labelled = [tok for tok, lab in zip(real, row_labels) if lab != IGNORE_INDEX]
+        if thought is None:
+            assert labelled == [] and real == t.plain_query(t.tokenize(query))
+        else:
+            assert labelled == t.tokenize(thought)[:8] + [t.eos_id]
+            assert [lab for lab in row_labels if lab != IGNORE_INDEX] == labelled
+            first = row_labels.index(labelled[0])
+            assert real[first - 1] == t.thought_id
+        assert real[-1] == t.emb_id

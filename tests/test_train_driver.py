@@ -1,0 +1,86 @@
+"""python -m o1e_tevatron.driver.train end to end on a tiny model: flags, losses, resume, NaN stop, merge."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from o1e_tevatron.driver.train import main
+from o1e_tevatron.modeling import O1EModel
+from o1e_tevatron.trainer import NonFiniteLossError
+
+
+def flags(model_dir, demo_dir, out, *extra):
+    return ["--model_name_or_path", str(model_dir), "--train_dir", str(demo_dir / "train.jsonl"),
+            "--output_dir", str(out), "--per_device_train_batch_size", "4", "--train_n_passages", "2",
+            "--q_max_len", "16", "--p_max_len", "32", "--thought_max_len", "16", "--report_to", "none",
+            "--use_cpu", "--logging_steps", "1", "--seed", "7", "--disable_tqdm", "true", *extra]
+
+
+def test_help_lists_tevatron_and_o1e_flags():
+    out = subprocess.run([sys.executable, "-m", "o1e_tevatron.driver.train", "--help"], capture_output=True,
+                         text=True, check=True).stdout
+    for flag in ["--model_name_or_path", "--train_dir", "--dataset_name", "--q_max_len", "--p_max_len",
+                 "--train_n_passages", "--negatives_x_device", "--grad_cache", "--gc_q_chunk_size",
+                 "--gc_p_chunk_size", "--query_max_len", "--passage_max_len", "--train_group_size",
+                 "--thought_max_len", "--gen_loss_weight", "--plain_query_prob", "--temperature", "--normalize",
+                 "--pooling", "--lora", "--lora_r", "--lora_alpha", "--lora_dropout", "--lora_target_modules",
+                 "--train_special_tokens", "--kd_weight", "--gradient_checkpointing", "--bf16", "--deepspeed"]:
+        assert flag in out, flag
+
+
+def test_both_losses_go_down(tiny_llama_dir, demo_dir, tmp_path):
+    trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "30", "--learning_rate", "3e-3",
+                         "--gen_loss_weight", "0.5", "--save_strategy", "no", "--warmup_ratio", "0"))
+    logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
+    first, last = logs[:5], logs[-5:]
+    for key in ("ctr_loss", "gen_loss"):
+        assert sum(h[key] for h in last) < sum(h[key] for h in first), key
+    assert (tmp_path / "out" / "adapter_model.safetensors").exists() is False  # full fine-tuning by default
+    assert O1EModel.load(tmp_path / "out").template.emb_id is not None
+
+
+def test_resume_from_checkpoint_continues_the_same_run(tiny_llama_dir, demo_dir, tmp_path):
+    """A run restarted from its step-2 checkpoint (as after a crash) ends where the uninterrupted run ends."""
+    lora = ["--lora", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3", "--save_steps", "2",
+            "--max_steps", "4"]
+    straight = main(flags(tiny_llama_dir, demo_dir, tmp_path / "straight", *lora))
+    shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "crashed" / "checkpoint-2")
+    resumed = main(flags(tiny_llama_dir, demo_dir, tmp_path / "crashed", *lora,
+                         "--resume_from_checkpoint", str(tmp_path / "crashed" / "checkpoint-2")))
+    def losses(trainer):  # the resumed run's history starts with the checkpoint's steps 1-2
+        return [(h["step"], h["loss"], h["gen_loss"]) for h in trainer.state.log_history if "ctr_loss" in h]
+
+    assert losses(resumed) == losses(straight)
+    final = load_file(tmp_path / "straight" / "adapter_model.safetensors")
+    again = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
+    at_step_2 = load_file(tmp_path / "crashed" / "checkpoint-2" / "adapter_model.safetensors")
+    assert final.keys() == again.keys()
+    assert any(not torch.equal(at_step_2[k], again[k]) for k in again)
+    for key in final:
+        torch.testing.assert_close(again[key], final[key], rtol=1e-5, atol=1e-7)
+
+
+def test_json_config_as_only_argument_and_merged_model(tiny_llama_dir, demo_dir, tmp_path):
+    config = {"model_name_or_path": str(tiny_llama_dir), "train_dir": str(demo_dir / "train.jsonl"),
+              "output_dir": str(tmp_path / "out"), "per_device_train_batch_size": 4, "train_n_passages": 2,
+              "q_max_len": 16, "p_max_len": 32, "thought_max_len": 16, "report_to": "none", "use_cpu": True,
+              "max_steps": 1, "lora": True, "lora_r": 4, "merge_lora": True, "save_strategy": "no"}
+    (tmp_path / "train.json").write_text(json.dumps(config))
+    main([str(tmp_path / "train.json")])
+    adapter = O1EModel.load(tmp_path / "out")
+    merged = O1EModel.load(tmp_path / "out" / "merged")
+    ids = torch.tensor([adapter.template.passage(adapter.template.tokenize("a passage about cells"))])
+    torch.testing.assert_close(merged.encode(ids, torch.ones_like(ids)), adapter.encode(ids, torch.ones_like(ids)),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_llama_dir, demo_dir, tmp_path):
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+.*last good checkpoint: .*checkpoint-1"):
+        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "5", "--learning_rate", "1e30",
+                   "--save_steps", "1", "--max_grad_norm", "0", "--warmup_ratio", "0"))
+    saved = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
+    assert saved and O1EModel.load(tmp_path / "out" / saved[-1]) is not None
