@@ -1,0 +1,29 @@
+"""python -m o1e_pyserini.encode: Pyserini's own ``pyserini.encode`` (sub-commands input / output / encoder,
+every flag unchanged) with O1EDocumentEncoder registered, for corpora laid out the Pyserini way.
+
+    python -m o1e_pyserini.encode input --corpus corpus.jsonl --fields title text \\
+        output --embeddings index-dir --to-faiss \\
+        encoder --encoder ckpt --fields title text --device cpu --dimension 4096 --batch-size 32
+
+The o1e encoder is used when ``--encoder`` is an o1e checkpoint (a folder with o1e_config.json),
+when its path contains "o1e", or with ``--encoder-class o1e``. Mind Pyserini's defaults:
+``--device cuda:0`` and ``--dimension 768`` (set it to the model's hidden size).
+``python -m o1e_tevatron.driver.encode`` does the same job with Tevatron's flags, sharding and resuming.
+"""
+import runpy
+import sys
+
+import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
+
+from .encoder import register, registry_keys
+
+
+def main(argv=None) -> None:
+    argv, keys = registry_keys(list(sys.argv[1:] if argv is None else argv))
+    register(keys=keys)
+    sys.argv = ["pyserini.encode"] + argv
+    runpy.run_module("pyserini.encode", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,273 @@
+"""O1 Embedder encoders on Pyserini's interfaces.
+
+``O1EQueryEncoder`` thinks before it embeds: in ``think`` mode (default) it samples k thoughts per
+query and averages the L2-normalised vectors of (q, t_i) (eq. 11); in ``fast`` mode it embeds the
+plain query (the paper's "w/o T"). ``O1EDocumentEncoder`` embeds passages at ``<emb>``.
+
+Both take the keyword arguments Pyserini's CLIs pass to every encoder (``encoder_dir`` /
+``model_name``, ``device``, ``tokenizer_name``, ``fp16``, ...), so :func:`register` can put them into
+Pyserini's class maps and ``python -m pyserini.search.faiss`` / ``pyserini.encode`` construct them.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from pyserini.encode import DocumentEncoder, QueryEncoder
+
+from o1e_tevatron.inference import encode_sequences
+from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
+
+from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, VLLMThoughts,
+                       average_thought_vectors)
+
+logger = logging.getLogger(__name__)
+
+MODES = ("think", "fast")
+THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
+ENCODED_QUERIES_NAME = "embedding.pkl"  # Pyserini's pre-encoded query format
+THOUGHTS_NAME = "thoughts.jsonl"
+
+
+class O1EInputError(ValueError):
+    """Input that o1e refuses (an empty query, an inconsistent index), with what and where."""
+
+
+def load_o1e_model(path: str, device: str, dtype: str, fp16: bool, base_model_name_or_path: Optional[str]):
+    return O1EModel.load(path, dtype="float16" if fp16 else dtype, device=device,
+                         base_model_name_or_path=base_model_name_or_path).eval()
+
+
+def _report_ignored(cls_name: str, options: dict) -> None:
+    """Pyserini passes pooling / l2_norm / prefix / max_length to some encoders by name matching;
+    the o1e checkpoint's own config fixes those, so they are dropped (visibly)."""
+    if options:
+        logger.info("%s ignores Pyserini options %s: the checkpoint's o1e_config.json fixes them",
+                    cls_name, sorted(options))
+
+
+@dataclass
+class EncodedQueries:
+    """What a query encoder produced: one row per query, in encoding order."""
+
+    texts: list[str] = field(default_factory=list)
+    vectors: list[np.ndarray] = field(default_factory=list)
+    thoughts: list[list[str]] = field(default_factory=list)  # empty lists in fast mode
+
+    def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
+        """``embedding.pkl`` (Pyserini's ``--encoded-queries`` format: DataFrame text, embedding) and
+        ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        latest = {text: i for i, text in enumerate(self.texts)}  # a query encoded twice keeps its last vector
+        rows = sorted(latest.values())
+        pd.DataFrame({"text": [self.texts[i] for i in rows], "embedding": [self.vectors[i] for i in rows]}
+                     ).to_pickle(out / ENCODED_QUERIES_NAME)
+        with open(out / THOUGHTS_NAME, "w", encoding="utf-8") as f:
+            for i in rows:
+                text = self.texts[i]
+                for query_id in (ids_by_text or {}).get(text, [None]):
+                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": self.thoughts[i]},
+                                       ensure_ascii=False) + "\n")
+        return out
+
+
+def check_queries(queries: Sequence[str], ids: Optional[Sequence[str]] = None) -> None:
+    """Refuse empty or whitespace-only queries, naming them by id (or position when ids are unknown)."""
+    bad = [str(ids[i]) if ids is not None else f"#{i}" for i, q in enumerate(queries)
+           if not isinstance(q, str) or not q.strip()]
+    if bad:
+        what = "query ids" if ids is not None else "queries at positions"
+        raise O1EInputError(f"empty or whitespace-only query text for {what} {', '.join(bad[:10])}"
+                            + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""))
+
+
+class O1EQueryEncoder(QueryEncoder):
+    """Query vectors from an o1e checkpoint, thinking first (``mode='think'``) or not (``'fast'``).
+
+    ``fused=True`` embeds (q, t_i) from the generation's own KV cache (HF backend only);
+    ``fused=False`` re-encodes q + t_i from token ids. ``thoughts`` picks where thoughts come from:
+    ``hf`` (this model), ``vllm``, ``openai`` (``thought_server`` + ``thought_model``: a separate
+    generator) or ``file`` (``thoughts_file``: a ``thoughts.jsonl`` written earlier).
+    ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``).
+    """
+
+    def __init__(self, encoder_dir: str, mode: str = "think", num_thoughts: int = 3, temperature: float = 0.1,
+                 top_p: float = 0.9, max_new_tokens: int = 128, seed: Optional[int] = None, fused: bool = True,
+                 thoughts: str = "hf", thought_server: Optional[str] = None, thought_model: Optional[str] = None,
+                 thoughts_file: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
+                 fp16: bool = False, batch_size: int = 16, base_model_name_or_path: Optional[str] = None,
+                 tokenizer_name: Optional[str] = None, prefix: Optional[str] = None,
+                 generate_kwargs: Optional[dict] = None, **pyserini_options):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+        if thoughts not in THOUGHT_BACKENDS:
+            raise ValueError(f"thoughts must be one of {THOUGHT_BACKENDS}, not {thoughts!r}")
+        if prefix:
+            raise ValueError("o1e queries follow the checkpoint's template; a query prefix is not supported")
+        if tokenizer_name and Path(tokenizer_name).resolve() != Path(encoder_dir).resolve():
+            logger.warning("ignoring tokenizer %s: an o1e checkpoint carries its own tokenizer", tokenizer_name)
+        _report_ignored(type(self).__name__, pyserini_options)
+        self.has_model = True
+        self.model = load_o1e_model(encoder_dir, device, dtype, fp16, base_model_name_or_path)
+        self.template = self.model.template
+        self.mode = mode
+        self.batch_size = batch_size
+        self.settings = ThoughtSettings(num_thoughts, temperature, top_p, max_new_tokens, seed)
+        self.fused = fused and thoughts == "hf"
+        self.backend = None
+        if mode == "think":
+            self.backend = self._make_backend(thoughts, encoder_dir, thought_server, thought_model, thoughts_file,
+                                              generate_kwargs or {})
+        self.empty_thoughts = 0
+        self.encoded = EncodedQueries()
+
+    def _make_backend(self, name, encoder_dir, server, model, path, generate_kwargs):
+        if name == "hf":
+            return HFThoughts(self.model, self.settings, **generate_kwargs)
+        if name == "vllm":
+            return VLLMThoughts(encoder_dir, self.template, self.settings)
+        if name == "openai":
+            if not (server and model):
+                raise ValueError("thoughts='openai' needs thought_server (base URL) and thought_model")
+            return OpenAIThoughts(server, model, self.template, self.settings)
+        if not path:
+            raise ValueError("thoughts='file' needs thoughts_file (a thoughts.jsonl)")
+        return RecordedThoughts(path, self.template, self.settings)
+
+    @property
+    def dimension(self) -> int:
+        return self.model.causal_lm.config.hidden_size
+
+    def encode(self, query: str, **kwargs) -> np.ndarray:
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError(f"cannot encode an empty or whitespace-only query: {query!r}")
+        return self.encode_batch([query])[0]
+
+    def encode_batch(self, queries: Sequence[str], ids: Optional[Sequence[str]] = None, **kwargs) -> np.ndarray:
+        """(n, d) float32, ``batch_size`` queries at a time on the device."""
+        queries = list(queries)
+        check_queries(queries, ids)
+        if not queries:
+            return np.empty((0, self.dimension), dtype=np.float32)
+        return np.concatenate([self._encode_chunk(queries[i:i + self.batch_size])
+                               for i in range(0, len(queries), self.batch_size)])
+
+    def encode_topics(self, topics: Mapping[str, str]) -> tuple[list[str], np.ndarray]:
+        """Query ids and their vectors for a {query id: text} mapping (Pyserini's topics, flattened)."""
+        ids = [str(i) for i in topics]
+        return ids, self.encode_batch([topics[i] for i in topics], ids=ids)
+
+    def _encode_chunk(self, queries: list[str]) -> np.ndarray:
+        if self.mode == "fast":
+            t = self.template
+            vectors = encode_sequences(self.model, [t.plain_query(q) for q in t.tokenize_batch(queries)],
+                                       self.batch_size)
+            thought_texts = [[] for _ in queries]
+        else:
+            if self.fused:
+                thought_ids, per_thought = self.backend.think_and_embed(queries)
+            else:
+                thought_ids = self.backend.think(queries)
+                per_thought = self._reencode(queries, thought_ids)
+            vectors = average_thought_vectors(per_thought).cpu().numpy()
+            self._count_empty(queries, thought_ids)
+            thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
+        vectors = vectors.astype(np.float32, copy=False)
+        self.encoded.texts.extend(queries)
+        self.encoded.vectors.extend(vectors)
+        self.encoded.thoughts.extend(thought_texts)
+        return vectors
+
+    def _reencode(self, queries: list[str], thought_ids) -> torch.Tensor:
+        t = self.template
+        sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(queries), thought_ids) for th in ths]
+        k = len(thought_ids[0])
+        vectors = encode_sequences(self.model, sequences, self.batch_size * k)
+        return torch.from_numpy(vectors).view(len(queries), k, -1)
+
+    def _count_empty(self, queries: list[str], thought_ids) -> None:
+        empty = sum(len(t) == 0 for ts in thought_ids for t in ts)
+        if empty:
+            self.empty_thoughts += empty
+            logger.warning("%d of %d thoughts came out empty (embedded as q + </s> <emb>); %d so far",
+                           empty, sum(map(len, thought_ids)), self.empty_thoughts)
+
+
+class O1EDocumentEncoder(DocumentEncoder):
+    """Passage vectors at ``<emb>``: ``[bos] title text <emb>``, truncated as the checkpoint says."""
+
+    def __init__(self, model_name: str, device: str = "cpu", dtype: str = "float32", fp16: bool = False,
+                 batch_size: int = 32, base_model_name_or_path: Optional[str] = None, **pyserini_options):
+        _report_ignored(type(self).__name__, pyserini_options)
+        self.model = load_o1e_model(model_name, device, dtype, fp16, base_model_name_or_path)
+        self.batch_size = batch_size
+
+    @property
+    def dimension(self) -> int:
+        return self.model.causal_lm.config.hidden_size
+
+    def encode(self, texts: Sequence[str], titles: Optional[Sequence[str]] = None, **kwargs) -> np.ndarray:
+        """(n, d) float32. Pyserini's ``fp16`` / ``max_length`` / ``add_sep`` do not apply (see __init__)."""
+        texts = list(texts)
+        if titles is not None:
+            texts = [f"{title} {text}" if title else text for title, text in zip(titles, texts)]
+        t = self.model.template
+        return encode_sequences(self.model, [t.passage(p) for p in t.tokenize_batch(texts)], self.batch_size)
+
+
+def is_o1e_checkpoint(path: Optional[str]) -> bool:
+    return bool(path) and (Path(path) / O1E_CONFIG_NAME).is_file()
+
+
+def registry_keys(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Pyserini's argv without ``--encoder-class o1e`` (not among Pyserini's choices), and the keys
+    under which to register o1e: "o1e", plus the ``--encoder`` path when it is an o1e checkpoint or
+    ``--encoder-class o1e`` asked for o1e."""
+    out, forced, encoder = [], False, None
+    args = iter(argv)
+    for arg in args:
+        if arg == "--encoder-class=o1e":
+            forced = True
+            continue
+        if arg == "--encoder-class":
+            value = next(args, None)
+            if value == "o1e":
+                forced = True
+                continue
+            out.append(arg)
+            arg = value
+        elif arg == "--encoder":
+            out.append(arg)
+            arg = encoder = next(args, None)
+        elif arg.startswith("--encoder="):
+            encoder = arg.split("=", 1)[1]
+        if arg is not None:
+            out.append(arg)
+    keys = ["o1e"]
+    if encoder and (forced or is_o1e_checkpoint(encoder)):
+        keys.append(encoder)
+    return out, keys
+
+
+def register(query_encoder=O1EQueryEncoder, document_encoder=O1EDocumentEncoder, keys: Sequence[str] = ("o1e",)):
+    """Put o1e first in Pyserini's class maps, under each of ``keys``.
+
+    Pyserini picks the first key that is a substring of the lower-cased ``--encoder``; registering
+    the checkpoint path itself as a key makes the choice independent of the folder's name.
+    """
+    import pyserini.encode as pyserini_encode
+
+    for class_map, factory in ((pyserini_encode.query_encoder_class_map, query_encoder),
+                               (pyserini_encode.document_encoder_class_map, document_encoder)):
+        entries = {key.lower(): factory for key in keys}
+        entries.update((k, v) for k, v in class_map.items() if k not in entries)
+        class_map.clear()
+        class_map.update(entries)  # in place: Pyserini's modules hold this very dict

@@ -1,0 +1,137 @@
+"""python -m o1e_pyserini.search.faiss: Pyserini's own ``pyserini.search.faiss`` with the o1e query encoder.
+
+Every Pyserini flag works as documented by Pyserini (--index, --topics with a name or a local TSV,
+--output, --batch-size, --threads, --hits, --device, --encoded-queries, ...). The ``--o1e-*`` flags
+below are taken out of the command line before Pyserini parses it. The o1e encoder is used when
+``--encoder`` is an o1e checkpoint (a folder with o1e_config.json), when its path contains "o1e", or
+with ``--encoder-class o1e``.
+
+    python -m o1e_pyserini.search.faiss --index corpus-index --topics queries.tsv --output run.txt \\
+        --encoder ckpt --batch-size 16 --o1e-mode think --o1e-num-thoughts 3 --o1e-save-queries q-enc
+
+Before the search, the index directory is checked (vector count = docid count, and the index
+dimension = the encoder's), and the topics are checked for empty queries, naming their ids.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import logging
+import os
+import runpy
+import sys
+from collections import defaultdict
+
+import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
+from o1e_tevatron.inference import check_index_dir
+
+from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, register,
+                       registry_keys)
+
+logger = logging.getLogger(__name__)
+
+
+def o1e_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--o1e-mode", choices=MODES, default="think", help="think (k thoughts, eq. 11) or fast (plain query)")
+    p.add_argument("--o1e-num-thoughts", type=int, default=3)
+    p.add_argument("--o1e-temperature", type=float, default=0.1)
+    p.add_argument("--o1e-top-p", type=float, default=0.9)
+    p.add_argument("--o1e-max-thought-tokens", type=int, default=128)
+    p.add_argument("--o1e-seed", type=int, default=None)
+    p.add_argument("--o1e-reencode", action="store_true", help="re-encode q + t instead of reading the <emb> "
+                   "state from the generation's KV cache")
+    p.add_argument("--o1e-thoughts", choices=THOUGHT_BACKENDS, default="hf")
+    p.add_argument("--o1e-thought-server", help="base URL of an OpenAI-compatible server (--o1e-thoughts openai)")
+    p.add_argument("--o1e-thought-model", help="model name on that server")
+    p.add_argument("--o1e-thoughts-file", help="thoughts.jsonl of an earlier run (--o1e-thoughts file)")
+    p.add_argument("--o1e-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    p.add_argument("--o1e-encode-batch-size", type=int, default=16, help="queries per forward on the device")
+    p.add_argument("--o1e-base-model", help="where the base model of an adapter checkpoint lives now")
+    p.add_argument("--o1e-save-queries", help="write embedding.pkl (for --encoded-queries) and thoughts.jsonl here")
+    return p
+
+
+def pyserini_inputs_parser() -> argparse.ArgumentParser:
+    """The few Pyserini flags o1e looks at (Pyserini itself parses them all again)."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--index")
+    p.add_argument("--topics")
+    p.add_argument("--topics-format", default="default")
+    return p
+
+
+def read_topics(topics_name: str, topics_format: str) -> tuple[list[str], list[str]]:
+    """(ids, texts) of the topics. Local TSV files are read here: Pyserini's Java reader rejects a whole
+    file with an empty query without saying which."""
+    if os.path.isfile(topics_name) and topics_name.endswith((".tsv", ".txt")):
+        with open(topics_name, encoding="utf-8") as f:
+            pairs = [line.rstrip("\n").partition("\t")[::2] for line in f if line.strip()]
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+    from pyserini.query_iterator import TopicsFormat, get_query_iterator
+
+    topics = get_query_iterator(topics_name, TopicsFormat(topics_format)).topics
+    return [str(i) for i in topics], [t["title"] if isinstance(t, dict) else t for t in topics.values()]
+
+
+def query_ids_by_text(topics_name: str, topics_format: str) -> dict[str, list[str]]:
+    """Checks the topics for empty queries and maps each query text to its ids."""
+    ids, texts = read_topics(topics_name, topics_format)
+    check_queries(texts, ids)
+    by_text = defaultdict(list)
+    for query_id, text in zip(ids, texts):
+        by_text[text].append(query_id)
+    return by_text
+
+
+def checked_index_dir(index_dir: str, dimension: int | None = None) -> None:
+    try:
+        check_index_dir(index_dir, dimension)
+    except ValueError as e:
+        raise O1EInputError(str(e)) from e
+
+
+def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: list, **pyserini_kwargs):
+    encoder = O1EQueryEncoder(
+        mode=opts.o1e_mode, num_thoughts=opts.o1e_num_thoughts, temperature=opts.o1e_temperature,
+        top_p=opts.o1e_top_p, max_new_tokens=opts.o1e_max_thought_tokens, seed=opts.o1e_seed,
+        fused=not opts.o1e_reencode, thoughts=opts.o1e_thoughts, thought_server=opts.o1e_thought_server,
+        thought_model=opts.o1e_thought_model, thoughts_file=opts.o1e_thoughts_file, dtype=opts.o1e_dtype,
+        batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+    if index_dir is not None:
+        checked_index_dir(index_dir, encoder.dimension)
+    built.append(encoder)
+    return encoder
+
+
+def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
+    """Runs Pyserini's search; returns the o1e encoders it built (empty when Pyserini used another)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    opts, rest = o1e_parser().parse_known_args(argv)
+    rest, keys = registry_keys(rest)
+    inputs, _ = pyserini_inputs_parser().parse_known_args(rest)
+    index_dir = inputs.index if inputs.index and os.path.isdir(inputs.index) else None
+    if index_dir is not None:
+        checked_index_dir(index_dir)
+    ids_by_text = query_ids_by_text(inputs.topics, inputs.topics_format) if inputs.topics else {}
+
+    built: list[O1EQueryEncoder] = []
+    register(query_encoder=functools.partial(build_query_encoder, opts, index_dir, built), keys=keys)
+
+    sys.argv = ["pyserini.search.faiss"] + rest
+    runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
+
+    for encoder in built:
+        if encoder.empty_thoughts:
+            logger.warning("%d thoughts were empty", encoder.empty_thoughts)
+        if opts.o1e_save_queries:
+            encoder.encoded.save(opts.o1e_save_queries, ids_by_text)
+    return built
+
+
+if __name__ == "__main__":
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    try:
+        main()
+    except O1EInputError as e:
+        sys.exit(f"o1e: error: {e}")

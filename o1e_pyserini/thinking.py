@@ -1,0 +1,239 @@
+"""Thought backends: where the k thoughts of a query come from.
+
+Every backend answers ``think(queries) -> thought ids`` (k eos-free token-id lists per query, in the
+embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + t + </s> <emb>``:
+
+* :class:`HFThoughts` (default): the o1e model itself with Hugging Face ``generate``. It also offers
+  ``think_and_embed``: the embedding of (q, t_i) read from the generation's own KV cache by feeding
+  ``</s> <emb>`` after each thought, instead of re-encoding q + t_i from scratch.
+* :class:`VLLMThoughts`: vLLM on a merged checkpoint (optional extra ``vllm``; untested here: vLLM
+  needs CUDA and pins another torch).
+* :class:`OpenAIThoughts`: any OpenAI-compatible server, i.e. a separate generator feeding the
+  retriever (the paper's Table 4 baseline).
+* :class:`RecordedThoughts`: thoughts saved by an earlier run (``thoughts.jsonl``), embedded again
+  without generating.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+
+from o1e_tevatron.collator import pad
+from o1e_tevatron.inference import model_device
+from o1e_tevatron.modeling import position_ids_from_mask
+from o1e_tevatron.template import Template
+
+logger = logging.getLogger(__name__)
+
+ThoughtIds = list[list[list[int]]]  # per query, k thoughts, token ids without eos
+
+
+@dataclass
+class ThoughtSettings:
+    """Sampling of the k thoughts; defaults are the authors' inference settings."""
+
+    num_thoughts: int = 3
+    temperature: float = 0.1
+    top_p: float = 0.9
+    max_new_tokens: int = 128
+    seed: int | None = None
+
+    def __post_init__(self):
+        if self.num_thoughts < 1:
+            raise ValueError(f"num_thoughts must be >= 1, got {self.num_thoughts}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0 or not 0 < self.top_p <= 1:
+            raise ValueError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+
+class ThoughtBackend(ABC):
+    def __init__(self, template: Template, settings: ThoughtSettings):
+        self.template = template
+        self.settings = settings
+
+    @abstractmethod
+    def think(self, queries: Sequence[str]) -> ThoughtIds:
+        """k thoughts per query as token ids of ``template``'s tokenizer, eos-free, cut to thought_max_len."""
+
+    def _from_texts(self, texts_per_query: Sequence[Sequence[str]]) -> ThoughtIds:
+        return [[self.template.strip_thought(ids) for ids in self.template.tokenize_batch(list(texts))]
+                for texts in texts_per_query]
+
+
+class HFThoughts(ThoughtBackend):
+    """Generation with the o1e model's own LM head; the query prompt is prefilled once per query.
+
+    ``generate(num_return_sequences=k)`` would copy the prompt k times *before* the prefill (k
+    prefills). Here the prompt (all but its last token) runs once, the KV cache is repeated k-fold,
+    and ``generate`` continues from that cache, computing only the last prompt token per thought.
+    """
+
+    def __init__(self, model, settings: ThoughtSettings, **generate_kwargs):
+        super().__init__(model.template, settings)
+        self.model = model
+        self.generate_kwargs = generate_kwargs  # e.g. sequence_bias, min_new_tokens
+        limit = model.template.config.thought_max_len
+        if settings.max_new_tokens > limit:
+            logger.warning("max_new_tokens %d > thought_max_len %d of the checkpoint: generating %d",
+                           settings.max_new_tokens, limit, limit)
+        self.max_new_tokens = min(settings.max_new_tokens, limit)
+
+    def _generate(self, queries: Sequence[str]):
+        """Sampled continuations (B*k, T), the prompt mask repeated k-fold, and the KV cache after it."""
+        t, s, lm = self.template, self.settings, self.model.causal_lm
+        device = model_device(self.model)
+        prompt_ids, prompt_mask = pad([t.query_prefix(q) for q in t.tokenize_batch(queries)], t.pad_id, "left")
+        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        cache = DynamicCache(config=lm.config)
+        head_mask = prompt_mask[:, :-1]
+        lm.get_decoder()(input_ids=prompt_ids[:, :-1], attention_mask=head_mask,
+                         position_ids=position_ids_from_mask(head_mask), past_key_values=cache, use_cache=True)
+        cache.batch_repeat_interleave(s.num_thoughts)
+        prompt_ids = prompt_ids.repeat_interleave(s.num_thoughts, dim=0)
+        prompt_mask = prompt_mask.repeat_interleave(s.num_thoughts, dim=0)
+        if s.seed is not None:
+            torch.manual_seed(s.seed)
+        sampling = (dict(do_sample=True, temperature=s.temperature, top_p=s.top_p) if s.temperature > 0
+                    else dict(do_sample=False, temperature=None, top_p=None))
+        out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, past_key_values=cache,
+                          max_new_tokens=self.max_new_tokens, eos_token_id=t.eos_id, pad_token_id=t.pad_id,
+                          top_k=None, return_dict_in_generate=True, **sampling, **self.generate_kwargs)
+        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.past_key_values
+
+    def _split(self, generated: torch.Tensor):
+        """Mask of the real generated tokens (up to and including the first eos) and the thoughts."""
+        is_eos = generated == self.template.eos_id
+        real = (is_eos.long().cumsum(1) - is_eos.long()) == 0
+        rows = [row[:n] for row, n in zip(generated.tolist(), real.sum(1).tolist())]
+        k = self.settings.num_thoughts
+        thoughts = [self.template.strip_thought(r) for r in rows]
+        return real.long(), rows, [thoughts[i:i + k] for i in range(0, len(thoughts), k)]
+
+    def think(self, queries: Sequence[str]) -> ThoughtIds:
+        with torch.inference_mode():
+            generated, _, _ = self._generate(queries)
+        return self._split(generated)[2]
+
+    def think_and_embed(self, queries: Sequence[str]) -> tuple[ThoughtIds, torch.Tensor]:
+        """Thoughts and their (q, t_i) vectors (B, k, d), from the generation's KV cache.
+
+        The cache holds the prompt and all generated tokens but the last. Fed next, per row: that last
+        token, then ``</s> <emb>`` (or ``<emb>`` after a thought that ended with ``</s>``), left-padded
+        to a common width. Pads of thoughts that stopped early are masked and the positions count real
+        tokens only, so each row sees exactly the sequence ``template.thought_query`` builds.
+        """
+        if self.model.o1e_config.pooling != "emb":
+            raise ValueError("fused think-and-embed reads the <emb> state; this checkpoint pools "
+                             f"{self.model.o1e_config.pooling!r}: use the re-encode path")
+        t = self.template
+        with torch.inference_mode():
+            generated, prompt_mask, cache = self._generate(queries)
+            real_mask, rows, thoughts = self._split(generated)
+            expected = prompt_mask.shape[1] + generated.shape[1] - 1
+            if cache.get_seq_length() != expected:
+                raise RuntimeError(f"KV cache holds {cache.get_seq_length()} positions, expected {expected}")
+            close_ids, close_mask = pad([t.close_thought(r) for r in rows], t.pad_id, "left")
+            close_ids, close_mask = close_ids.to(generated.device), close_mask.to(generated.device)
+            feed_ids = torch.cat([generated[:, -1:], close_ids], dim=1)
+            full_mask = torch.cat([prompt_mask, real_mask, close_mask], dim=1)
+            width = feed_ids.shape[1]
+            hidden = self.model.causal_lm.get_decoder()(
+                input_ids=feed_ids, attention_mask=full_mask, position_ids=position_ids_from_mask(full_mask)[:, -width:],
+                past_key_values=cache, use_cache=True,
+            ).last_hidden_state
+            vectors = self.model.pool(hidden, feed_ids, full_mask[:, -width:])
+        return thoughts, vectors.view(len(queries), self.settings.num_thoughts, -1)
+
+
+class VLLMThoughts(ThoughtBackend):
+    """vLLM sampling from the same prompt ids (optional; untested here: needs CUDA).
+
+    ``model_path`` must be a merged checkpoint (``O1EModel.save(dir, merge=True)``): vLLM's LoRA support
+    does not cover the trained special-token rows.
+    """
+
+    def __init__(self, model_path: str, template: Template, settings: ThoughtSettings, **llm_kwargs):
+        super().__init__(template, settings)
+        try:
+            from vllm import LLM, SamplingParams
+        except ImportError as e:
+            raise ImportError("the vllm thought backend needs `pip install o1e[vllm]` (CUDA only)") from e
+        self.llm = LLM(model=str(model_path), **llm_kwargs)
+        self.sampling = SamplingParams(n=settings.num_thoughts, temperature=settings.temperature, top_p=settings.top_p,
+                                       max_tokens=min(settings.max_new_tokens, template.config.thought_max_len),
+                                       seed=settings.seed, stop_token_ids=[template.eos_id])
+
+    def think(self, queries: Sequence[str]) -> ThoughtIds:
+        t = self.template
+        prompts = [{"prompt_token_ids": t.query_prefix(q)} for q in t.tokenize_batch(queries)]
+        outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        return [[t.strip_thought(c.token_ids) for c in o.outputs] for o in outputs]
+
+
+class OpenAIThoughts(ThoughtBackend):
+    """Thoughts from an external LLM behind an OpenAI-compatible chat endpoint (a separate generator).
+
+    The prompt is the teacher prompt of the data synthesis (paper Table 7) without in-context examples.
+    """
+
+    def __init__(self, base_url: str, model: str, template: Template, settings: ThoughtSettings,
+                 api_key_env: str = "OPENAI_API_KEY", max_concurrency: int = 8, timeout: float = 120.0):
+        super().__init__(template, settings)
+        import openai
+
+        from o1e_tevatron.synthesis.prompts import TeacherPrompt
+
+        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout)
+        self.model = model
+        self.prompt = TeacherPrompt()
+        self.max_concurrency = max_concurrency
+
+    def _ask(self, query: str) -> list[str]:
+        s = self.settings
+        response = self.client.chat.completions.create(
+            model=self.model, messages=self.prompt.chat_messages(query, ()), n=s.num_thoughts,
+            temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed)
+        texts = [(c.message.content or "").strip() for c in response.choices]
+        if len(texts) != s.num_thoughts:
+            raise RuntimeError(f"{self.model} returned {len(texts)} thoughts for {query!r:.80}, asked {s.num_thoughts}")
+        return texts
+
+    def think(self, queries: Sequence[str]) -> ThoughtIds:
+        with ThreadPoolExecutor(self.max_concurrency) as pool:
+            return self._from_texts(list(pool.map(self._ask, queries)))
+
+
+class RecordedThoughts(ThoughtBackend):
+    """Thoughts read from the ``thoughts.jsonl`` an earlier run wrote (matched by query text)."""
+
+    def __init__(self, path: str | Path, template: Template, settings: ThoughtSettings):
+        super().__init__(template, settings)
+        self.path = Path(path)
+        self.by_text: dict[str, list[str]] = {}
+        with open(self.path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    row = json.loads(line)
+                    self.by_text[row["text"]] = row["thoughts"]
+
+    def think(self, queries: Sequence[str]) -> ThoughtIds:
+        missing = [q for q in queries if q not in self.by_text]
+        if missing:
+            raise KeyError(f"{self.path} has no thoughts for {len(missing)} queries, e.g. {missing[0]!r:.80}")
+        return self._from_texts([self.by_text[q] for q in queries])
+
+
+def average_thought_vectors(vectors: torch.Tensor) -> torch.Tensor:
+    """Eq. 11: mean over the k thoughts of the L2-normalised (q, t_i) vectors, not renormalised."""
+    return F.normalize(vectors.float(), dim=-1).mean(dim=1)

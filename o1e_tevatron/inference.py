@@ -1,0 +1,85 @@
+"""Batched inference with an O1EModel: token-id sequences -> float32 vectors.
+
+Shared by the corpus encoding driver and the Pyserini encoders, so that passages and plain queries
+are embedded the same way everywhere, and the faiss index directories they write are checked the
+same way everywhere. Sequences are sorted by length before batching (little padding,
+so little wasted compute) and the vectors are returned in the caller's order.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .collator import pad
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def encode_sequences(model, sequences: Sequence[Sequence[int]], batch_size: int, progress: bool = False,
+                     desc: str = "encoding") -> np.ndarray:
+    """Vectors (n, d) of ids already laid out by the template (ending with ``<emb>``), left-padded."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
+    device = model_device(model)
+    vectors = None
+    with torch.inference_mode():
+        for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, unit="batch"):
+            rows = order[start:start + batch_size]
+            ids, mask = pad([sequences[i] for i in rows], model.template.pad_id, "left")
+            reps = model.encode(ids.to(device), mask.to(device)).float().cpu().numpy()
+            if vectors is None:
+                vectors = np.empty((len(sequences), reps.shape[1]), dtype=np.float32)
+            vectors[rows] = reps
+    if vectors is None:
+        return np.empty((0, model.causal_lm.config.hidden_size), dtype=np.float32)
+    return vectors
+
+
+# --- Pyserini's faiss index directory: `index` (faiss.write_index) + `docid` (one id per line, same order) ---
+def write_index_dir(index_dir: str | Path, vectors: np.ndarray, ids: Sequence[str]) -> None:
+    """A flat inner-product index; both files are written under temporary names, then renamed."""
+    import faiss
+
+    if len(vectors) != len(ids):
+        raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids")
+    out = Path(index_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    faiss.write_index(index, str(out / "index.tmp"))
+    (out / "docid.tmp").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+    os.replace(out / "index.tmp", out / "index")
+    os.replace(out / "docid.tmp", out / "docid")
+
+
+def read_index_dir_header(index_dir: str | Path) -> tuple[int, int, list[str]]:
+    """(vector count, dimension, docids) of an index directory, memory-mapping the index."""
+    import faiss
+
+    folder = Path(index_dir)
+    missing = [name for name in ("index", "docid") if not (folder / name).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is not a faiss index directory: no {' or '.join(missing)}")
+    index = faiss.read_index(str(folder / "index"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+    docids = (folder / "docid").read_text(encoding="utf-8").splitlines()
+    return index.ntotal, index.d, docids
+
+
+def check_index_dir(index_dir: str | Path, dimension: int | None = None) -> tuple[int, int]:
+    """(count, dimension) of a consistent index directory; a clear ValueError otherwise."""
+    count, dim, docids = read_index_dir_header(index_dir)
+    if count != len(docids):
+        raise ValueError(f"{index_dir}: the index holds {count} vectors but docid lists {len(docids)} ids; "
+                         "the directory is incomplete or was assembled from different runs: encode it again")
+    if dimension is not None and dim != dimension:
+        raise ValueError(f"{index_dir}: the index holds {dim}-d vectors but the encoder makes {dimension}-d "
+                         "vectors: search with the model the corpus was encoded with")
+    return count, dim

@@ -1,0 +1,103 @@
+"""Pyserini's own CLIs with o1e registered, in subprocesses as users run them; Tevatron pickle interop."""
+import pickle
+import shutil
+
+import faiss
+import numpy as np
+
+from o1e_tevatron.inference import write_index_dir
+
+HITS = 10
+
+
+def read_run(path):
+    rows = [line.split() for line in path.read_text().splitlines()]
+    assert rows and all(len(r) == 6 and r[1] == "Q0" for r in rows), "not a TREC run"
+    by_query = {}
+    for qid, _, docid, rank, score, _ in rows:
+        by_query.setdefault(qid, []).append((int(rank), docid, float(score)))
+    return by_query
+
+
+def test_think_search_through_pyserini_cli_and_replay(cli, encoded_corpus, llama_checkpoint, topics_tsv, demo_queries,
+                                                      tmp_path):
+    run, saved = tmp_path / "run.txt", tmp_path / "queries"
+    proc = cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
+                   "--output", run, "--encoder", llama_checkpoint, "--batch-size", 4, "--threads", 1,
+                   "--hits", HITS, "--device", "cpu", "--o1e-num-thoughts", 2, "--o1e-max-thought-tokens", 8,
+                   "--o1e-seed", 0, "--o1e-save-queries", saved)
+    ranking = read_run(run)
+    assert set(ranking) == set(demo_queries)
+    corpus_ids = set((encoded_corpus / "index" / "docid").read_text().split())
+    for hits in ranking.values():
+        assert [h[0] for h in hits] == list(range(1, HITS + 1))
+        assert [h[2] for h in hits] == sorted((h[2] for h in hits), reverse=True)
+        assert {h[1] for h in hits} <= corpus_ids
+    assert (saved / "embedding.pkl").is_file() and (saved / "thoughts.jsonl").is_file(), proc.stderr[-2000:]
+
+    # Re-scored from the saved vectors by Pyserini alone: no model, no generation, the same run.
+    replay = tmp_path / "replay.txt"
+    cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
+            "--output", replay, "--encoded-queries", saved, "--hits", HITS)
+    assert replay.read_text() == run.read_text()
+
+
+def test_tevatron_faiss_retriever_reads_the_pickles(cli, encoded_corpus, llama_checkpoint, topics_tsv, tmp_path):
+    from o1e_tevatron.driver.encode import main
+
+    assert main(["--model_name_or_path", str(llama_checkpoint), "--encode_in_path", str(topics_tsv),
+                 "--encode_is_qry", "--encoded_save_path", str(tmp_path / "queries.pkl"),
+                 "--output_dir", str(tmp_path / "trainer")]) == 0
+    ranking = tmp_path / "rank.tsv"
+    cli("tevatron.faiss_retriever", "--query_reps", tmp_path / "queries.pkl",
+            "--passage_reps", encoded_corpus / "corpus.pkl", "--depth", HITS, "--save_ranking_to", ranking, "--save_text")
+    rows = [line.split("\t") for line in ranking.read_text().splitlines()]
+    query_reps, query_ids = pickle.load(open(tmp_path / "queries.pkl", "rb"))
+    assert len(rows) == len(query_ids) * HITS
+
+    # The pickle and the Pyserini index hold the same vectors in the same order.
+    index = faiss.read_index(str(encoded_corpus / "index" / "index"))
+    docids = (encoded_corpus / "index" / "docid").read_text().split()
+    _, top = index.search(query_reps, 1)
+    assert [r[1] for r in rows[::HITS]] == [docids[i] for i in top[:, 0]]
+
+
+def test_pyserini_encode_uses_the_o1e_document_encoder(cli, encoded_corpus, llama_checkpoint, demo_dir, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join((demo_dir / "corpus.jsonl").read_text().splitlines(keepends=True)[:40]))
+    cli("o1e_pyserini.encode", "input", "--corpus", corpus, "--fields", "title", "text",
+            "output", "--embeddings", tmp_path / "index", "--to-faiss",
+            "encoder", "--encoder", llama_checkpoint, "--fields", "title", "text", "--device", "cpu",
+            "--dimension", 64, "--batch-size", 16)
+    ours = faiss.read_index(str(tmp_path / "index" / "index")).reconstruct_n(0, 40)
+    reps, lookup = pickle.load(open(encoded_corpus / "corpus.pkl", "rb"))
+    assert (tmp_path / "index" / "docid").read_text().split() == lookup[:40]
+    np.testing.assert_allclose(ours, reps[:40], atol=1e-5)
+
+
+def search_error(cli, index_dir, topics, checkpoint, tmp_path):
+    proc = cli("o1e_pyserini.search.faiss", "--index", index_dir, "--topics", topics, "--output",
+                   tmp_path / "run.txt", "--encoder", checkpoint, "--o1e-mode", "fast", check=False)
+    assert proc.returncode != 0
+    return proc.stderr
+
+
+def test_empty_query_is_named(cli, encoded_corpus, llama_checkpoint, tmp_path):
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\tdna repair\nq-empty\t   \nq3\trna\n")
+    assert "q-empty" in search_error(cli, encoded_corpus / "index", topics, llama_checkpoint, tmp_path)
+
+
+def test_index_docid_mismatch_is_an_error(cli, encoded_corpus, llama_checkpoint, topics_tsv, tmp_path):
+    broken = tmp_path / "index"
+    shutil.copytree(encoded_corpus / "index", broken)
+    docid = broken / "docid"
+    docid.write_text("".join(docid.read_text().splitlines(keepends=True)[:-1]))
+    assert "holds 600 vectors but docid lists 599 ids" in search_error(cli, broken, topics_tsv, llama_checkpoint, tmp_path)
+
+
+def test_dimension_mismatch_is_an_error(cli, encoded_corpus, llama_checkpoint, topics_tsv, tmp_path):
+    docids = (encoded_corpus / "index" / "docid").read_text().split()
+    write_index_dir(tmp_path / "index32", np.random.default_rng(0).random((len(docids), 32), dtype=np.float32), docids)
+    err = search_error(cli, tmp_path / "index32", topics_tsv, llama_checkpoint, tmp_path)
+    assert "32-d vectors but the encoder makes 64-d" in err

@@ -1,0 +1,127 @@
+"""Thinking queries: fused think-and-embed equals re-encoding, eq. 11, empty inputs, saved thoughts."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder
+from o1e_pyserini.thinking import HFThoughts, OpenAIThoughts, ThoughtSettings
+from o1e_tevatron.inference import encode_sequences
+from o1e_tevatron.modeling import O1EModel
+
+QUERIES = ["0-dimensional biomaterials show inductive properties.", "dna", "what causes rodent genome amplification",
+           "x"]
+MAX_NEW = 10
+
+
+def eos_bias(model, bias):
+    return {(model.template.eos_id,): bias}
+
+
+def test_fused_embedding_equals_reencoding(o1e_checkpoint):
+    """Same thought ids -> same vector, whether read from the KV cache or re-encoded (rows stop at
+    different lengths, some right away, so pads of early stoppers are masked)."""
+    model = O1EModel.load(o1e_checkpoint).eval()
+    t = model.template
+    settings = ThoughtSettings(num_thoughts=3, temperature=1.0, max_new_tokens=MAX_NEW, seed=0)
+    thoughts, fused = HFThoughts(model, settings, sequence_bias=eos_bias(model, 3.0)).think_and_embed(QUERIES)
+
+    lengths = {len(th) for ths in thoughts for th in ths}
+    assert len(lengths) >= 3 and min(lengths) < MAX_NEW, f"want ragged stops, got lengths {lengths}"
+    sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(QUERIES), thoughts) for th in ths]
+    reencoded = torch.from_numpy(encode_sequences(model, sequences, batch_size=5))
+    cosine = F.cosine_similarity(fused.reshape(len(sequences), -1), reencoded, dim=-1)
+    assert cosine.min().item() >= 0.9999
+
+    # The check can fail: another query's thought-augmented vector is measurably different.
+    assert F.cosine_similarity(fused[0, 0], reencoded[-1], dim=-1).item() < 0.9999
+
+
+def test_think_mode_averages_normalised_thought_vectors(llama_checkpoint):
+    kwargs = dict(num_thoughts=3, temperature=1.0, max_new_tokens=MAX_NEW, seed=7, batch_size=3,
+                  generate_kwargs={"sequence_bias": {(2,): 2.0}})
+    fused = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
+    reencode = O1EQueryEncoder(str(llama_checkpoint), fused=False, **kwargs)
+    a, b = fused.encode_batch(QUERIES), reencode.encode_batch(QUERIES)
+    assert a.shape == (len(QUERIES), fused.dimension) and a.dtype == np.float32
+    assert fused.encoded.thoughts == reencode.encoded.thoughts  # same seed, same thoughts
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    # eq. 11: mean of unit vectors, not renormalised
+    assert np.all(np.linalg.norm(a, axis=1) <= 1 + 1e-5)
+
+    single = fused.encode(QUERIES[1])
+    assert single.shape == (fused.dimension,) and single.dtype == np.float32
+
+    fast = O1EQueryEncoder(str(llama_checkpoint), mode="fast")
+    plain = fast.encode_batch(QUERIES)
+    np.testing.assert_allclose(np.linalg.norm(plain, axis=1), 1, atol=1e-5)
+    assert not np.allclose(plain, a, atol=1e-3)
+
+
+def test_empty_queries_are_refused_by_id(llama_checkpoint):
+    encoder = O1EQueryEncoder(str(llama_checkpoint), mode="fast")
+    with pytest.raises(ValueError, match="empty"):
+        encoder.encode("")
+    with pytest.raises(ValueError, match="empty"):
+        encoder.encode("  \t")
+    with pytest.raises(O1EInputError, match="q2, q4"):
+        encoder.encode_batch(["dna", " ", "rna", ""], ids=["q1", "q2", "q3", "q4"])
+
+
+def test_empty_thoughts_are_embedded_and_counted(llama_checkpoint):
+    encoder = O1EQueryEncoder(str(llama_checkpoint), num_thoughts=2, max_new_tokens=MAX_NEW,
+                              generate_kwargs={"sequence_bias": {(2,): 100.0}})
+    vectors = encoder.encode_batch(QUERIES[:2])
+    assert encoder.empty_thoughts == 4
+    t = encoder.template
+    expected = encode_sequences(encoder.model, [t.thought_query(q, [])[0] for q in t.tokenize_batch(QUERIES[:2])], 2)
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)  # k identical empty thoughts: their mean
+
+
+def test_saved_queries_are_pyserini_encoded_queries(llama_checkpoint, tmp_path):
+    from pyserini.encode import QueryEncoder
+
+    encoder = O1EQueryEncoder(str(llama_checkpoint), num_thoughts=2, max_new_tokens=MAX_NEW, seed=1,
+                              generate_kwargs={"sequence_bias": {(2,): 2.0}})
+    vectors = encoder.encode_batch(QUERIES[:3], ids=["a", "b", "c"])
+    encoder.encoded.save(tmp_path, {"dna": ["b"], QUERIES[0]: ["a"]})
+
+    frame = pd.read_pickle(tmp_path / "embedding.pkl")
+    assert list(frame.columns) == ["text", "embedding"] and len(frame) == 3
+    replay = QueryEncoder(str(tmp_path))
+    np.testing.assert_array_equal(replay.encode("dna"), vectors[1])
+    rows = [json.loads(line) for line in (tmp_path / "thoughts.jsonl").read_text().splitlines()]
+    assert [r["query_id"] for r in rows] == ["a", "b", None]
+    assert all(len(r["thoughts"]) == 2 for r in rows)
+
+    recorded = O1EQueryEncoder(str(llama_checkpoint), thoughts="file", thoughts_file=str(tmp_path / "thoughts.jsonl"))
+    again = recorded.encode_batch(QUERIES[:3])
+    assert recorded.encoded.thoughts == encoder.encoded.thoughts
+    assert again.shape == vectors.shape
+    with pytest.raises(KeyError, match="no thoughts"):
+        recorded.encode("never seen")
+
+
+def test_separate_generator_over_openai_api(tiny_llama_dir, llama_checkpoint):
+    """Table 4's baseline: thoughts from another LLM behind an OpenAI-compatible server."""
+    from o1e_tevatron.synthesis.loopback_server import LoopbackServerArguments, serve_in_thread
+
+    model = O1EModel.load(llama_checkpoint).eval()
+    settings = ThoughtSettings(num_thoughts=2, temperature=1.0, max_new_tokens=8)
+    with serve_in_thread(LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir))) as url:
+        thoughts = OpenAIThoughts(url, "loopback", model.template, settings).think(QUERIES[:2])
+    assert [len(ts) for ts in thoughts] == [2, 2]
+    assert all(isinstance(i, int) for ts in thoughts for th in ts for i in th)
+
+
+def test_vllm_backend_is_optional(llama_checkpoint):
+    try:
+        import vllm  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match=r"o1e\[vllm\]"):
+            O1EQueryEncoder(str(llama_checkpoint), thoughts="vllm")
+    else:
+        pytest.skip("vllm is installed: the backend itself is not exercised on CPU")
