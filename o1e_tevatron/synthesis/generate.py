@@ -1,0 +1,248 @@
+"""Teacher thoughts for training rows: ``python -m o1e_tevatron.synthesis.generate``.
+
+Each row gets one request to an OpenAI-compatible chat or completions endpoint (vLLM, or any
+other) asking for ``n = num_candidates`` samples of the paper's prompt (Table 7) with
+``num_examples`` random in-context examples. The row is written back with ``thought_candidates``.
+
+Nothing lost, nothing twice: each result is appended and flushed as one line; a restart reads the
+output, drops a torn last line, and skips every row already there. Timeouts, connection errors,
+429 and 5xx are retried with exponential backoff; a malformed or empty answer, or a row that ran
+out of retries, goes to the failures file with its row id and is tried again by the next run.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import openai
+from tqdm import tqdm
+from transformers import HfArgumentParser
+
+from o1e_tevatron.synthesis.prompts import TeacherPrompt
+from o1e_tevatron.synthesis.rows import TrainingRow, iter_jsonl, parse_row, read_rows
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GenerateArguments:
+    input_path: str = field(metadata={"help": "Training rows: a JSONL file, a folder of *.jsonl (Tevatron or "
+                                              "authors' format), or a BEIR folder with qrels/<qrels_split>.tsv."})
+    output_path: str = field(metadata={"help": "JSONL the rows are appended to, each with thought_candidates."})
+    failures_path: Optional[str] = field(default=None, metadata={
+        "help": "JSONL of the rows that failed in this run (default: <output_path>.failures.jsonl)."})
+    qrels_split: str = field(default="train", metadata={"help": "Qrels split of a BEIR input folder."})
+    base_url: str = field(default="http://localhost:8000/v1", metadata={"help": "OpenAI-compatible endpoint."})
+    model: str = field(default="meta-llama/Llama-3.1-70B-Instruct", metadata={"help": "Served model name."})
+    api_key_env: str = field(default="OPENAI_API_KEY", metadata={
+        "help": "Environment variable holding the API key (the key itself is never a flag and never logged)."})
+    endpoint: str = field(default="chat", metadata={"choices": ["chat", "completions"],
+                                                    "help": "/v1/chat/completions or /v1/completions."})
+    prompts_file: Optional[str] = field(default=None, metadata={
+        "help": "JSON object overriding system / task / user_template / example_template of the prompt."})
+    num_candidates: int = field(default=3, metadata={"help": "k thoughts per query, asked for as n=k in one request."})
+    num_examples: int = field(default=3, metadata={"help": "m in-context examples (never the row's own positive)."})
+    example_max_chars: int = field(default=2048, metadata={"help": "Cut each example response to this length."})
+    temperature: float = field(default=1.0)
+    top_p: float = field(default=1.0)
+    max_tokens: int = field(default=512)
+    concurrency: int = field(default=64, metadata={"help": "Requests in flight at once."})
+    request_timeout: float = field(default=120.0, metadata={"help": "Seconds before a request counts as timed out."})
+    max_retries: int = field(default=5, metadata={"help": "Retries of a row on timeouts, connection errors, 429, 5xx."})
+    retry_backoff: float = field(default=1.0, metadata={"help": "First backoff in seconds; doubles, with jitter."})
+    retry_backoff_max: float = field(default=60.0)
+    seed: int = field(default=42, metadata={"help": "Seeds the example draw per row (stable across restarts)."})
+
+    def __post_init__(self):
+        if self.failures_path is None:
+            self.failures_path = self.output_path + ".failures.jsonl"
+        if self.num_candidates < 1 or self.num_examples < 0 or self.concurrency < 1 or self.max_retries < 0:
+            raise ValueError("num_candidates and concurrency must be >= 1; num_examples and max_retries >= 0")
+
+
+class MalformedResponse(Exception):
+    """The server answered, but not with num_candidates non-empty texts."""
+
+
+RETRYABLE = (openai.APIConnectionError, openai.RateLimitError, openai.InternalServerError)  # timeouts included
+FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)  # would fail every row
+
+
+def retry_after(error: Exception) -> float:
+    """Seconds a 429/503 answer asked us to wait (Retry-After), else 0."""
+    response = getattr(error, "response", None)
+    try:
+        return min(float(response.headers.get("retry-after", 0)), 600.0) if response is not None else 0.0
+    except ValueError:  # an HTTP date: fall back to our own backoff
+        return 0.0
+
+
+def pick_examples(rows: list[TrainingRow], row: TrainingRow, m: int, seed: int, max_chars: int) -> list[tuple[str, str]]:
+    """m distinct (query, positive) pairs from other rows, never one whose positive is this row's."""
+    rng = random.Random(f"{seed}:{row.row_id}")
+    own, chosen, used = set(row.positives), [], set()
+    for _ in range(50 * m):
+        if len(chosen) == m:
+            break
+        i = rng.randrange(len(rows))
+        if i not in used and rows[i].positives[0] not in own:
+            used.add(i)
+            chosen.append((rows[i].query, rows[i].positives[0][:max_chars]))
+    if len(chosen) < m:
+        raise ValueError(f"row {row.row_id} ({row.source}): could not draw {m} in-context examples "
+                         f"with a different positive from {len(rows)} rows")
+    return chosen
+
+
+def completed_row_ids(path: Path) -> set[str]:
+    """Row ids already in the output; a torn last line (killed mid-write) is cut off first."""
+    if not path.exists():
+        return set()
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            if end == size and block.endswith(b"\n"):
+                break
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        if end != size:
+            logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, size - end)
+            f.truncate(end)
+    return {parse_row(record, source).row_id for record, source in iter_jsonl(path)}
+
+
+class Teacher:
+    """One OpenAI-compatible endpoint; retries are ours (the client's own are off) so they are counted."""
+
+    def __init__(self, args: GenerateArguments, prompt: TeacherPrompt):
+        self.args, self.prompt = args, prompt
+        self.client = openai.AsyncOpenAI(base_url=args.base_url, api_key=os.environ.get(args.api_key_env) or "EMPTY",
+                                         timeout=args.request_timeout, max_retries=0)
+        self.retries = 0
+
+    async def _request(self, query: str, examples: list[tuple[str, str]]) -> list[str]:
+        a = self.args
+        sampling = dict(model=a.model, n=a.num_candidates, temperature=a.temperature, top_p=a.top_p,
+                        max_tokens=a.max_tokens)
+        try:
+            if a.endpoint == "chat":
+                response = await self.client.chat.completions.create(
+                    messages=self.prompt.chat_messages(query, examples), **sampling)
+                texts = [choice.message.content for choice in response.choices]
+            else:
+                response = await self.client.completions.create(
+                    prompt=self.prompt.completion_prompt(query, examples), **sampling)
+                texts = [choice.text for choice in response.choices]
+        except (ValueError, AttributeError, TypeError, openai.APIResponseValidationError) as e:  # JSON / shape
+            raise MalformedResponse(f"unparsable response: {e!r:.300}") from e
+        texts = [t.strip() if isinstance(t, str) else "" for t in texts]
+        if len(texts) != a.num_candidates or not all(texts):
+            raise MalformedResponse(f"expected {a.num_candidates} non-empty candidates, got "
+                                    f"{sum(map(bool, texts))} non-empty of {len(texts)}")
+        return texts
+
+    async def candidates(self, query: str, examples: list[tuple[str, str]]) -> list[str]:
+        """k thoughts, retrying transient errors with exponential backoff and full jitter."""
+        for attempt in range(self.args.max_retries + 1):
+            try:
+                return await self._request(query, examples)
+            except FATAL:
+                raise
+            except RETRYABLE as e:
+                if attempt == self.args.max_retries:
+                    raise
+                self.retries += 1
+                backoff = random.uniform(0, min(self.args.retry_backoff_max, self.args.retry_backoff * 2 ** attempt))
+                await asyncio.sleep(max(backoff, retry_after(e)))
+        raise AssertionError("unreachable")
+
+
+@dataclass
+class GenerateSummary:
+    rows: int
+    already_done: int
+    written: int
+    failed: int
+    retries: int
+    seconds: float
+    rows_per_second: float
+    candidates_per_second: float
+
+
+async def generate(args: GenerateArguments) -> GenerateSummary:
+    prompt = TeacherPrompt.from_file(args.prompts_file) if args.prompts_file else TeacherPrompt()
+    rows = read_rows(args.input_path, args.qrels_split)
+    output = Path(args.output_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    done = completed_row_ids(output)
+    pending = [row for row in rows if row.row_id not in done]
+    logger.info("%d rows, %d already done, %d to generate", len(rows), len(rows) - len(pending), len(pending))
+
+    teacher = Teacher(args, prompt)
+    written = failed = 0
+    started = time.monotonic()
+    queue = iter(pending)  # shared by the workers; asyncio runs one at a time, so no lock is needed
+    with open(output, "a", encoding="utf-8") as out, open(args.failures_path, "w", encoding="utf-8") as failures, \
+            tqdm(total=len(rows), initial=len(rows) - len(pending), unit="row", desc="thoughts",
+                 dynamic_ncols=True) as bar:
+
+        async def worker():
+            nonlocal written, failed
+            for row in queue:
+                try:
+                    examples = pick_examples(rows, row, args.num_examples, args.seed, args.example_max_chars)
+                    thoughts = await teacher.candidates(row.query, examples)
+                except FATAL:
+                    raise
+                except (MalformedResponse, openai.OpenAIError) as e:
+                    failed += 1
+                    failures.write(json.dumps({"row_id": row.row_id, "source": row.source,
+                                               "error": f"{type(e).__name__}: {e}"[:1000]}) + "\n")
+                    failures.flush()
+                else:
+                    out.write(json.dumps({**row.record, "thought_candidates": thoughts}, ensure_ascii=False) + "\n")
+                    out.flush()
+                    written += 1
+                bar.update()
+                bar.set_postfix(failed=failed, retries=teacher.retries, refresh=False)
+
+        await asyncio.gather(*(worker() for _ in range(min(args.concurrency, max(1, len(pending))))))
+    await teacher.client.close()
+    seconds = time.monotonic() - started
+    return GenerateSummary(rows=len(rows), already_done=len(rows) - len(pending), written=written, failed=failed,
+                           retries=teacher.retries, seconds=round(seconds, 3),
+                           rows_per_second=round(written / seconds, 3) if seconds else 0.0,
+                           candidates_per_second=round(written * args.num_candidates / seconds, 3) if seconds else 0.0)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    for chatty in ("httpx", "httpx2"):  # one line per request otherwise
+        logging.getLogger(chatty).setLevel(logging.WARNING)
+    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    logger.info("arguments: %s", args)
+    summary = asyncio.run(generate(args))
+    print(json.dumps(asdict(summary)))
+    if summary.failed:
+        logger.warning("%d rows failed (see %s); run the same command again to retry them",
+                       summary.failed, args.failures_path)
+    return 0 if summary.failed == 0 else 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""A test/dev stand-in for a vLLM teacher: an OpenAI-compatible HTTP server on loopback, backed by
+any local Hugging Face causal LM (in tests, a tiny random one from :mod:`o1e_tevatron.tiny`).
+
+It serves ``/v1/chat/completions``, ``/v1/completions`` (with ``n``, ``temperature``, ``top_p``,
+``max_tokens``) and ``/v1/models``, and can inject faults so that clients' retry and failure paths
+run for real: a plan such as ``500,429,timeout,malformed,empty`` is served to the first requests,
+in order, after which every request succeeds. ``GET /loopback/stats`` counts what was served.
+
+    python -m o1e_tevatron.synthesis.loopback_server --model_name_or_path DIR --port 8000
+
+Not for production: generation is serialized and unbatched.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Iterator, Optional
+
+import torch
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
+
+FAULTS = ("timeout", "500", "429", "malformed", "empty")
+
+
+@dataclass
+class LoopbackServerArguments:
+    model_name_or_path: str = field(metadata={"help": "Local causal LM folder."})
+    host: str = field(default="127.0.0.1")
+    port: int = field(default=8000)
+    served_model_name: str = field(default="loopback")
+    max_prompt_tokens: int = field(default=256, metadata={"help": "Keep only the last tokens of a long prompt."})
+    eos_bias: float = field(default=2.0, metadata={"help": "Logit bias on eos so a random model stops."})
+    latency_s: float = field(default=0.0, metadata={"help": "Extra delay per request (a slower teacher)."})
+    faults: str = field(default="", metadata={"help": f"Comma-separated plan from {FAULTS} for the first requests."})
+    fault_delay_s: float = field(default=5.0, metadata={"help": "How long a 'timeout' fault hangs."})
+
+    def __post_init__(self):
+        unknown = [f for f in self.fault_plan() if f not in FAULTS]
+        if unknown:
+            raise ValueError(f"unknown faults {unknown}; known: {FAULTS}")
+
+    def fault_plan(self) -> list[str]:
+        return [f.strip() for f in self.faults.split(",") if f.strip()]
+
+
+class LocalTeacher:
+    """Samples n continuations of a prompt; one generation at a time (the model is not thread-safe)."""
+
+    def __init__(self, args: LoopbackServerArguments):
+        self.args = args
+        self.tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
+        self.model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path).eval()
+        self.lock = threading.Lock()
+
+    def render_chat(self, messages: list[dict]) -> str:
+        if self.tokenizer.chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+
+    def sample(self, prompt: str, n: int, max_tokens: int, temperature: float, top_p: float) -> list[tuple[str, str, int]]:
+        """(text, finish_reason, completion tokens) for each of n samples."""
+        eos = self.tokenizer.eos_token_id
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[:, -self.args.max_prompt_tokens:]
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+        with self.lock, torch.inference_mode():
+            out = self.model.generate(
+                ids, attention_mask=torch.ones_like(ids), num_return_sequences=n, max_new_tokens=max_tokens,
+                min_new_tokens=min(4, max_tokens), sequence_bias={(eos,): self.args.eos_bias}, pad_token_id=self.tokenizer.pad_token_id,
+                eos_token_id=eos, **sampling)
+        results = []
+        for seq in out[:, ids.shape[1]:].tolist():
+            stopped = eos in seq
+            seq = seq[:seq.index(eos)] if stopped else seq
+            results.append((self.tokenizer.decode(seq, skip_special_tokens=True), "stop" if stopped else "length", len(seq)))
+        return results
+
+
+def build_app(args: LoopbackServerArguments) -> FastAPI:
+    teacher = LocalTeacher(args)
+    plan = collections.deque(args.fault_plan())
+    stats = collections.Counter()
+    app = FastAPI(title="o1e loopback teacher (test/dev only)")
+
+    async def answer(request: Request, chat: bool):
+        body = await request.json()
+        stats["requests"] += 1
+        fault = plan.popleft() if plan else None
+        if fault:
+            stats[f"fault_{fault}"] += 1
+        if args.latency_s:
+            await asyncio.sleep(args.latency_s)
+        if fault == "timeout":  # hang until the client gives up (or fault_delay_s); the answer is never read
+            deadline = time.monotonic() + args.fault_delay_s
+            while time.monotonic() < deadline and not await request.is_disconnected():
+                await asyncio.sleep(0.05)
+        elif fault in ("500", "429"):
+            return JSONResponse({"error": {"message": f"injected {fault}", "type": "loopback_fault"}},
+                                status_code=int(fault), headers={"retry-after": "0"} if fault == "429" else None)
+        elif fault == "malformed":
+            return Response('{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
+        prompt = teacher.render_chat(body["messages"]) if chat else body["prompt"]
+        n = int(body.get("n") or 1)
+        samples = await asyncio.to_thread(
+            teacher.sample, prompt, n, int(body.get("max_tokens") or 16),
+            float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)))
+        if fault == "empty":
+            samples = [("", reason, 0) for _, reason, _ in samples]
+        stats["ok"] += 1
+        choices = [
+            {"index": i, "finish_reason": reason, "logprobs": None,
+             **({"message": {"role": "assistant", "content": text}} if chat else {"text": text})}
+            for i, (text, reason, _) in enumerate(samples)]
+        completion_tokens = sum(t for _, _, t in samples)
+        return {"id": f"cmpl-{uuid.uuid4().hex}", "object": "chat.completion" if chat else "text_completion",
+                "created": int(time.time()), "model": args.served_model_name, "choices": choices,
+                "usage": {"prompt_tokens": 0, "completion_tokens": completion_tokens,
+                          "total_tokens": completion_tokens}}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        return await answer(request, chat=True)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        return await answer(request, chat=False)
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": args.served_model_name, "object": "model", "owned_by": "o1e"}]}
+
+    @app.get("/loopback/stats")
+    async def served():
+        return dict(stats)
+
+    return app
+
+
+@contextlib.contextmanager
+def serve_in_thread(args: LoopbackServerArguments) -> Iterator[str]:
+    """Run the server on a free loopback port (args.port is ignored) in a thread; yield its /v1 base URL."""
+    import uvicorn
+
+    app = build_app(args)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError("loopback server failed to start")
+        time.sleep(0.02)
+    try:
+        yield f"http://{args.host}:{sock.getsockname()[1]}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    import uvicorn
+
+    (args,) = HfArgumentParser(LoopbackServerArguments).parse_args_into_dataclasses(argv)
+    uvicorn.run(build_app(args), host=args.host, port=args.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The teacher prompt of the paper (Table 7), kept in one place and overridable from a JSON file.
+
+The user prompt follows the authors' layout: the task, m in-context examples "Query: q_i /
+Response: d_i" whose responses are training positives, then the query and an open "Response:".
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Sequence
+
+SYSTEM_PROMPT = (
+    "You are a helpful assistant. Your answer should follow the task description. Do not ask the user "
+    "for further clarification. Don't repeat the query, just give the response."
+)
+TASK = "Think about a plausible response to address the query."
+USER_TEMPLATE = "Task: \n{task}\n\nExamples: \n{examples}\n\nQuery: \n{query}\nResponse: "
+EXAMPLE_TEMPLATE = "Query: {query}\nResponse: {response}"
+
+
+@dataclass(frozen=True)
+class TeacherPrompt:
+    system: str = SYSTEM_PROMPT
+    task: str = TASK
+    user_template: str = USER_TEMPLATE
+    example_template: str = EXAMPLE_TEMPLATE
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TeacherPrompt":
+        """Override any of the fields (system, task, user_template, example_template) from a JSON object."""
+        try:
+            overrides = json.loads(Path(path).read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
+        known = {f.name for f in fields(cls)}
+        if not isinstance(overrides, dict) or set(overrides) - known:
+            raise ValueError(f"{path}: expected a JSON object with keys among {sorted(known)}, got {overrides!r:.200}")
+        prompt = cls(**overrides)
+        try:  # fail now, naming the file, rather than mid-run
+            prompt.user(query="q", examples=[("q", "d")])
+        except (KeyError, IndexError, ValueError) as e:
+            raise ValueError(f"{path}: a template uses an unknown placeholder or bad braces: {e!r}") from e
+        return prompt
+
+    def user(self, query: str, examples: Sequence[tuple[str, str]]) -> str:
+        shown = "\n".join(self.example_template.format(query=q, response=d) for q, d in examples)
+        return self.user_template.format(task=self.task, examples=shown, query=query)
+
+    def chat_messages(self, query: str, examples: Sequence[tuple[str, str]]) -> list[dict]:
+        return [{"role": "system", "content": self.system},
+                {"role": "user", "content": self.user(query, examples)}]
+
+    def completion_prompt(self, query: str, examples: Sequence[tuple[str, str]]) -> str:
+        """For plain completions endpoints (no chat template on the server side)."""
+        return f"{self.system}\n\n{self.user(query, examples)}"

@@ -1,0 +1,125 @@
+"""Training rows for synthesis, read from any of the three inputs the trainer's data comes from.
+
+* Tevatron rows: ``{query_id, query, positive_passages: [{docid, title, text}], negative_passages}``;
+* the authors' rows: ``{query, pos: [str], neg: [str], ...}``;
+* a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv): one Tevatron row per query with
+  its positives and no negatives.
+
+Every row gets a stable ``row_id`` (its query_id, or a hash of query and positives) so that a
+restarted run can tell which rows are done.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class TrainingRow:
+    row_id: str
+    query: str
+    positives: tuple[str, ...]
+    record: dict  # the row as it will be written back out, extra fields kept
+    source: str  # "file:line", for error messages
+
+
+def passage_text(passage: dict) -> str:
+    title = (passage.get("title") or "").strip()
+    return f"{title} {passage['text']}" if title else passage["text"]
+
+
+def row_id_of(record: dict, positives: tuple[str, ...]) -> str:
+    if record.get("query_id") not in (None, ""):
+        return str(record["query_id"])
+    digest = hashlib.sha1(json.dumps([record["query"], list(positives)], ensure_ascii=False).encode())
+    return "sha1:" + digest.hexdigest()[:16]
+
+
+def parse_row(record: dict, source: str) -> TrainingRow:
+    """One JSON object in either row format; errors name ``source``."""
+    if not isinstance(record, dict) or not isinstance(record.get("query"), str):
+        raise ValueError(f"{source}: a training row needs a string 'query'")
+    try:
+        if "positive_passages" in record:
+            positives = tuple(passage_text(p) for p in record["positive_passages"])
+        elif "pos" in record:
+            positives = tuple(str(p) for p in record["pos"])
+        else:
+            raise ValueError("neither 'positive_passages' (Tevatron) nor 'pos' (authors' format) is present")
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"{source}: malformed positives: {e!r}") from e
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from e
+    if not positives or not all(p.strip() for p in positives):
+        raise ValueError(f"{source}: row has no (or an empty) positive passage")
+    return TrainingRow(row_id_of(record, positives), record["query"], positives, record, source)
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
+    """(object, "file:line") for each non-blank line; a line that is not JSON is an error naming it."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line), f"{path}:{lineno}"
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+
+
+def is_beir_folder(path: Path) -> bool:
+    return path.is_dir() and (path / "corpus.jsonl").exists() and (path / "queries.jsonl").exists()
+
+
+def read_beir(folder: Path, split: str) -> Iterator[TrainingRow]:
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.exists():
+        raise FileNotFoundError(f"{folder} is a BEIR folder without qrels/{split}.tsv (see --qrels_split)")
+    positives: dict[str, list[str]] = {}
+    with open(qrels_path, encoding="utf-8", newline="") as f:
+        for lineno, fields in enumerate(csv.reader(f, delimiter="\t"), 1):
+            if lineno == 1 and fields[:1] == ["query-id"]:
+                continue
+            if len(fields) < 3:
+                raise ValueError(f"{qrels_path}:{lineno}: expected query-id, corpus-id, score")
+            if int(fields[2]) > 0:
+                positives.setdefault(fields[0], []).append(fields[1])
+    needed = {d for ds in positives.values() for d in ds}
+    corpus = {doc["_id"]: doc for doc, _ in iter_jsonl(folder / "corpus.jsonl") if doc["_id"] in needed}
+    for query, source in iter_jsonl(folder / "queries.jsonl"):
+        if query["_id"] not in positives:
+            continue
+        missing = [d for d in positives[query["_id"]] if d not in corpus]
+        if missing:
+            raise ValueError(f"{qrels_path}: query {query['_id']} names docids absent from corpus.jsonl: {missing}")
+        record = {
+            "query_id": query["_id"],
+            "query": query["text"],
+            "positive_passages": [{"docid": d, "title": corpus[d].get("title", ""), "text": corpus[d]["text"]}
+                                  for d in positives[query["_id"]]],
+            "negative_passages": [],
+        }
+        yield parse_row(record, source)
+
+
+def read_rows(path: str | Path, qrels_split: str = "train") -> list[TrainingRow]:
+    """Rows of a JSONL file, of every ``*.jsonl`` in a folder, or of a BEIR folder; ids must be unique."""
+    path = Path(path)
+    if is_beir_folder(path):
+        rows = list(read_beir(path, qrels_split))
+    else:
+        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+        if not files:
+            raise FileNotFoundError(f"no *.jsonl training files in {path}")
+        rows = [parse_row(record, source) for file in files for record, source in iter_jsonl(file)]
+    seen: dict[str, str] = {}
+    for row in rows:
+        if row.row_id in seen:
+            raise ValueError(f"{row.source}: row id {row.row_id!r} repeats {seen[row.row_id]}; "
+                             "each row must be unique so that a restart can tell what is done")
+        seen[row.row_id] = row.source
+    return rows
