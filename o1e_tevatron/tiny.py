@@ -59,3 +59,29 @@ def build_tiny_model(out_dir: str | Path, texts: Iterable[str], arch: str = "lla
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def demo_texts() -> list[str]:
+    """Titles and texts of the built-in demo corpus (resources/demo/corpus.jsonl)."""
+    import json
+
+    corpus = Path(__file__).parent / "resources" / "demo" / "corpus.jsonl"
+    with open(corpus, encoding="utf-8") as f:
+        return [f"{d['title']} {d['text']}" for d in map(json.loads, f)]
+
+
+def main(argv=None) -> None:
+    """python -m o1e_tevatron.tiny OUT_DIR [--arch llama|qwen2]: a tiny model for the CPU quick start."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("out_dir")
+    parser.add_argument("--arch", default="llama", choices=["llama", "qwen2"])
+    parser.add_argument("--vocab_size", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(build_tiny_model(args.out_dir, demo_texts(), args.arch, args.vocab_size, args.seed))
+
+
+if __name__ == "__main__":
+    main()

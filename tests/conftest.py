@@ -1,11 +1,10 @@
 """Session-wide fixtures: tiny local models (never downloaded) and the shared real data."""
-import json
 import os
 from pathlib import Path
 
 import pytest
 
-from o1e_tevatron.tiny import build_tiny_model
+from o1e_tevatron.tiny import build_tiny_model, demo_texts
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "o1e_tevatron" / "resources" / "demo"
@@ -13,15 +12,6 @@ SHARED_DATA = Path(os.environ.get("O1E_SHARED_DATA", REPO.parent / "shared" / "d
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def demo_texts():
-    texts = []
-    with open(DEMO / "corpus.jsonl") as f:
-        for line in f:
-            doc = json.loads(line)
-            texts.append(doc["title"] + " " + doc["text"])
-    return texts
 
 
 @pytest.fixture(scope="session")

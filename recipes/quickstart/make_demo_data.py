@@ -5,7 +5,8 @@ train.jsonl  Tevatron rows + ``thought``: 96 SciFact train claims, the cited abs
              title: a stand-in for teacher thoughts so the quick start needs no LLM (real thoughts come
              from ``python -m o1e_tevatron.synthesis.generate``).
 corpus.jsonl / queries.jsonl / qrels/test.tsv  a BEIR-format slice: 48 SciFact test claims and a
-             600-abstract corpus holding their positives, for the quick start's search and scoring.
+             600-abstract corpus holding their positives, for the quick start's search and scoring;
+topics.tsv / qrels.txt  the same queries and judgments in Pyserini's topics and TREC qrels formats.
 Abstracts are cut to their first 80 words to keep the package small. SciFact: CC BY 4.0 / ODC-By 1.0.
 """
 import csv
@@ -76,4 +77,8 @@ with open(out / "qrels" / "test.tsv", "w") as f:
     for qid in test_ids:
         for d in test_qrels[qid]:
             f.write(f"{qid}\t{d}\t1\n")
+with open(out / "topics.tsv", "w") as f:
+    f.writelines(f"{qid}\t{queries[qid]}\n" for qid in test_ids)
+with open(out / "qrels.txt", "w") as f:
+    f.writelines(f"{qid} 0 {d} 1\n" for qid in test_ids for d in test_qrels[qid])
 print(f"{len(train_ids)} train rows, {len(pool)} docs, {len(test_ids)} test queries -> {out}")
