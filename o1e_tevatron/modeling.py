@@ -173,10 +173,11 @@ class O1EModel(nn.Module):
         return O1EOutput(loss=loss, ctr_loss=ctr.detach(), gen_loss=gen.detach(),
                          kd_loss=None if kd is None else kd.detach(), q_reps=q_reps, p_reps=p_reps)
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs=None):
-        kwargs = gradient_checkpointing_kwargs or {"use_reentrant": False}
-        self.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
-        if kwargs.get("use_reentrant", True) and self.is_peft:
+    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
+        """What Trainer calls for --gradient_checkpointing (transformers >= 5.20 naming)."""
+        ckpt_kwargs = activation_checkpointing_kwargs or {"use_reentrant": False}
+        self.causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs, **kwargs)
+        if ckpt_kwargs.get("use_reentrant", True) and self.is_peft:
             self.causal_lm.enable_input_require_grads()  # reentrant checkpointing needs a grad-carrying input
 
     # --- building, saving, loading ------------------------------------------------------------

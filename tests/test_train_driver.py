@@ -84,3 +84,12 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_llama_dir, de
                    "--save_steps", "1", "--max_grad_norm", "0", "--warmup_ratio", "0"))
     saved = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
     assert saved and O1EModel.load(tmp_path / "out" / saved[-1]) is not None
+
+
+def test_gradient_checkpointing_and_bf16_pass_through(tiny_llama_dir, demo_dir, tmp_path):
+    trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--lora", "--lora_r", "4",
+                         "--gradient_checkpointing", "--bf16", "--save_strategy", "no"))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert model.causal_lm.is_activation_checkpointing
+    assert model.causal_lm.dtype == torch.bfloat16
+    assert all(h["gen_loss"] == h["gen_loss"] for h in trainer.state.log_history if "gen_loss" in h)  # not NaN

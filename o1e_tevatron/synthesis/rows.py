@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from o1e_tevatron.data import parse_row as parse_train_row
+
 
 @dataclass(frozen=True)
 class TrainingRow:
@@ -27,11 +29,6 @@ class TrainingRow:
     source: str  # "file:line", for error messages
 
 
-def passage_text(passage: dict) -> str:
-    title = (passage.get("title") or "").strip()
-    return f"{title} {passage['text']}" if title else passage["text"]
-
-
 def row_id_of(record: dict, positives: tuple[str, ...]) -> str:
     if record.get("query_id") not in (None, ""):
         return str(record["query_id"])
@@ -40,23 +37,12 @@ def row_id_of(record: dict, positives: tuple[str, ...]) -> str:
 
 
 def parse_row(record: dict, source: str) -> TrainingRow:
-    """One JSON object in either row format; errors name ``source``."""
-    if not isinstance(record, dict) or not isinstance(record.get("query"), str):
-        raise ValueError(f"{source}: a training row needs a string 'query'")
-    try:
-        if "positive_passages" in record:
-            positives = tuple(passage_text(p) for p in record["positive_passages"])
-        elif "pos" in record:
-            positives = tuple(str(p) for p in record["pos"])
-        else:
-            raise ValueError("neither 'positive_passages' (Tevatron) nor 'pos' (authors' format) is present")
-    except (KeyError, TypeError) as e:
-        raise ValueError(f"{source}: malformed positives: {e!r}") from e
-    except ValueError as e:
-        raise ValueError(f"{source}: {e}") from e
-    if not positives or not all(p.strip() for p in positives):
-        raise ValueError(f"{source}: row has no (or an empty) positive passage")
-    return TrainingRow(row_id_of(record, positives), record["query"], positives, record, source)
+    """One JSON object in either row format, checked exactly as the trainer checks it; errors name ``source``."""
+    example = parse_train_row(record, source)
+    positives = tuple(example.positives)
+    if not all(p.strip() for p in positives):
+        raise ValueError(f"{source}: row has an empty positive passage")
+    return TrainingRow(row_id_of(record, positives), example.query, positives, record, source)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
