@@ -1,0 +1,318 @@
+"""One evaluation command for BM25, any Pyserini dense encoder and O1E models.
+
+    python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever bm25 --data-dir ../shared/data
+    python -m o1e_pyserini.eval --dataset o1e/cosqa/dev --retriever auto:sentence-transformers/all-MiniLM-L6-v2 --data-dir ../shared/data
+    python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever o1e:MODEL --mode think --num-thoughts 3
+    python -m o1e_pyserini.eval ttest --dataset beir/scifact/test --data-dir ../shared/data --run-a A.trec --run-b B.trec
+    python -m o1e_pyserini.eval compare --expected recipes/table2/expected.yaml --results runs/
+    python -m o1e_pyserini.eval regress --data-dir ../shared/data
+
+Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
+data-quality report) and prints one summary line. Indexes live under ``--index-root`` (default
+``~/.cache/o1e/indexes``), keyed by dataset and retriever options, and are reused.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from o1e_pyserini import datasets
+from o1e_pyserini.evaluation import retrievers, scoring
+
+logger = logging.getLogger("o1e_pyserini.eval")
+
+REGRESSIONS = Path(__file__).parent / "resources" / "regressions.yaml"
+DEFAULT_OUTPUT = Path("runs")
+O1E_QUERY_OPTIONS = ("mode", "num_thoughts", "max_new_tokens", "temperature", "seed")  # O1EQueryEncoder's names
+
+
+@dataclass
+class EvalConfig:
+    dataset: str
+    retriever: retrievers.RetrieverSpec
+    data_dir: Path | None = None
+    topics_dir: Path | None = None
+    corpus: Path | None = None
+    output_dir: Path = DEFAULT_OUTPUT
+    index_root: Path = datasets.O1E_CACHE / "indexes"
+    hits: int = 1000
+    threads: int = 2
+    metrics: list[str] = field(default_factory=list)
+
+
+def _slug(text: str) -> str:
+    return text.replace("/", "__").replace(":", "_")
+
+
+def _index_dir(config: EvalConfig) -> Path:
+    """Keyed by corpus, not split: DL19, DL20 and MS MARCO dev share one msmarco-passage index."""
+    corpus = datasets.dataset_info(config.dataset).folder
+    if config.corpus is not None:
+        corpus += "-" + hashlib.sha1(str(config.corpus.resolve()).encode()).hexdigest()[:8]
+    return config.index_root / corpus / config.retriever.slug()
+
+
+def _read(dataset_id: str, what: str, items, config: EvalConfig):
+    """Iterate an ir_datasets component; a failed download becomes a message saying where files go."""
+    try:
+        yield from items
+    except OSError as e:
+        if isinstance(e, datasets.DatasetUnavailableError):
+            raise
+        raise datasets.DatasetUnavailableError(
+            f"could not read the {what} of {dataset_id} ({type(e).__name__}: {str(e)[:200]})\n"
+            + datasets.where_to_put(dataset_id, config.data_dir, config.topics_dir)) from e
+
+
+def evaluate(config: EvalConfig) -> dict:
+    """Index (or reuse), search, score; returns the metrics record that is also written to disk."""
+    started = time.time()
+    info = datasets.dataset_info(config.dataset)
+    metrics = config.metrics or list(info.metrics)
+    dataset = datasets.load(config.dataset, config.data_dir, config.topics_dir, config.corpus)
+
+    qrels = scoring.qrels_dict(_read(config.dataset, "qrels", dataset.qrels_iter(), config))
+    queries = {q.query_id: q.default_text() for q in _read(config.dataset, "queries", dataset.queries_iter(), config)}
+    if config.dataset.endswith("/judged"):
+        queries = {q: text for q, text in queries.items() if q in qrels}
+    report = {"unjudged_queries": sorted(set(queries) - set(qrels)),
+              "judged_queries_without_topic": sorted(set(qrels) - set(queries))}
+    qrels = {q: judged for q, judged in qrels.items() if q in queries}
+
+    retriever = config.retriever.validate()
+    index_dir = _index_dir(config)
+    retrievers.build_index(retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config),
+                           index_dir, num_docs=dataset.docs_count(), threads=config.threads)
+    indexed = set(retrievers.read_docids(index_dir))
+    missing = sorted((q, d) for q, judged in qrels.items() for d in judged if d not in indexed)
+    report["qrels_docs_missing_from_corpus"] = {"count": len(missing), "examples": missing[:10]}
+    indexed_at = time.time()
+
+    run = retrievers.search(retriever, index_dir, queries, k=config.hits, threads=config.threads)
+    run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
+    if info.ignore_identical_ids:
+        run = scoring.drop_identical_ids(run)
+    searched_at = time.time()
+
+    run_name = _slug(retriever.spec) + "".join(f"-{v}" for v in retriever.o1e_query_options.values())
+    run_dir = config.output_dir / _slug(config.dataset)
+    run_path = scoring.write_run(run, run_dir / f"{run_name}.trec", tag=run_name)
+    values = scoring.per_query(run, qrels, metrics)
+    record = {
+        "dataset": config.dataset, "retriever": retrievers.describe(retriever),
+        "metrics": scoring.aggregate(values, metrics), "num_queries": len(values),
+        **report, "run": str(run_path), "index": str(index_dir),
+        "seconds": {"index": round(indexed_at - started, 1), "search": round(searched_at - indexed_at, 1)},
+        "per_query": values,
+    }
+    (run_dir / f"{run_name}.metrics.json").write_text(json.dumps(record, indent=1))
+    _warn_about(report, config.dataset)
+    print(summary_line(record))
+    return record
+
+
+def _warn_about(report: dict, dataset_id: str) -> None:
+    if report["unjudged_queries"]:
+        logger.warning("%s: %d queries have no judgments (searched, not scored): %s", dataset_id,
+                       len(report["unjudged_queries"]), report["unjudged_queries"][:10])
+    if report["judged_queries_without_topic"]:
+        logger.warning("%s: %d judged queries are not among the topics (not scored): %s", dataset_id,
+                       len(report["judged_queries_without_topic"]), report["judged_queries_without_topic"][:10])
+    missing = report["qrels_docs_missing_from_corpus"]
+    if missing["count"]:
+        logger.warning("%s: %d judgments name documents absent from the corpus, e.g. %s", dataset_id,
+                       missing["count"], missing["examples"][:3])
+
+
+def summary_line(record: dict) -> str:
+    scores = "  ".join(f"{m}={v:.4f}" for m, v in record["metrics"].items())
+    return f"{record['dataset']}  {record['retriever']['spec']}  {scores}  ({record['num_queries']} queries)"
+
+
+# --- compare / regress / ttest ---------------------------------------------------------------
+def compare(expected_path: Path, results_dir: Path) -> list[dict]:
+    """Ours vs the paper per dataset, from ``<results>/<condition>/<dataset>/*.metrics.json``.
+
+    ``expected.yaml``: ``{table, metric_scale, conditions: [{name, datasets: [{dataset, scores:
+    {metric: value}}]}]}``; a dataset ``average`` with ``over: [ids]`` is the mean of ours over those
+    ids. The paper prints percentages, hence ``metric_scale`` (100)."""
+    expected = yaml.safe_load(Path(expected_path).read_text())
+    scale = expected.get("metric_scale", 1)
+    rows = []
+    for condition in expected["conditions"]:
+        ours_by_dataset = {}
+        for entry in condition["datasets"]:
+            for dataset_id in entry.get("over", [entry["dataset"]]):
+                if dataset_id not in ours_by_dataset:
+                    ours_by_dataset[dataset_id] = _metrics_of(Path(results_dir) / condition["name"], dataset_id)
+            for metric, paper in entry["scores"].items():
+                values = [ours_by_dataset[d].get(metric) for d in entry.get("over", [entry["dataset"]])]
+                ours = None if None in values else scale * sum(values) / len(values)
+                rows.append({"condition": condition["name"], "dataset": entry["dataset"], "metric": metric,
+                             "paper": paper, "ours": ours})
+    print(f"{'condition':16} {'dataset':38} {'metric':8} {'paper':>8} {'ours':>8} {'delta':>8}")
+    for row in rows:
+        ours = "missing" if row["ours"] is None else f"{row['ours']:.2f}"
+        delta = "" if row["ours"] is None else f"{row['ours'] - row['paper']:+.2f}"
+        print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8}")
+    return rows
+
+
+def _metrics_of(condition_dir: Path, dataset_id: str) -> dict:
+    found = sorted((condition_dir / _slug(dataset_id)).glob("*.metrics.json"))
+    if len(found) > 1:
+        raise ValueError(f"{condition_dir / _slug(dataset_id)}: several metrics files {found}; keep one per condition")
+    return json.loads(found[0].read_text())["metrics"] if found else {}
+
+
+def regress(regressions: Path, base: EvalConfig) -> list[str]:
+    """Run every condition of a 2CR-style YAML and return the scores that moved beyond its tolerance."""
+    spec = yaml.safe_load(Path(regressions).read_text())
+    tolerance = float(spec["tolerance"])
+    failures = []
+    for condition in spec["conditions"]:
+        retriever = retrievers.RetrieverSpec(condition["retriever"], **condition.get("options", {}))
+        for entry in condition["datasets"]:
+            record = evaluate(EvalConfig(**{**base.__dict__, "dataset": entry["dataset"], "retriever": retriever,
+                                            "hits": spec.get("hits", base.hits), "metrics": list(entry["scores"])}))
+            for metric, pinned in entry["scores"].items():
+                got = record["metrics"][metric]
+                if abs(got - pinned) > tolerance:
+                    failures.append(f"{condition['name']} {entry['dataset']} {metric}: pinned {pinned:.4f}, "
+                                    f"got {got:.4f} (tolerance {tolerance})")
+    return failures
+
+
+def _dataset_qrels(args) -> scoring.Qrels:
+    if args.qrels:
+        return scoring.read_qrels(args.qrels)
+    dataset = datasets.load(args.dataset, args.data_dir, args.topics_dir)
+    return scoring.qrels_dict(dataset.qrels_iter())
+
+
+# --- command line ----------------------------------------------------------------------------
+def _add_data_args(parser: argparse.ArgumentParser, dataset_required: bool = True) -> None:
+    parser.add_argument("--dataset", required=dataset_required,
+                        help="ir_datasets id (beir/scifact/test, msmarco-passage/dev/small, bright/biology) or o1e/cosqa/dev")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="folder of BEIR-format copies (<data-dir>/scifact, <data-dir>/cosqa); default $O1E_DATA_DIR")
+    parser.add_argument("--topics-dir", type=Path, default=None,
+                        help="Pyserini topics-and-qrels folder (default ~/.cache/pyserini/topics-and-qrels)")
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_data_args(parser)
+    parser.add_argument("--retriever", required=True, help="bm25 | ENCODER:MODEL (auto:, contriever:, ...) | o1e:MODEL")
+    parser.add_argument("--corpus", type=Path, default=None, help="local corpus JSON lines (BRIGHT, or to override)")
+    parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--index-root", type=Path, default=datasets.O1E_CACHE / "indexes")
+    parser.add_argument("--hits", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--metrics", nargs="*", default=None, help="ir_measures names; default: the paper's")
+    encoding = parser.add_argument_group("dense encoders")
+    encoding.add_argument("--device", default="cpu")
+    encoding.add_argument("--batch-size", type=int, default=32)
+    encoding.add_argument("--max-passage-length", type=int, default=256)
+    encoding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
+    encoding.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=True)
+    o1e = parser.add_argument_group("o1e queries (passed to O1EQueryEncoder)")
+    o1e.add_argument("--mode", choices=["think", "fast"], default=None)
+    o1e.add_argument("--num-thoughts", type=int, default=None)
+    o1e.add_argument("--max-thought-tokens", type=int, default=None, dest="max_new_tokens")
+    o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
+    o1e.add_argument("--seed", type=int, default=None, help="thought sampling seed")
+    return parser
+
+
+def _config(args) -> EvalConfig:
+    o1e_options = {name: getattr(args, name) for name in O1E_QUERY_OPTIONS if getattr(args, name) is not None}
+    if o1e_options and not args.retriever.startswith("o1e:"):
+        raise SystemExit("--mode/--num-thoughts/--max-thought-tokens/--temperature/--seed apply to o1e: retrievers only")
+    retriever = retrievers.RetrieverSpec(args.retriever, device=args.device, batch_size=args.batch_size,
+                                         max_passage_length=args.max_passage_length, pooling=args.pooling,
+                                         l2_norm=args.l2_norm, o1e_query_options=o1e_options)
+    try:
+        retriever.validate()
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    return EvalConfig(args.dataset, retriever, args.data_dir, args.topics_dir, args.corpus, args.output_dir,
+                      args.index_root, args.hits, args.threads, args.metrics or [])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards") else None
+    if command == "compare":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval compare")
+        parser.add_argument("--expected", type=Path, required=True)
+        parser.add_argument("--results", type=Path, default=DEFAULT_OUTPUT)
+        args = parser.parse_args(argv[1:])
+        compare(args.expected, args.results)
+        return 0
+    if command == "ttest":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval ttest")
+        _add_data_args(parser, dataset_required=False)
+        parser.add_argument("--qrels", type=Path, help="TREC qrels file (instead of --dataset)")
+        parser.add_argument("--run-a", type=Path, required=True, help="baseline run")
+        parser.add_argument("--run-b", type=Path, required=True)
+        parser.add_argument("--metric", default="nDCG@10")
+        parser.add_argument("--output", type=Path, help="write the result (with per-query deltas) as JSON")
+        args = parser.parse_args(argv[1:])
+        if not (args.qrels or args.dataset):
+            parser.error("give --dataset or --qrels")
+        result = scoring.paired_ttest(scoring.read_run(args.run_a), scoring.read_run(args.run_b),
+                                      _dataset_qrels(args), args.metric)
+        if args.output:
+            args.output.write_text(json.dumps(result, indent=1))
+        print(f"{args.metric}: a={result['mean_a']:.4f} b={result['mean_b']:.4f} "
+              f"t={result['t']:.3f} p={result['p']:.4g} ({result['num_queries']} queries)"
+              f"{'  significant at 0.05' if result['p'] < 0.05 else ''}")
+        return 0
+    if command == "import-shards":
+        parser = _eval_parser()
+        parser.prog = "python -m o1e_pyserini.eval import-shards"
+        parser.add_argument("--shards", type=Path, nargs="+", required=True, help="Tevatron (reps, lookup) pickles")
+        args = parser.parse_args(argv[1:])
+        config = _config(args)
+        index_dir = _index_dir(config)
+        if retrievers.index_is_built(index_dir):
+            print(f"reusing {index_dir}")
+        else:
+            retrievers.import_shards(config.retriever, args.shards, index_dir)
+            print(f"indexed {len(retrievers.read_docids(index_dir))} passages into {index_dir}")
+        return 0
+    if command == "regress":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval regress")
+        parser.add_argument("--regressions", type=Path, default=REGRESSIONS)
+        parser.add_argument("--data-dir", type=Path, default=None)
+        parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
+        parser.add_argument("--index-root", type=Path, default=datasets.O1E_CACHE / "indexes")
+        args = parser.parse_args(argv[1:])
+        base = EvalConfig("", retrievers.RetrieverSpec("bm25"), data_dir=args.data_dir,
+                          output_dir=args.output_dir, index_root=args.index_root)
+        failures = regress(args.regressions, base)
+        for failure in failures:
+            print(f"REGRESSION {failure}", file=sys.stderr)
+        return 1 if failures else 0
+    try:
+        evaluate(_config(_eval_parser().parse_args(argv)))
+    except datasets.DatasetUnavailableError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

