@@ -61,6 +61,7 @@ def main(model_dir, result_path):
                    "ref_gen": ref.gen_loss.item(), "max_grad_diff": max_grad_diff, "max_grad": max_grad,
                    "n_grads": len(ref_grads), "same_names": sorted(grads) == sorted(ref_grads)},
                   open(result_path, "w"))
+    dist.barrier()  # tear gloo down together: a rank that leaves early can abort the other's connection
     dist.destroy_process_group()
 
 
