@@ -72,13 +72,19 @@ class ThoughtGenerationLoss:
 
     Only the positions that predict a labelled token (thought tokens and the closing ``</s>``) go
     through the LM head, in chunks whose logits are recomputed in the backward pass instead of being
-    stored: memory for logits is one chunk's, whatever the number of thought tokens or the vocabulary.
+    stored: memory for logits is one chunk's, whatever the number of thought tokens. A chunk holds at
+    most ``chunk_size`` positions and at most ``max_chunk_logits`` logits (positions x vocabulary), so
+    a 152k vocabulary gets chunks of ~110 positions, not 1024 (1024 x 152k float32 logits are 0.6 GB,
+    several times a small model's activations). A plain ``nn.Linear`` head goes through a fused
+    linear + cross-entropy that keeps one float32 logits buffer per chunk and, for a frozen head,
+    computes the chunk's gradient in the forward pass instead of recomputing the logits.
     Equals the Hugging Face ``model(labels=...)`` loss (mean over labelled tokens of the batch).
     """
 
-    def __init__(self, chunk_size: int = 1024, global_token_mean: bool = False):
+    def __init__(self, chunk_size: int = 1024, global_token_mean: bool = False, max_chunk_logits: int = 2**24):
         self.chunk_size = chunk_size
         self.global_token_mean = global_token_mean
+        self.max_chunk_logits = max_chunk_logits
 
     def __call__(self, hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module) -> torch.Tensor:
         token_sum, count = self.token_sum(hidden, labels, lm_head)
@@ -86,6 +92,10 @@ class ThoughtGenerationLoss:
             total = global_sum(torch.tensor(float(count), device=hidden.device))
             return token_sum * world_size() / total.clamp(min=1)
         return token_sum / max(count, 1)
+
+    def positions_per_chunk(self, lm_head: torch.nn.Module) -> int:
+        vocab = getattr(lm_head, "out_features", None) or lm_head.weight.shape[0]
+        return max(1, min(self.chunk_size, self.max_chunk_logits // vocab))
 
     def token_sum(self, hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module):
         """(sum of token losses, number of labelled tokens); zero when nothing is labelled."""
@@ -97,9 +107,13 @@ class ThoughtGenerationLoss:
         selected = hidden[:, :-1][mask]
         targets = targets[mask]
         total = hidden.new_zeros((), dtype=torch.float32)
-        for start in range(0, count, self.chunk_size):
-            h, y = selected[start:start + self.chunk_size], targets[start:start + self.chunk_size]
-            if torch.is_grad_enabled() and h.requires_grad:
+        step = self.positions_per_chunk(lm_head)
+        fused = type(lm_head) is torch.nn.Linear
+        for start in range(0, count, step):
+            h, y = selected[start:start + step], targets[start:start + step]
+            if fused:
+                total = total + LinearCrossEntropySum.apply(h, lm_head.weight, lm_head.bias, y)
+            elif torch.is_grad_enabled() and h.requires_grad:
                 total = total + checkpoint(_chunk_token_sum, h, y, lm_head, use_reentrant=False)
             else:
                 total = total + _chunk_token_sum(h, y, lm_head)
@@ -108,6 +122,51 @@ class ThoughtGenerationLoss:
 
 def _chunk_token_sum(h: torch.Tensor, y: torch.Tensor, lm_head: torch.nn.Module) -> torch.Tensor:
     return F.cross_entropy(lm_head(h).float(), y, reduction="sum")
+
+
+class LinearCrossEntropySum(torch.autograd.Function):
+    """sum_i CE(h_i W^T + b, y_i) over one chunk without keeping its logits.
+
+    Frozen head (LoRA, the paper's setting): the gradient with respect to ``h`` is computed in the
+    forward pass, from the logits turned in place into ``softmax - onehot``, and only that
+    (positions x hidden) gradient is kept: two passes over the head weight per chunk, as an unchunked
+    loss makes, and never a recomputation. Trainable head: ``h`` and one log-sum-exp per row are saved
+    and the backward pass recomputes the logits (a weight-sized gradient per chunk would cost more).
+    """
+
+    @staticmethod
+    def forward(ctx, h, weight, bias, y):
+        logits = F.linear(h, weight, bias).float()
+        target_logits = logits.gather(1, y[:, None]).squeeze(1)
+        top = logits.max(dim=-1).values
+        probs = logits.sub_(top[:, None]).exp_()  # in place: one float32 buffer per chunk
+        sums = probs.sum(-1)
+        lse = sums.log() + top
+        loss = (lse - target_logits).sum()
+        ctx.recompute = ctx.needs_input_grad[1] or (bias is not None and ctx.needs_input_grad[2])
+        if ctx.recompute:
+            ctx.save_for_backward(h, weight, bias, y, lse)
+        elif ctx.needs_input_grad[0]:  # False under no_grad: nothing computed
+            ctx.save_for_backward(_softmax_minus_onehot(probs.div_(sums[:, None]), y).to(h.dtype) @ weight)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not ctx.recompute:
+            (grad_h,) = ctx.saved_tensors
+            return grad_h * grad.to(grad_h.dtype), None, None, None
+        h, weight, bias, y, lse = ctx.saved_tensors
+        probs = F.linear(h, weight, bias).float().sub_(lse[:, None]).exp_()
+        g = _softmax_minus_onehot(probs, y).mul_(grad).to(h.dtype)
+        grad_h = g @ weight if ctx.needs_input_grad[0] else None
+        grad_w = g.T @ h if ctx.needs_input_grad[1] else None
+        grad_b = g.sum(0) if bias is not None and ctx.needs_input_grad[2] else None
+        return grad_h, grad_w, grad_b, None
+
+
+def _softmax_minus_onehot(probs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    probs[torch.arange(y.shape[0], device=y.device), y] -= 1
+    return probs
 
 
 class DistillationLoss:

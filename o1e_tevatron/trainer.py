@@ -8,6 +8,7 @@ import torch
 import torch.distributed as dist
 from transformers import Trainer, TrainerCallback
 
+from .grad_cache import grad_cache_step
 from .loss import global_sum, world_size
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,40 @@ class O1ETrainer(Trainer):
             if getattr(outputs, key) is not None:
                 self._loss_parts[key].append(outputs[key])
         return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if not self.args.grad_cache:
+            return super().training_step(model, inputs, num_items_in_batch)
+        return self._grad_cache_training_step(model, inputs)
+
+    def _grad_cache_training_step(self, model, inputs):
+        """--grad_cache: the batch in --gc_q_chunk_size / --gc_p_chunk_size chunks (see grad_cache.py).
+
+        The chunks run on the unwrapped model, so DDP does not sync per chunk; gradients are averaged
+        over ranks once, at the last micro-batch of a gradient accumulation cycle.
+        """
+        if self.is_deepspeed_enabled:
+            raise NotImplementedError("--grad_cache with DeepSpeed is not supported: use DDP (torchrun)")
+        model.train()
+        inputs = self._prepare_inputs(inputs)
+        o1e_model = self.accelerator.unwrap_model(model)
+        gas = self.current_gradient_accumulation_steps
+        with self.compute_loss_context_manager():
+            outputs = grad_cache_step(o1e_model, inputs, self.args.gc_q_chunk_size, self.args.gc_p_chunk_size,
+                                      loss_scale=1.0 / gas, backward=self.accelerator.backward)
+        self._stop_if_not_finite(outputs)
+        for key in LOSS_PARTS:
+            if getattr(outputs, key) is not None:
+                self._loss_parts[key].append(outputs[key])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 \
+                and self.accelerator.sync_gradients:
+            for param in o1e_model.parameters():
+                if param.requires_grad:
+                    if param.grad is None:  # e.g. a rank whose batch had no thought: every rank must reduce
+                        param.grad = torch.zeros_like(param)
+                    dist.all_reduce(param.grad)
+                    param.grad /= dist.get_world_size()
+        return outputs.loss.detach() / gas
 
     def _stop_if_not_finite(self, outputs) -> None:
         finite = torch.isfinite(outputs.loss.detach()).float()

@@ -1,7 +1,8 @@
 """python -m o1e_tevatron.driver.train: Tevatron's training flags plus O1E's (``--help`` lists both).
 
 Trains the joint loss of eq. 10 (thought generation + contrastive at ``<emb>``) from one query
-forward per step; works with torchrun (nccl or gloo), DeepSpeed ZeRO-1/2, bf16, gradient checkpointing.
+forward per step (or in chunks with --grad_cache); works with torchrun (nccl or gloo), DeepSpeed ZeRO-1/2,
+bf16, gradient checkpointing.
 """
 import logging
 import os
@@ -24,9 +25,6 @@ def main(argv=None):
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.local_rank in (-1, 0) else logging.WARNING,
     )
-    if training_args.grad_cache:
-        raise NotImplementedError("--grad_cache is not supported yet; lower --per_device_train_batch_size and "
-                                  "raise --gradient_accumulation_steps instead")
     set_seed(training_args.seed)
     dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else model_args.dtype
     model = O1EModel.build(
