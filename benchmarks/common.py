@@ -25,6 +25,27 @@ QWEN25 = {
 }
 
 
+def add_backbone_args(p, hidden: int, layers: int, heads: int, kv_heads: int, intermediate: int) -> None:
+    """Flags for the shape of a random Qwen2-style backbone, or --arch-preset for a paper architecture."""
+    p.add_argument("--arch-preset", choices=sorted(QWEN25), default=None,
+                   help="a Qwen2.5 architecture with random weights (overrides the shape flags)")
+    p.add_argument("--vocab", type=int, default=32000)
+    p.add_argument("--hidden", type=int, default=hidden)
+    p.add_argument("--layers", type=int, default=layers)
+    p.add_argument("--heads", type=int, default=heads)
+    p.add_argument("--kv-heads", type=int, default=kv_heads)
+    p.add_argument("--intermediate", type=int, default=intermediate)
+
+
+def backbone_from_args(args, dtype: str = "float32") -> str:
+    """A random backbone folder of the shape the flags of :func:`add_backbone_args` ask for."""
+    shape = dict(QWEN25[args.arch_preset]) if args.arch_preset else dict(
+        hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
+        intermediate=args.intermediate, vocab_size=args.vocab)
+    vocab = shape.pop("vocab_size")
+    return random_backbone_dir("qwen2", vocab, dtype=dtype, **shape)
+
+
 def machine() -> dict:
     import torch
 

@@ -12,7 +12,7 @@ import json
 import tempfile
 import time
 
-from benchmarks.common import QWEN25, SHARED_DATA, demo_texts, emit, median, random_backbone_dir
+from benchmarks.common import SHARED_DATA, add_backbone_args, backbone_from_args, demo_texts, emit, median
 
 
 def queries(n: int) -> list[str]:
@@ -26,11 +26,7 @@ def queries(n: int) -> list[str]:
 def build_checkpoint(args) -> str:
     from o1e_tevatron.modeling import O1EConfig, O1EModel
 
-    shape = dict(QWEN25[args.arch_preset]) if args.arch_preset else dict(
-        hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
-        intermediate=args.intermediate, vocab_size=args.vocab)
-    vocab = shape.pop("vocab_size")
-    backbone = random_backbone_dir("qwen2", vocab, dtype=args.dtype, **shape)
+    backbone = backbone_from_args(args, args.dtype)
     out = tempfile.mkdtemp(prefix="o1e-bench-ckpt-")
     O1EModel.build(str(backbone), O1EConfig(), lora=False, dtype=args.dtype).save(out)
     return out
@@ -51,13 +47,7 @@ class PrefillRecorder:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--arch-preset", choices=sorted(QWEN25), default=None)
-    p.add_argument("--vocab", type=int, default=32000)
-    p.add_argument("--hidden", type=int, default=384)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=6)
-    p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--intermediate", type=int, default=1024)
+    add_backbone_args(p, hidden=384, layers=4, heads=6, kv_heads=2, intermediate=1024)
     p.add_argument("--dtype", default="float32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--num-queries", type=int, default=16)

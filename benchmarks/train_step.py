@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import QWEN25, emit, median, random_backbone_dir, random_ids
+from benchmarks.common import add_backbone_args, backbone_from_args, emit, median, random_ids
 
 VARIANTS = ("contrastive", "shared", "naive")
 
@@ -71,11 +71,7 @@ def build_model(args):
     from o1e_tevatron.modeling import O1EConfig, O1EModel
     from o1e_tevatron.template import TemplateConfig
 
-    shape = dict(QWEN25[args.arch_preset]) if args.arch_preset else dict(
-        hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
-        intermediate=args.intermediate, vocab_size=args.vocab)
-    vocab = shape.pop("vocab_size")
-    folder = random_backbone_dir("qwen2", vocab, dtype=args.dtype, **shape)
+    folder = backbone_from_args(args, args.dtype)
     template = TemplateConfig(query_max_len=args.query_len, thought_max_len=args.thought_len,
                               passage_max_len=args.passage_len)
     model = O1EModel.build(str(folder), O1EConfig(template=template), lora=not args.full, lora_r=32, lora_alpha=64,
@@ -242,14 +238,7 @@ def settings(args) -> dict:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", choices=["memory", "speed", "grad-cache", "_measure"])
-    p.add_argument("--arch-preset", choices=sorted(QWEN25), default=None,
-                   help="a Qwen2.5 architecture with random weights (overrides the shape flags)")
-    p.add_argument("--vocab", type=int, default=32000)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--kv-heads", type=int, default=2)
-    p.add_argument("--intermediate", type=int, default=704)
+    add_backbone_args(p, hidden=256, layers=4, heads=4, kv_heads=2, intermediate=704)
     p.add_argument("--batch", type=int, default=8, help="queries per step")
     p.add_argument("--group", type=int, default=4, help="passages per query")
     p.add_argument("--query-len", type=int, default=32)

@@ -43,26 +43,44 @@ def loss_and_grads(model, items):
     return out, grads
 
 
+def average_like_ddp(grads: dict, gen_loss):
+    """Average gradients over ranks as DDP does; return the rank mean of the generation loss."""
+    world = dist.get_world_size()
+    for g in grads.values():
+        dist.all_reduce(g)
+        g /= world
+    gen = gen_loss.clone()
+    dist.all_reduce(gen)
+    return gen / world
+
+
+def gradient_report(grads: dict, ref_grads: dict) -> dict:
+    return {"max_grad_diff": max((grads[n] - ref_grads[n]).abs().max().item() for n in ref_grads),
+            "max_grad": max(g.abs().max().item() for g in ref_grads.values()),
+            "n_grads": len(ref_grads), "same_names": sorted(grads) == sorted(ref_grads)}
+
+
+def finish(result_path, result: dict | None) -> None:
+    """Rank 0 writes the result; then the ranks tear gloo down together (a rank that leaves early can
+    abort the other's connection)."""
+    if result is not None:
+        json.dump(result, open(result_path, "w"))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def main(model_dir, result_path):
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     per_rank = len(ITEMS) // world
     out, grads = loss_and_grads(build(model_dir, True), ITEMS[rank * per_rank:(rank + 1) * per_rank])
-    for g in grads.values():  # what DDP does
-        dist.all_reduce(g)
-        g /= world
-    gen = out.gen_loss.clone()
-    dist.all_reduce(gen)
+    gen = average_like_ddp(grads, out.gen_loss)
+    result = None
     if rank == 0:
         ref, ref_grads = loss_and_grads(build(model_dir, False), ITEMS)
-        max_grad_diff = max((grads[n] - ref_grads[n]).abs().max().item() for n in ref_grads)
-        max_grad = max(g.abs().max().item() for g in ref_grads.values())
-        json.dump({"ctr": out.ctr_loss.item(), "ref_ctr": ref.ctr_loss.item(), "gen": (gen / world).item(),
-                   "ref_gen": ref.gen_loss.item(), "max_grad_diff": max_grad_diff, "max_grad": max_grad,
-                   "n_grads": len(ref_grads), "same_names": sorted(grads) == sorted(ref_grads)},
-                  open(result_path, "w"))
-    dist.barrier()  # tear gloo down together: a rank that leaves early can abort the other's connection
-    dist.destroy_process_group()
+        result = {"ctr": out.ctr_loss.item(), "ref_ctr": ref.ctr_loss.item(), "gen": gen.item(),
+                  "ref_gen": ref.gen_loss.item(), **gradient_report(grads, ref_grads)}
+    finish(result_path, result)
 
 
 if __name__ == "__main__":

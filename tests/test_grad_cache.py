@@ -13,6 +13,8 @@ from o1e_tevatron.grad_cache import grad_cache_step, split_into_chunks
 from o1e_tevatron.modeling import O1EConfig, O1EModel
 from o1e_tevatron.template import TemplateConfig
 
+from distributed_worker import average_like_ddp, finish, gradient_report  # tests/ is on sys.path
+
 QUERIES = ["what causes colorectal cancer", "vitamin d", "does aspirin reduce the risk of heart attacks in adults",
            "smoking and lung cancer", "sleep and memory"]
 THOUGHTS = ["mutations in cells of the colon accumulate", None, "aspirin inhibits platelets, so clots are rarer",
@@ -162,7 +164,7 @@ def _cross_device_worker(model_dir, result_path):
     import torch.distributed as dist
 
     dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    rank = dist.get_rank()
     model = build(model_dir, negatives_x_device=True)
     full = make_batch(model)
     per_rank = 2  # 4 of the 5 queries: 2 per rank
@@ -173,25 +175,17 @@ def _cross_device_worker(model_dir, result_path):
              "passage_attention_mask": full["passage_attention_mask"][items_p]}
     out = grad_cache_step(model, local, 1, 3)
     grads = gradients(model)
-    for g in grads.values():
-        dist.all_reduce(g)
-        g /= world
-    gen = out.gen_loss.clone()
-    dist.all_reduce(gen)
+    gen = average_like_ddp(grads, out.gen_loss)
+    result = None
     if rank == 0:
         ref_model = build(model_dir)
         first = {k: v[:2 * per_rank] if k.startswith(("query", "gen")) else v[:4 * per_rank] for k, v in full.items()}
         reference = ref_model(**first)
         reference.loss.backward()
-        ref_grads = gradients(ref_model)
-        joint = model.gen_loss_weight * gen / world + (1 - model.gen_loss_weight) * out.ctr_loss
-        json.dump({"loss": joint.item(), "ref_loss": reference.loss.item(),
-                   "max_grad_diff": max((grads[n] - ref_grads[n]).abs().max().item() for n in ref_grads),
-                   "max_grad": max(g.abs().max().item() for g in ref_grads.values()),
-                   "n_grads": len(ref_grads), "same_names": sorted(grads) == sorted(ref_grads)},
-                  open(result_path, "w"))
-    dist.barrier()  # tear gloo down together: a rank that leaves early can abort the other's connection
-    dist.destroy_process_group()
+        joint = model.gen_loss_weight * gen + (1 - model.gen_loss_weight) * out.ctr_loss
+        result = {"loss": joint.item(), "ref_loss": reference.loss.item(),
+                  **gradient_report(grads, gradients(ref_model))}
+    finish(result_path, result)
 
 
 if __name__ == "__main__":

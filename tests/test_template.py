@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from o1e_tevatron.collator import O1ECollator
-from o1e_tevatron.template import (EMB_TOKEN, IGNORE_INDEX, QUERY_END_TOKEN, QUERY_TOKEN, SPECIAL_TOKENS,
+from o1e_tevatron.template import (EMB_TOKEN, IGNORE_INDEX, QUERY_TOKEN, SPECIAL_TOKENS,
                                    THOUGHT_TOKEN, Template, TemplateConfig, add_special_tokens)
 
 

@@ -118,7 +118,6 @@ def _batched_auto_query_encoder():
     """Pyserini's AutoQueryEncoder plus ``encode_batch`` (FaissSearcher.batch_search uses it): one
     padded forward pass per batch instead of one per query; pooling over the attention mask gives
     the vectors ``encode`` gives."""
-    import torch
     from pyserini.encode import AutoQueryEncoder
     from sklearn.preprocessing import normalize
 
