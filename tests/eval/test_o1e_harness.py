@@ -1,5 +1,5 @@
 """A tiny (untrained) o1e checkpoint through the same harness as BM25 and MiniLM: the demo slice with
-and without thoughts, and real CoSQA dev (scores near chance: plumbing, not quality)."""
+and without thoughts, and real CoSQA dev and SciFact test (scores near chance: plumbing, not quality)."""
 import json
 
 import pytest
@@ -28,10 +28,11 @@ def test_o1e_flags_need_an_o1e_retriever():
         o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "bm25", "--mode", "fast"])
 
 
-def test_o1e_checkpoint_on_real_cosqa(o1e_checkpoint, shared_data, tmp_path, index_root):
-    """CoSQA only: SciFact's long abstracts take the tiny model minutes on 2 cores."""
+@pytest.mark.parametrize("dataset, num_queries", [("o1e/cosqa/dev", 500), ("beir/scifact/test", 300)])
+def test_o1e_checkpoint_on_real_data(o1e_checkpoint, shared_data, tmp_path, index_root, dataset, num_queries):
+    """CoSQA dev and SciFact test, fast mode (~30 s each on 2 cores; think mode runs on the demo slice)."""
     from o1e_pyserini.evaluation import retrievers
     retriever = retrievers.RetrieverSpec(f"o1e:{o1e_checkpoint}", o1e_query_options={"mode": "fast"})
-    record = o1e_eval.evaluate(o1e_eval.EvalConfig("o1e/cosqa/dev", retriever, data_dir=shared_data,
+    record = o1e_eval.evaluate(o1e_eval.EvalConfig(dataset, retriever, data_dir=shared_data,
                                                    output_dir=tmp_path, index_root=index_root, hits=100))
-    assert record["num_queries"] == 500 and 0 <= record["metrics"]["nDCG@10"] <= 1
+    assert record["num_queries"] == num_queries and 0 <= record["metrics"]["nDCG@10"] <= 1
