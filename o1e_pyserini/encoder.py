@@ -23,6 +23,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
+from o1e_tevatron.template import passage_text
 
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, VLLMThoughts,
                        average_thought_vectors)
@@ -218,7 +219,7 @@ class O1EDocumentEncoder(DocumentEncoder):
         """(n, d) float32. Pyserini's ``fp16`` / ``max_length`` / ``add_sep`` do not apply (see __init__)."""
         texts = list(texts)
         if titles is not None:
-            texts = [f"{title} {text}" if title else text for title, text in zip(titles, texts)]
+            texts = [passage_text(title, text) for title, text in zip(titles, texts)]
         t = self.model.template
         return encode_sequences(self.model, [t.passage(p) for p in t.tokenize_batch(texts)], self.batch_size)
 

@@ -21,6 +21,8 @@ from typing import Optional, Sequence
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .template import passage_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,8 +45,7 @@ def _passage_text(passage, separator: str, where: str) -> str:
     if isinstance(passage, str):
         return passage
     if isinstance(passage, dict) and isinstance(passage.get("text"), str):
-        title = passage.get("title") or ""
-        return f"{title}{separator}{passage['text']}" if title else passage["text"]
+        return passage_text(passage.get("title"), passage["text"], separator)
     raise DataFormatError(f"{where}: a passage must be a string or {{title, text}}, got {str(passage)[:80]!r}")
 
 

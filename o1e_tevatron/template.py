@@ -151,6 +151,11 @@ class Template:
         return self.bos + self.passage_prefix_ids + list(passage_ids[: self.config.passage_max_len]) + self.emb
 
 
+def passage_text(title: str | None, text: str, separator: str = " ") -> str:
+    """A passage as text: BEIR's and Tevatron's ``title + separator + text``, the text alone without a title."""
+    return f"{title}{separator}{text}" if title else text
+
+
 def generation_labels(input_ids: Sequence[int], start: int, end: int) -> list[int]:
     """Hugging Face style labels: the token ids inside [start, end), IGNORE_INDEX elsewhere."""
     return [tok if start <= i < end else IGNORE_INDEX for i, tok in enumerate(input_ids)]

@@ -23,6 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
+from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
 
@@ -137,11 +138,6 @@ def _batched_auto_query_encoder():
             return normalize(vectors, norm="l2") if self.l2_norm else vectors
 
     return BatchedAutoQueryEncoder
-
-
-def passage_text(title: str, text: str) -> str:
-    """BEIR's document: title + " " + text (just the text when there is no title)."""
-    return f"{title} {text}" if title else text
 
 
 def index_is_built(index_dir: Path) -> bool:

@@ -32,6 +32,7 @@ import numpy as np
 from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArguments, parse_args
 from ..inference import encode_sequences, read_index_dir_header, write_index_dir
 from ..modeling import O1EModel
+from ..template import passage_text
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
                     except StopIteration:
                         raise ValueError(f"{where}: needs one of {ID_FIELDS} and one of {TEXT_FIELDS}") from None
                     title = "" if is_query else (row.get("title") or "").strip()
-                    text = f"{title} {text}" if title else text
+                    text = passage_text(title, text)
                 if is_query and not text.strip():
                     raise ValueError(f"{where}: query {row_id} is empty")
                 ids.append(row_id)
