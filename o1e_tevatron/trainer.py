@@ -36,11 +36,15 @@ class O1ETrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
+        self._check_and_record(outputs)
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def _check_and_record(self, outputs) -> None:
+        """Stop on a non-finite loss; keep the loss parts for the next log line."""
         self._stop_if_not_finite(outputs)
         for key in LOSS_PARTS:
             if getattr(outputs, key) is not None:
                 self._loss_parts[key].append(outputs[key])
-        return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if not self.args.grad_cache:
@@ -62,10 +66,7 @@ class O1ETrainer(Trainer):
         with self.compute_loss_context_manager():
             outputs = grad_cache_step(o1e_model, inputs, self.args.gc_q_chunk_size, self.args.gc_p_chunk_size,
                                       loss_scale=1.0 / gas, backward=self.accelerator.backward)
-        self._stop_if_not_finite(outputs)
-        for key in LOSS_PARTS:
-            if getattr(outputs, key) is not None:
-                self._loss_parts[key].append(outputs[key])
+        self._check_and_record(outputs)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 \
                 and self.accelerator.sync_gradients:
             for param in o1e_model.parameters():
