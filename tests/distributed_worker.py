@@ -3,8 +3,15 @@
 Each rank computes the O1E loss on its half of a global batch with cross-device negatives and
 averages gradients as DDP does; rank 0 then computes the single-process loss and gradients on the
 whole global batch and writes both to the JSON file named by argv[2].
+
+The reference is computed before the process group exists, so no rank idles inside a gloo collective
+while the other computes, and the ranks leave through ``finish``: a rare gloo abort ("terminate called
+without an active exception") was seen in CI with one rank waiting in a barrier or tearing down.
 """
+import faulthandler
 import json
+import os
+import subprocess
 import sys
 
 import torch
@@ -22,6 +29,14 @@ ITEMS = [
     {"query": "does smoking cause cancer", "thought": "tobacco smoke has carcinogens; lungs are hit hardest",
      "passages": ["smoking and lung cancer", "diet and teeth"]},
 ]
+
+
+def torchrun(*args, timeout=300) -> None:
+    """``torchrun --standalone --nproc_per_node 2 *args`` on CPU; a failure shows the ranks' stderr."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    assert proc.returncode == 0, proc.stderr[-4000:]
 
 
 def build(model_dir, x_device):
@@ -61,23 +76,30 @@ def gradient_report(grads: dict, ref_grads: dict) -> dict:
 
 
 def finish(result_path, result: dict | None) -> None:
-    """Rank 0 writes the result; then the ranks tear gloo down together (a rank that leaves early can
-    abort the other's connection)."""
+    """Rank 0 writes the result; the ranks tear gloo down together (a rank that leaves early can abort
+    the other's connection) and exit without interpreter finalization, where gloo's worker threads
+    can still hold tensors whose release needs the GIL (pytorch/pytorch#179291)."""
     if result is not None:
-        json.dump(result, open(result_path, "w"))
+        with open(result_path, "w") as f:
+            json.dump(result, f)
     dist.barrier()
     dist.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main(model_dir, result_path):
+    faulthandler.enable(all_threads=True)  # a C++ abort still prints every thread's Python stack
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    reference = loss_and_grads(build(model_dir, False), ITEMS) if rank == 0 else None
     dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
     per_rank = len(ITEMS) // world
     out, grads = loss_and_grads(build(model_dir, True), ITEMS[rank * per_rank:(rank + 1) * per_rank])
     gen = average_like_ddp(grads, out.gen_loss)
     result = None
-    if rank == 0:
-        ref, ref_grads = loss_and_grads(build(model_dir, False), ITEMS)
+    if reference is not None:
+        ref, ref_grads = reference
         result = {"ctr": out.ctr_loss.item(), "ref_ctr": ref.ctr_loss.item(), "gen": gen.item(),
                   "ref_gen": ref.gen_loss.item(), **gradient_report(grads, ref_grads)}
     finish(result_path, result)

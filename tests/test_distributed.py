@@ -1,21 +1,12 @@
 """Two processes (torchrun, gloo, CPU): cross-device negatives give the single-process global-batch loss."""
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from distributed_worker import torchrun  # tests/ is on sys.path
+
 WORKER = Path(__file__).with_name("distributed_worker.py")
-
-
-def torchrun(*args, timeout=300):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return proc
 
 
 def test_gathered_loss_and_gradients_equal_single_process(tiny_model_dir, tmp_path):

@@ -1,7 +1,6 @@
 """Grad cache: the chunked two-pass step gives the unchunked joint loss and its gradients."""
 import json
 import os
-import subprocess
 import sys
 
 import pytest
@@ -13,7 +12,7 @@ from o1e_tevatron.grad_cache import grad_cache_step, split_into_chunks
 from o1e_tevatron.modeling import O1EConfig, O1EModel
 from o1e_tevatron.template import TemplateConfig
 
-from distributed_worker import average_like_ddp, finish, gradient_report  # tests/ is on sys.path
+from distributed_worker import average_like_ddp, finish, gradient_report, torchrun  # tests/ is on sys.path
 
 QUERIES = ["what causes colorectal cancer", "vitamin d", "does aspirin reduce the risk of heart attacks in adults",
            "smoking and lung cancer", "sleep and memory"]
@@ -137,11 +136,7 @@ def test_driver_with_grad_cache_trains_like_without(tiny_llama_dir, demo_dir, tm
 def test_grad_cache_with_cross_device_negatives_equals_single_process(tiny_llama_dir, tmp_path):
     """Two gloo ranks, grad cache + gathered negatives, gradients averaged as the trainer does, against
     one process computing the unchunked loss of the whole global batch."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", __file__,
-           str(tiny_llama_dir), str(tmp_path / "result.json")]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun(__file__, str(tiny_llama_dir), str(tmp_path / "result.json"))
     r = json.loads((tmp_path / "result.json").read_text())
     assert r["n_grads"] > 0 and r["same_names"]
     assert r["loss"] == pytest.approx(r["ref_loss"], rel=1e-5)
@@ -150,26 +145,39 @@ def test_grad_cache_with_cross_device_negatives_equals_single_process(tiny_llama
 
 def test_driver_with_grad_cache_under_torchrun(tiny_llama_dir, demo_dir, tmp_path):
     """DDP (gloo) + gathered negatives + grad cache through the trainer, gradients averaged once per step."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     flags = driver_flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--negatives_x_device", "--grad_cache",
                          "--gc_q_chunk_size", "3", "--gc_p_chunk_size", "5", "--ddp_backend", "gloo")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "o1e_tevatron.driver.train", *flags]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    torchrun("-m", "o1e_tevatron.driver.train", *flags)
     assert (tmp_path / "out" / "adapter_model.safetensors").exists()
 
 
+PER_RANK = 2  # 4 of the 5 queries: 2 per rank
+
+
+def _single_process_reference(model_dir):
+    """The unchunked joint loss and gradients of the two ranks' global batch, in one process."""
+    ref_model = build(model_dir)
+    full = make_batch(ref_model)
+    first = {k: v[:2 * PER_RANK] if k.startswith(("query", "gen")) else v[:4 * PER_RANK] for k, v in full.items()}
+    reference = ref_model(**first)
+    reference.loss.backward()
+    return reference.loss.item(), gradients(ref_model)
+
+
 def _cross_device_worker(model_dir, result_path):
+    """Computed before the process group exists, the reference keeps rank 1 out of a long gloo wait."""
+    import faulthandler
+
     import torch.distributed as dist
 
+    faulthandler.enable(all_threads=True)
+    rank = int(os.environ["RANK"])
+    reference = _single_process_reference(model_dir) if rank == 0 else None
     dist.init_process_group("gloo")
-    rank = dist.get_rank()
     model = build(model_dir, negatives_x_device=True)
     full = make_batch(model)
-    per_rank = 2  # 4 of the 5 queries: 2 per rank
-    items_q = slice(rank * per_rank, (rank + 1) * per_rank)
-    items_p = slice(2 * rank * per_rank, 2 * (rank + 1) * per_rank)
+    items_q = slice(rank * PER_RANK, (rank + 1) * PER_RANK)
+    items_p = slice(2 * rank * PER_RANK, 2 * (rank + 1) * PER_RANK)
     local = {"query_input_ids": full["query_input_ids"][items_q], "query_attention_mask": full["query_attention_mask"][items_q],
              "gen_labels": full["gen_labels"][items_q], "passage_input_ids": full["passage_input_ids"][items_p],
              "passage_attention_mask": full["passage_attention_mask"][items_p]}
@@ -177,14 +185,10 @@ def _cross_device_worker(model_dir, result_path):
     grads = gradients(model)
     gen = average_like_ddp(grads, out.gen_loss)
     result = None
-    if rank == 0:
-        ref_model = build(model_dir)
-        first = {k: v[:2 * per_rank] if k.startswith(("query", "gen")) else v[:4 * per_rank] for k, v in full.items()}
-        reference = ref_model(**first)
-        reference.loss.backward()
+    if reference is not None:
+        ref_loss, ref_grads = reference
         joint = model.gen_loss_weight * gen + (1 - model.gen_loss_weight) * out.ctr_loss
-        result = {"loss": joint.item(), "ref_loss": reference.loss.item(),
-                  **gradient_report(grads, gradients(ref_model))}
+        result = {"loss": joint.item(), "ref_loss": ref_loss, **gradient_report(grads, ref_grads)}
     finish(result_path, result)
 
 

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+import torch.distributed as dist
 from transformers import set_seed
 
 from ..arguments import parse_args
@@ -52,6 +53,9 @@ def main(argv=None):
     trainer.save_model()
     if training_args.merge_lora and trainer.is_world_process_zero():
         model.save(os.path.join(training_args.output_dir, "merged"), merge=True)
+    if dist.is_initialized():  # PyTorch's clean exit; together, since a rank that leaves early can abort gloo peers
+        trainer.accelerator.wait_for_everyone()
+        dist.destroy_process_group()
     return trainer
 
 
