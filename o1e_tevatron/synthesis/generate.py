@@ -27,7 +27,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from o1e_tevatron.synthesis.prompts import TeacherPrompt
-from o1e_tevatron.synthesis.rows import TrainingRow, iter_jsonl, parse_row, read_rows
+from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, resume_output
 
 logger = logging.getLogger(__name__)
 
@@ -85,45 +85,23 @@ def retry_after(error: Exception) -> float:
         return 0.0
 
 
-def pick_examples(rows: list[TrainingRow], row: TrainingRow, m: int, seed: int, max_chars: int) -> list[tuple[str, str]]:
-    """m distinct (query, positive) pairs from other rows, never one whose positive is this row's."""
+def pick_examples(pool: list[tuple[str, str]], row: TrainingRow, m: int, seed: int,
+                  max_chars: int) -> list[tuple[str, str]]:
+    """m distinct (query, positive) pairs of the pool (every row's query and first positive), never one
+    whose positive is this row's; drawn per row id, so a restart gives a row the same examples."""
     rng = random.Random(f"{seed}:{row.row_id}")
     own, chosen, used = set(row.positives), [], set()
     for _ in range(50 * m):
         if len(chosen) == m:
             break
-        i = rng.randrange(len(rows))
-        if i not in used and rows[i].positives[0] not in own:
+        i = rng.randrange(len(pool))
+        if i not in used and pool[i][1] not in own:
             used.add(i)
-            chosen.append((rows[i].query, rows[i].positives[0][:max_chars]))
+            chosen.append((pool[i][0], pool[i][1][:max_chars]))
     if len(chosen) < m:
         raise ValueError(f"row {row.row_id} ({row.source}): could not draw {m} in-context examples "
-                         f"with a different positive from {len(rows)} rows")
+                         f"with a different positive from {len(pool)} rows")
     return chosen
-
-
-def completed_row_ids(path: Path) -> set[str]:
-    """Row ids already in the output; a torn last line (killed mid-write) is cut off first."""
-    if not path.exists():
-        return set()
-    with open(path, "rb+") as f:
-        size = f.seek(0, os.SEEK_END)
-        end = size
-        while end > 0:
-            start = max(0, end - 65536)
-            f.seek(start)
-            block = f.read(end - start)
-            if end == size and block.endswith(b"\n"):
-                break
-            cut = block.rfind(b"\n")
-            if cut >= 0:
-                end = start + cut + 1
-                break
-            end = start
-        if end != size:
-            logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, size - end)
-            f.truncate(end)
-    return {parse_row(record, source).row_id for record, source in iter_jsonl(path)}
 
 
 class Teacher:
@@ -186,26 +164,30 @@ class GenerateSummary:
 
 async def generate(args: GenerateArguments) -> GenerateSummary:
     prompt = TeacherPrompt.from_file(args.prompts_file) if args.prompts_file else TeacherPrompt()
-    rows = read_rows(args.input_path, args.qrels_split)
     output = Path(args.output_path)
     output.parent.mkdir(parents=True, exist_ok=True)
-    done = completed_row_ids(output)
-    pending = [row for row in rows if row.row_id not in done]
-    logger.info("%d rows, %d already done, %d to generate", len(rows), len(rows) - len(pending), len(pending))
+    done = resume_output(output)
+    pool, already_done = [], 0  # a first pass keeps only (query, positive) per row, for the examples
+    for row in iter_rows(args.input_path, args.qrels_split):
+        pool.append((row.query, row.positives[0]))
+        already_done += row.row_id in done
+    pending = len(pool) - already_done
+    logger.info("%d rows, %d already done, %d to generate", len(pool), already_done, pending)
 
     teacher = Teacher(args, prompt)
     written = failed = 0
     started = time.monotonic()
-    queue = iter(pending)  # shared by the workers; asyncio runs one at a time, so no lock is needed
+    # the second pass streams the rows, shared by the workers (asyncio runs one at a time: no lock needed)
+    queue = (row for row in iter_rows(args.input_path, args.qrels_split) if row.row_id not in done)
     with open(output, "a", encoding="utf-8") as out, open(args.failures_path, "w", encoding="utf-8") as failures, \
-            tqdm(total=len(rows), initial=len(rows) - len(pending), unit="row", desc="thoughts",
+            tqdm(total=len(pool), initial=already_done, unit="row", desc="thoughts",
                  dynamic_ncols=True) as bar:
 
         async def worker():
             nonlocal written, failed
             for row in queue:
                 try:
-                    examples = pick_examples(rows, row, args.num_examples, args.seed, args.example_max_chars)
+                    examples = pick_examples(pool, row, args.num_examples, args.seed, args.example_max_chars)
                     thoughts = await teacher.candidates(row.query, examples)
                 except FATAL:
                     raise
@@ -221,10 +203,10 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
                 bar.update()
                 bar.set_postfix(failed=failed, retries=teacher.retries, refresh=False)
 
-        await asyncio.gather(*(worker() for _ in range(min(args.concurrency, max(1, len(pending))))))
+        await asyncio.gather(*(worker() for _ in range(min(args.concurrency, max(1, pending)))))
     await teacher.client.close()
     seconds = time.monotonic() - started
-    return GenerateSummary(rows=len(rows), already_done=len(rows) - len(pending), written=written, failed=failed,
+    return GenerateSummary(rows=len(pool), already_done=already_done, written=written, failed=failed,
                            retries=teacher.retries, seconds=round(seconds, 3),
                            rows_per_second=round(written / seconds, 3) if seconds else 0.0,
                            candidates_per_second=round(written * args.num_candidates / seconds, 3) if seconds else 0.0)

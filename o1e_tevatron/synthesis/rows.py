@@ -6,18 +6,23 @@
   its positives and no negatives.
 
 Every row gets a stable ``row_id`` (its query_id, or a hash of query and positives) so that a
-restarted run can tell which rows are done.
+restarted run can tell which rows are done. Rows are streamed: only their ids are held, so inputs
+the size of MS MARCO's with 15 negatives per row do not have to fit in memory.
 """
 from __future__ import annotations
 
 import csv
 import hashlib
 import json
+import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from o1e_tevatron.data import parse_row as parse_train_row
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,20 +97,55 @@ def read_beir(folder: Path, split: str) -> Iterator[TrainingRow]:
         yield parse_row(record, source)
 
 
-def read_rows(path: str | Path, qrels_split: str = "train") -> list[TrainingRow]:
+def iter_records(path: str | Path) -> Iterator[tuple[dict, str]]:
+    """(object, "file:line") of a JSONL file or of every ``*.jsonl`` in a folder, in name order."""
+    path = Path(path)
+    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
+    if not files:
+        raise FileNotFoundError(f"no *.jsonl files in {path}")
+    for file in files:
+        yield from iter_jsonl(file)
+
+
+def iter_rows(path: str | Path, qrels_split: str = "train") -> Iterator[TrainingRow]:
     """Rows of a JSONL file, of every ``*.jsonl`` in a folder, or of a BEIR folder; ids must be unique."""
     path = Path(path)
     if is_beir_folder(path):
-        rows = list(read_beir(path, qrels_split))
-    else:
-        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-        if not files:
-            raise FileNotFoundError(f"no *.jsonl training files in {path}")
-        rows = [parse_row(record, source) for file in files for record, source in iter_jsonl(file)]
+        return unique_rows(read_beir(path, qrels_split))
+    return unique_rows(parse_row(record, source) for record, source in iter_records(path))
+
+
+def unique_rows(rows: Iterable[TrainingRow]) -> Iterator[TrainingRow]:
+    """The rows, failing at the first repeated id (only ids and sources are held)."""
     seen: dict[str, str] = {}
     for row in rows:
         if row.row_id in seen:
             raise ValueError(f"{row.source}: row id {row.row_id!r} repeats {seen[row.row_id]}; "
                              "each row must be unique so that a restart can tell what is done")
         seen[row.row_id] = row.source
-    return rows
+        yield row
+
+
+def resume_output(path: Path) -> set[str]:
+    """Row ids already in an output that rows are appended to; a torn last line (the process was
+    killed mid-write) is cut off first, so the restart neither loses nor repeats a row."""
+    if not path.exists():
+        return set()
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            if end == size and block.endswith(b"\n"):
+                break
+            cut = block.rfind(b"\n")
+            if cut >= 0:
+                end = start + cut + 1
+                break
+            end = start
+        if end != size:
+            logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, size - end)
+            f.truncate(end)
+    return {parse_row(record, source).row_id for record, source in iter_jsonl(path)}

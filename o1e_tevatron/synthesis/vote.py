@@ -10,22 +10,27 @@ the lower candidate index, so a rerun picks the same thought.
 Before voting, a candidate that copies the positive (word n-gram overlap above a threshold) or only
 repeats the query is rejected: training on it would let the contrastive task collapse. Rows whose
 candidates are all rejected are left out and listed in the report.
+
+Resumable like generate: rows stream through in chunks, each chunk's votes are appended and flushed,
+and a restart skips the rows already in the output (after cutting a torn last line). Rows left out
+are found again by the guard alone, which needs no model. The report covers the whole output.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Protocol
+from typing import Iterator, Optional, Protocol
 
 import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.synthesis.rows import TrainingRow, iter_jsonl, parse_row
+from o1e_tevatron.synthesis.rows import TrainingRow, iter_records, parse_row, resume_output, unique_rows
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +38,9 @@ logger = logging.getLogger(__name__)
 @dataclass
 class VoteArguments:
     input_path: str = field(metadata={"help": "Output of synthesis.generate (rows with thought_candidates)."})
-    output_path: str = field(metadata={"help": "JSONL of rows with the chosen thought (a trainer --train_dir file)."})
+    output_path: str = field(metadata={
+        "help": "JSONL the rows are appended to with the chosen thought (a trainer --train_dir file); "
+                "a rerun resumes it."})
     report_path: Optional[str] = field(default=None, metadata={
         "help": "Also write the JSON summary (rejections, rows left out, agreement) here; keep it out of the "
                 "train_dir, whose .json files the trainer reads. The summary is always printed."})
@@ -70,18 +77,14 @@ class CandidateRow:
         return self.row.positives[0]
 
 
-def read_candidate_rows(path: str | Path) -> list[CandidateRow]:
-    path = Path(path)
-    files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-    rows = []
-    for file in files:
-        for record, source in iter_jsonl(file):
-            candidates = record.get("thought_candidates")
-            if not isinstance(candidates, list) or not candidates or \
-                    not all(isinstance(c, str) and c.strip() for c in candidates):
-                raise ValueError(f"{source}: 'thought_candidates' must be a non-empty list of non-empty strings")
-            rows.append(CandidateRow(parse_row(record, source), tuple(candidates)))
-    return rows
+def iter_candidate_rows(path: str | Path) -> Iterator[CandidateRow]:
+    """The rows of a generate output (file or folder of ``*.jsonl``), one at a time."""
+    for row in unique_rows(parse_row(record, source) for record, source in iter_records(path)):
+        candidates = row.record.get("thought_candidates")
+        if not isinstance(candidates, list) or not candidates or \
+                not all(isinstance(c, str) and c.strip() for c in candidates):
+            raise ValueError(f"{row.source}: 'thought_candidates' must be a non-empty list of non-empty strings")
+        yield CandidateRow(row, tuple(candidates))
 
 
 # ---- collapse guard -------------------------------------------------------------------------
@@ -218,54 +221,87 @@ def soft_winner(totals: np.ndarray) -> int:
 @dataclass
 class VoteReport:
     rows: int = 0
+    rows_already_done: int = 0
     rows_written: int = 0
+    rows_in_output: int = 0
     rows_all_rejected: list[str] = field(default_factory=list)
     rejected_candidates: Counter = field(default_factory=Counter)
     candidates: int = 0
     hard_soft_agreement: float = 0.0
     member_agreement_with_choice: dict[str, float] = field(default_factory=dict)
 
+    def add_output(self, path: Path, member_names: list[str]) -> None:
+        """Candidates, rejections and agreement of every row in the output, this run's and earlier runs'."""
+        same_choice, member_hits = 0, Counter()
+        for record, _ in iter_records(path):
+            votes = record["thought_votes"]
+            self.rows_in_output += 1
+            self.candidates += len(record["thought_candidates"])
+            self.rejected_candidates.update(votes["rejected"].values())
+            same_choice += votes["soft"] == votes["hard"]
+            member_hits.update(name for name, i in votes["nominations"].items() if i == votes["chosen"])
+        if self.rows_in_output:
+            self.hard_soft_agreement = round(same_choice / self.rows_in_output, 4)
+            self.member_agreement_with_choice = {name: round(member_hits[name] / self.rows_in_output, 4)
+                                                 for name in member_names}
+
+
+def guarded_rows(rows: Iterator[CandidateRow], done: set[str], args: VoteArguments,
+                 report: VoteReport) -> Iterator[tuple[CandidateRow, list[Optional[str]]]]:
+    """Rows not yet voted on, with each candidate's rejection reason; rows with nothing left to vote on
+    are counted in the report and dropped."""
+    for r in rows:
+        report.rows += 1
+        if r.row.row_id in done:
+            report.rows_already_done += 1
+            continue
+        reasons = [rejection_reason(c, r.row.query, r.positive, args) for c in r.candidates]
+        if any(reason is None for reason in reasons):
+            yield r, reasons
+        else:
+            report.rows_all_rejected.append(r.row.row_id)
+            report.candidates += len(reasons)
+            report.rejected_candidates.update(reasons)
+
+
+def vote_record(r: CandidateRow, reasons: list[Optional[str]], scores: dict[str, np.ndarray],
+                scales: dict[str, float], voting: str) -> dict:
+    """The row as written: its record, the chosen thought, and how the committee chose it."""
+    allowed = np.array([reason is None for reason in reasons])
+    totals = soft_totals(scores, scales, allowed)
+    nominated = nominations(scores, allowed)
+    by_soft, by_hard = soft_winner(totals), hard_winner(nominated, totals)
+    chosen = by_soft if voting == "soft" else by_hard
+    return {**r.row.record, "thought": r.candidates[chosen], "thought_votes": {
+        "voting": voting, "chosen": chosen, "soft": by_soft, "hard": by_hard,
+        "scores": {name: [round(float(x), 6) for x in s] for name, s in scores.items()},
+        "nominations": nominated,
+        "soft_totals": [round(float(x), 6) for x in totals],
+        "rejected": {str(j): reason for j, reason in enumerate(reasons) if reason},
+    }}
+
 
 def vote(args: VoteArguments) -> VoteReport:
-    rows = read_candidate_rows(args.input_path)
     members: list[Member] = ([BM25Member(args.bm25_k1, args.bm25_b)] if args.bm25 else []) + \
         [DenseMember(path, args) for path in args.dense_models]
     scales = {m.name: m.soft_scale for m in members}
-    report = VoteReport(rows=len(rows))
-    same_choice, member_hits = 0, Counter()
-    Path(args.output_path).parent.mkdir(parents=True, exist_ok=True)
-    with open(args.output_path, "w", encoding="utf-8") as out, tqdm(total=len(rows), unit="row", desc="vote") as bar:
-        for start in range(0, len(rows), args.rows_per_chunk):
-            chunk = rows[start:start + args.rows_per_chunk]
-            member_scores = {m.name: m.score(chunk) for m in members}
-            for i, r in enumerate(chunk):
+    output = Path(args.output_path)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    done = resume_output(output)
+    report = VoteReport()
+    pending = guarded_rows(iter_candidate_rows(args.input_path), done, args, report)
+    with open(output, "a", encoding="utf-8") as out, tqdm(unit="row", desc="vote", dynamic_ncols=True) as bar:
+        while chunk := list(itertools.islice(pending, args.rows_per_chunk)):
+            member_scores = {m.name: m.score([r for r, _ in chunk]) for m in members}
+            for i, (r, reasons) in enumerate(chunk):
                 scores = {name: s[i] for name, s in member_scores.items()}
-                reasons = [rejection_reason(c, r.row.query, r.positive, args) for c in r.candidates]
-                report.candidates += len(reasons)
-                report.rejected_candidates.update(reason for reason in reasons if reason)
-                allowed = np.array([reason is None for reason in reasons])
-                if not allowed.any():
-                    report.rows_all_rejected.append(r.row.row_id)
-                    continue
-                totals = soft_totals(scores, scales, allowed)
-                nominated = nominations(scores, allowed)
-                by_soft, by_hard = soft_winner(totals), hard_winner(nominated, totals)
-                chosen = by_soft if args.voting == "soft" else by_hard
-                same_choice += by_soft == by_hard
-                member_hits.update(name for name, i_ in nominated.items() if i_ == chosen)
-                out.write(json.dumps({**r.row.record, "thought": r.candidates[chosen], "thought_votes": {
-                    "voting": args.voting, "chosen": chosen,
-                    "scores": {name: [round(float(x), 6) for x in s] for name, s in scores.items()},
-                    "nominations": nominated,
-                    "soft_totals": [round(float(x), 6) for x in totals],
-                    "rejected": {str(j): reason for j, reason in enumerate(reasons) if reason},
-                }}, ensure_ascii=False) + "\n")
-                report.rows_written += 1
+                out.write(json.dumps(vote_record(r, reasons, scores, scales, args.voting), ensure_ascii=False) + "\n")
+            out.flush()
+            report.rows_written += len(chunk)
             bar.update(len(chunk))
-    if report.rows_written:
-        report.hard_soft_agreement = round(same_choice / report.rows_written, 4)
-        report.member_agreement_with_choice = {m.name: round(member_hits[m.name] / report.rows_written, 4)
-                                               for m in members}
+    if report.rows_already_done:
+        logger.info("resumed %s: %d rows were already voted on", output, report.rows_already_done)
+    report.add_output(output, [m.name for m in members])
     return report
 
 

@@ -12,20 +12,25 @@ import pytest
 
 from o1e_tevatron.synthesis.generate import generate, pick_examples
 from o1e_tevatron.synthesis.prompts import SYSTEM_PROMPT, TeacherPrompt
-from o1e_tevatron.synthesis.rows import read_rows
+from o1e_tevatron.synthesis.rows import iter_rows
 from .helpers import DEMO_TRAIN, demo_rows, generate_args, generate_cli, read_jsonl, run_until_complete, write_jsonl
 
 ALL_IDS = [r["query_id"] for r in demo_rows()]
 
 
+def list_rows(path, **kwargs):
+    return list(iter_rows(path, **kwargs))
+
+
 def test_examples_are_random_training_pairs_never_the_rows_own_positive():
-    rows = read_rows(DEMO_TRAIN)
+    rows = list(iter_rows(DEMO_TRAIN))
+    pool = [(r.query, r.positives[0]) for r in rows]
     for row in rows:
-        examples = pick_examples(rows, row, m=3, seed=0, max_chars=10_000)
+        examples = pick_examples(pool, row, m=3, seed=0, max_chars=10_000)
         assert len({q for q, _ in examples}) == 3
         assert not set(row.positives) & {d for _, d in examples}
-        assert examples == pick_examples(rows, row, m=3, seed=0, max_chars=10_000)  # stable across restarts
-    prompt = TeacherPrompt().user(rows[0].query, pick_examples(rows, rows[0], 3, 0, 10_000))
+        assert examples == pick_examples(pool, row, m=3, seed=0, max_chars=10_000)  # stable across restarts
+    prompt = TeacherPrompt().user(rows[0].query, pick_examples(pool, rows[0], 3, 0, 10_000))
     assert prompt.startswith("Task: \nThink about a plausible response to address the query.\n\nExamples: \nQuery: ")
     assert prompt.endswith(f"Query: \n{rows[0].query}\nResponse: ")
     assert prompt.count("Response: ") == 4
@@ -46,23 +51,23 @@ def test_prompt_override_file(tmp_path):
 
 
 def test_input_formats_and_errors(tmp_path, demo_dir):
-    tevatron = read_rows(DEMO_TRAIN)
+    tevatron = list_rows(DEMO_TRAIN)
     authors = write_jsonl(tmp_path / "authors.jsonl", [
         {"query": r["query"], "pos": [p["text"] for p in r["positive_passages"]],
          "neg": [p["text"] for p in r["negative_passages"]]} for r in demo_rows(5)])
-    assert [r.query for r in read_rows(authors)] == [r.query for r in tevatron[:5]]
-    assert all(r.row_id.startswith("sha1:") for r in read_rows(authors))
-    beir = read_rows(demo_dir, qrels_split="test")
+    assert [r.query for r in list_rows(authors)] == [r.query for r in tevatron[:5]]
+    assert all(r.row_id.startswith("sha1:") for r in list_rows(authors))
+    beir = list_rows(demo_dir, qrels_split="test")
     assert beir and all(r.record["positive_passages"] and r.record["negative_passages"] == [] for r in beir)
     with pytest.raises(FileNotFoundError, match="qrels/train.tsv"):
-        read_rows(demo_dir)
+        list_rows(demo_dir)
     broken = tmp_path / "broken.jsonl"
     broken.write_text(DEMO_TRAIN.read_text().splitlines()[0] + "\n{not json\n")
     with pytest.raises(ValueError, match="broken.jsonl:2"):
-        read_rows(broken)
+        list_rows(broken)
     duplicated = write_jsonl(tmp_path / "dup.jsonl", demo_rows(2) + demo_rows(1))
     with pytest.raises(ValueError, match="dup.jsonl:3.*repeats.*dup.jsonl:1"):
-        read_rows(duplicated)
+        list_rows(duplicated)
 
 
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])

@@ -1,16 +1,20 @@
 """The committee (BM25 over Pyserini's analyzer + MiniLM) on real CoSQA dev rows, and the voting rules."""
 import json
 import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from o1e_tevatron.synthesis.rows import read_rows
+from o1e_tevatron.synthesis.rows import iter_rows
 from o1e_tevatron.synthesis.vote import (VoteArguments, hard_winner, main, nominations, rejection_reason,
                                          soft_totals, soft_winner, vote, words)
 
-from .helpers import read_jsonl, write_jsonl
+from .helpers import demo_rows, read_jsonl, write_jsonl
 
 N_ROWS = 100
 
@@ -27,7 +31,7 @@ def cosqa_candidates(shared_data, tmp_path_factory):
     the query itself, another row's code, and two 'good' thoughts: disjoint random halves of the positive's
     identifiers as sorted bags of words (its vocabulary, none of its word sequences). The members may
     prefer different halves; either is a right pick."""
-    rows = read_rows(shared_data / "cosqa", qrels_split="dev")[:N_ROWS]
+    rows = list(iter_rows(shared_data / "cosqa", qrels_split="dev"))[:N_ROWS]
     rng = random.Random(0)
     records, good = [], {}
     for i, row in enumerate(rows):
@@ -84,7 +88,7 @@ def test_vote_is_deterministic(cosqa_candidates, tmp_path):
 
 
 def test_bm25_alone_prefers_shared_vocabulary(tmp_path, demo_dir):
-    row = read_rows(demo_dir, qrels_split="test")[0]
+    row = next(iter_rows(demo_dir, qrels_split="test"))
     candidates = ["unrelated words about cooking pasta at home",
                   " ".join(sorted(set(words(row.positives[0]))))[:300]]
     path = write_jsonl(tmp_path / "c.jsonl", [{**row.record, "thought_candidates": candidates}])
@@ -138,9 +142,58 @@ def test_plain_hugging_face_encoder_member(minilm, tmp_path, cosqa_candidates):
     path, _ = cosqa_candidates
     few = write_jsonl(tmp_path / "few.jsonl", read_jsonl(path)[:3])
     scores = []
-    for model in (minilm, str(plain)):
-        args = VoteArguments(input_path=str(few), output_path=str(tmp_path / "o.jsonl"), dense_models=[model],
+    for i, model in enumerate((minilm, str(plain))):
+        args = VoteArguments(input_path=str(few), output_path=str(tmp_path / f"o{i}.jsonl"), dense_models=[model],
                              bm25=False, max_seq_length=64)
         vote(args)
         scores.append([r["thought_votes"]["scores"][model] for r in read_jsonl(args.output_path)])
     np.testing.assert_allclose(scores[0], scores[1], atol=1e-4)
+
+
+def many_candidate_rows(path, copies):
+    """copies x the demo rows (positives only, fresh ids), three word samples of the positive as
+    candidates; every 50th row has only copies of its positive, so the guard leaves it out."""
+    rng, records = random.Random(0), []
+    for copy in range(copies):
+        for row in demo_rows():
+            positive = row["positive_passages"][0]["text"]
+            tokens = positive.split()
+            candidates = [" ".join(rng.sample(tokens, min(8, len(tokens)))) for _ in range(3)]
+            if len(records) % 50 == 0:
+                candidates = [positive, positive]
+            records.append({"query_id": f"{row['query_id']}-{copy}", "query": row["query"],
+                            "positive_passages": row["positive_passages"], "negative_passages": [],
+                            "thought_candidates": candidates})
+    return write_jsonl(path, records), len(records)
+
+
+def test_sigkill_mid_vote_then_resume_equals_an_uninterrupted_run(tmp_path):
+    path, total = many_candidate_rows(tmp_path / "candidates.jsonl", copies=50)
+    cli = [sys.executable, "-m", "o1e_tevatron.synthesis.vote", "--input_path", str(path), "--voting", "hard",
+           "--rows_per_chunk", "16"]
+    reference = tmp_path / "reference.jsonl"
+    subprocess.run([*cli, "--output_path", str(reference)], check=True, capture_output=True, timeout=300)
+    out = tmp_path / "out.jsonl"
+    log = open(tmp_path / "first.log", "w")
+    first = subprocess.Popen([*cli, "--output_path", str(out)], stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (out.exists() and out.read_bytes().count(b"\n") >= 200):
+        assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()
+        time.sleep(0.01)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_at_kill = out.read_bytes().count(b"\n")
+    with open(out, "a") as f:  # what a kill in the middle of a write leaves behind
+        f.write('{"query_id": "torn", "query": "half a line')
+    resumed = subprocess.run([*cli, "--output_path", str(out), "--report_path", str(tmp_path / "report.json")],
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "dropping a torn last line" in resumed.stderr
+    assert out.read_bytes() == reference.read_bytes()  # every row once, in input order, with the same votes
+    report = json.loads((tmp_path / "report.json").read_text())
+    left_out = len(range(0, total, 50))
+    assert 200 <= done_at_kill < total - left_out == report["rows_in_output"]
+    assert report["rows"] == total and report["rows_already_done"] == done_at_kill
+    assert report["rows_written"] == total - left_out - done_at_kill and len(report["rows_all_rejected"]) == left_out
+    assert report["rejected_candidates"] == {"copies_positive": 2 * left_out}
+    assert report["candidates"] == 3 * (total - left_out) + 2 * left_out
