@@ -42,6 +42,7 @@ class EvalConfig:
     data_dir: Path | None = None
     topics_dir: Path | None = None
     corpus: Path | None = None
+    excluded_ids: Path | None = None  # BRIGHT's per-query excluded_ids (scoring.read_excluded_ids)
     output_dir: Path = DEFAULT_OUTPUT
     index_root: Path = datasets.O1E_CACHE / "indexes"
     hits: int = 1000
@@ -97,10 +98,15 @@ def evaluate(config: EvalConfig) -> dict:
     report["qrels_docs_missing_from_corpus"] = {"count": len(missing), "examples": missing[:10]}
     indexed_at = time.time()
 
-    run = retrievers.search(retriever, index_dir, queries, k=config.hits, threads=config.threads)
-    run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
+    excluded = scoring.read_excluded_ids(config.excluded_ids) if config.excluded_ids else {}
+    report["excluded_ids_for_unknown_queries"] = sorted(set(excluded) - set(queries))
     if info.ignore_identical_ids:
-        run = scoring.drop_identical_ids(run)
+        excluded = {q: excluded.get(q, set()) | {q} for q in queries}
+    depth = config.hits + max(map(len, excluded.values()), default=0)  # still `hits` deep after exclusion
+    run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads)
+    run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
+    run, report["excluded_hits_removed"] = scoring.drop_excluded(run, excluded)
+    run = {q: hits[:config.hits] for q, hits in run.items()}
     searched_at = time.time()
 
     run_name = _slug(retriever.spec) + "".join(f"-{v}" for v in retriever.o1e_query_options.values())
@@ -127,6 +133,10 @@ def _warn_about(report: dict, dataset_id: str) -> None:
     if report["judged_queries_without_topic"]:
         logger.warning("%s: %d judged queries are not among the topics (not scored): %s", dataset_id,
                        len(report["judged_queries_without_topic"]), report["judged_queries_without_topic"][:10])
+    if report["excluded_ids_for_unknown_queries"]:
+        logger.warning("%s: the excluded-ids file names %d queries that are not among the topics (wrong file?): %s",
+                       dataset_id, len(report["excluded_ids_for_unknown_queries"]),
+                       report["excluded_ids_for_unknown_queries"][:10])
     missing = report["qrels_docs_missing_from_corpus"]
     if missing["count"]:
         logger.warning("%s: %d judgments name documents absent from the corpus, e.g. %s", dataset_id,
@@ -215,6 +225,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     _add_data_args(parser)
     parser.add_argument("--retriever", required=True, help="bm25 | ENCODER:MODEL (auto:, contriever:, ...) | o1e:MODEL")
     parser.add_argument("--corpus", type=Path, default=None, help="local corpus JSON lines (BRIGHT, or to override)")
+    parser.add_argument("--excluded-ids", type=Path, default=None,
+                        help="documents never counted for a query (BRIGHT's excluded_ids): a JSON object "
+                             "{query_id: [doc_id, ...]} or JSON lines of BRIGHT examples with id and excluded_ids")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--index-root", type=Path, default=datasets.O1E_CACHE / "indexes")
     parser.add_argument("--hits", type=int, default=1000)
@@ -246,8 +259,8 @@ def _config(args) -> EvalConfig:
         retriever.validate()
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    return EvalConfig(args.dataset, retriever, args.data_dir, args.topics_dir, args.corpus, args.output_dir,
-                      args.index_root, args.hits, args.threads, args.metrics or [])
+    return EvalConfig(args.dataset, retriever, args.data_dir, args.topics_dir, args.corpus, args.excluded_ids,
+                      args.output_dir, args.index_root, args.hits, args.threads, args.metrics or [])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """Runs and scores: TREC run files, ir_measures metrics, the paper's paired t-test, comparisons."""
 from __future__ import annotations
 
+import json
 import logging
 from collections import defaultdict
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import ir_measures
@@ -31,9 +33,45 @@ def dedup_run(run: Run) -> tuple[Run, int]:
     return cleaned, removed
 
 
-def drop_identical_ids(run: Run) -> Run:
-    """BEIR's ignore_identical_ids: a document with the query's own id is never a hit (ArguAna, Quora)."""
-    return {q: [(d, s) for d, s in hits if d != q] for q, hits in run.items()}
+def drop_excluded(run: Run, excluded: Mapping[str, Collection[str]]) -> tuple[Run, int]:
+    """Remove each query's excluded documents from its hits; returns the run and how many hits went.
+
+    Covers BEIR's ignore_identical_ids (ArguAna, Quora: ``{q: {q}}``) and BRIGHT's per-query
+    ``excluded_ids``."""
+    cleaned, removed = {}, 0
+    for query_id, hits in run.items():
+        banned = excluded.get(query_id, ())
+        cleaned[query_id] = [(d, s) for d, s in hits if d not in banned]
+        removed += len(hits) - len(cleaned[query_id])
+    return cleaned, removed
+
+
+def read_excluded_ids(path: Path | str) -> dict[str, set[str]]:
+    """BRIGHT's ``excluded_ids`` per query, from a JSON object ``{query_id: [doc_id, ...]}`` or from JSON
+    lines of BRIGHT examples (``{"id": ..., "excluded_ids": [...]}``); BRIGHT's ``"N/A"`` means none."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        whole = json.loads(text)
+        pairs = whole.items() if isinstance(whole, dict) else None
+    except json.JSONDecodeError:
+        pairs = None
+    if pairs is None:
+        pairs = []
+        for line_no, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                example = json.loads(line)
+                pairs.append((example["id"], example["excluded_ids"]))
+            except (json.JSONDecodeError, KeyError, TypeError) as e:
+                raise ValueError(f"{path}:{line_no}: expected a BRIGHT example with 'id' and 'excluded_ids'") from e
+    excluded = {}
+    for query_id, doc_ids in pairs:
+        if not isinstance(doc_ids, list):
+            raise ValueError(f"{path}: excluded ids of query {query_id} must be a list, got {type(doc_ids).__name__}")
+        excluded[str(query_id)] = {str(d) for d in doc_ids if str(d) != "N/A"}
+    return excluded
 
 
 def write_run(run: Run, path: Path | str, tag: str) -> Path:

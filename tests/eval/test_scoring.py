@@ -1,4 +1,5 @@
 """Runs, metrics and the t-test, on toy runs and on the demo slice through the whole harness."""
+import dataclasses
 import json
 import logging
 
@@ -40,8 +41,39 @@ def test_duplicate_docids_are_removed_with_a_warning(caplog):
     assert "removed 1 duplicate" in caplog.text
 
 
-def test_identical_query_and_doc_ids_are_ignored():
-    assert scoring.drop_identical_ids({"q1": [("q1", 2.0), ("d1", 1.0)]}) == {"q1": [("d1", 1.0)]}
+def test_excluded_documents_are_dropped_per_query(tmp_path):
+    run = {"q1": [("q1", 2.0), ("d1", 1.0)], "q2": [("q1", 3.0), ("d2", 1.0)]}
+    assert scoring.drop_excluded(run, {"q1": {"q1"}}) == ({"q1": [("d1", 1.0)], "q2": run["q2"]}, 1)
+    (tmp_path / "ex.json").write_text(json.dumps({"q1": ["d1", "N/A"], "q2": []}))
+    assert scoring.read_excluded_ids(tmp_path / "ex.json") == {"q1": {"d1"}, "q2": set()}
+    (tmp_path / "examples.jsonl").write_text(json.dumps({"id": 7, "query": "..", "excluded_ids": ["N/A"]}) + "\n"
+                                             + json.dumps({"id": "8", "excluded_ids": ["a", 3]}) + "\n")
+    assert scoring.read_excluded_ids(tmp_path / "examples.jsonl") == {"7": set(), "8": {"a", "3"}}
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"id": 7, "excluded_ids": []}) + "\n{\"id\": 9}\n")
+    with pytest.raises(ValueError, match="bad.jsonl:2"):
+        scoring.read_excluded_ids(tmp_path / "bad.jsonl")
+
+
+def test_excluded_ids_leave_runs_full_depth(demo_dir, tmp_path, index_root, no_pyserini_cache, caplog):
+    """BM25 on the demo slice, then again with a query's top two hits excluded (BRIGHT's excluded_ids)."""
+    dataset_id = "o1e-test/demo-excluded"
+    from o1e_pyserini import datasets
+    datasets.register_trec_files(dataset_id, demo_dir / "topics.tsv", demo_dir / "qrels.txt", demo_dir / "corpus.jsonl")
+    config = o1e_eval.EvalConfig(dataset_id, retrievers.RetrieverSpec("bm25"), output_dir=tmp_path / "plain",
+                                 index_root=index_root, hits=10)
+    plain = scoring.read_run(o1e_eval.evaluate(config)["run"])
+    query = next(iter(plain))
+    top_two = [d for d, _ in plain[query][:2]]
+    (tmp_path / "excluded.json").write_text(json.dumps({query: top_two, "not-a-topic": ["x"]}))
+    with caplog.at_level(logging.WARNING):
+        record = o1e_eval.evaluate(dataclasses.replace(config, output_dir=tmp_path / "excluded",
+                                                       excluded_ids=tmp_path / "excluded.json"))
+    run = scoring.read_run(record["run"])
+    assert [d for d, _ in run[query]] == [d for d, _ in plain[query][2:]] + [d for d, _ in run[query][8:]]
+    assert len(run[query]) == 10 and not set(top_two) & {d for d, _ in run[query]}
+    assert all(run[q] == plain[q] for q in plain if q != query)
+    assert record["excluded_hits_removed"] == 2 and record["excluded_ids_for_unknown_queries"] == ["not-a-topic"]
+    assert "not among the topics (wrong file?)" in caplog.text
 
 
 def test_metrics_follow_ranks_not_tied_scores():
