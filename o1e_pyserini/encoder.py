@@ -25,8 +25,8 @@ from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
 from o1e_tevatron.template import passage_text
 
-from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, VLLMThoughts,
-                       average_thought_vectors)
+from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
+                       VLLMThoughts, average_thought_vectors)
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +138,10 @@ class O1EQueryEncoder(QueryEncoder):
         if name == "openai":
             if not (server and model):
                 raise ValueError("thoughts='openai' needs thought_server (base URL) and thought_model")
-            return OpenAIThoughts(server, model, self.template, self.settings)
+            return TokenizedThoughts(OpenAIThoughts(server, model, self.settings), self.template, self.settings)
         if not path:
             raise ValueError("thoughts='file' needs thoughts_file (a thoughts.jsonl)")
-        return RecordedThoughts(path, self.template, self.settings)
+        return TokenizedThoughts(RecordedThoughts(path), self.template, self.settings)
 
     @property
     def dimension(self) -> int:

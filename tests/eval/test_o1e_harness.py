@@ -19,7 +19,7 @@ def test_o1e_checkpoint_scores_through_the_eval_command(o1e_checkpoint, demo_dir
                           "--index-root", str(index_root), "--hits", "20", "--threads", "1", *mode_flags]) == 0
     record = json.loads(next(tmp_path.glob("o1e__demo__test/*.metrics.json")).read_text())
     assert record["num_queries"] == 48 and 0 <= record["metrics"]["nDCG@10"] <= 1
-    assert record["retriever"]["o1e_query_options"]["mode"] == mode_flags[1]
+    assert record["retriever"]["query_options"]["mode"] == mode_flags[1]
     assert capsys.readouterr().out.startswith(f"{DEMO_ID}  o1e:{o1e_checkpoint}  nDCG@10=")
 
 
@@ -32,7 +32,7 @@ def test_o1e_flags_need_an_o1e_retriever():
 def test_o1e_checkpoint_on_real_data(o1e_checkpoint, shared_data, tmp_path, index_root, dataset, num_queries):
     """CoSQA dev and SciFact test, fast mode (~30 s each on 2 cores; think mode runs on the demo slice)."""
     from o1e_pyserini.evaluation import retrievers
-    retriever = retrievers.RetrieverSpec(f"o1e:{o1e_checkpoint}", o1e_query_options={"mode": "fast"})
+    retriever = retrievers.RetrieverSpec(f"o1e:{o1e_checkpoint}", query_options={"mode": "fast"})
     record = o1e_eval.evaluate(o1e_eval.EvalConfig(dataset, retriever, data_dir=shared_data,
                                                    output_dir=tmp_path, index_root=index_root, hits=100))
     assert record["num_queries"] == num_queries and 0 <= record["metrics"]["nDCG@10"] <= 1

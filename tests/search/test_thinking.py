@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder
-from o1e_pyserini.thinking import HFThoughts, OpenAIThoughts, ThoughtSettings
+from o1e_pyserini.thinking import HFThoughts, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
 
@@ -112,7 +112,8 @@ def test_separate_generator_over_openai_api(tiny_llama_dir, llama_checkpoint):
     model = O1EModel.load(llama_checkpoint).eval()
     settings = ThoughtSettings(num_thoughts=2, temperature=1.0, max_new_tokens=8)
     with serve_in_thread(LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir))) as url:
-        thoughts = OpenAIThoughts(url, "loopback", model.template, settings).think(QUERIES[:2])
+        source = OpenAIThoughts(url, "loopback", settings)
+        thoughts = TokenizedThoughts(source, model.template, settings).think(QUERIES[:2])
     assert [len(ts) for ts in thoughts] == [2, 2]
     assert all(isinstance(i, int) for ts in thoughts for th in ts for i in th)
 
