@@ -38,11 +38,13 @@ def rows(record: dict) -> list[tuple[str, str, str, str]]:
                  "grad cache MiB by batch " + ", ".join(f"{b}: {m:.0f}" for b, m in gc.items()) +
                  "; without: " + ", ".join(f"{b}: {m:.0f}" for b, m in plain.items()))]
     if name == "think_qps":
-        q = r["queries_per_s"]
-        return [("Think qps fused / re-encode (k=3)", f"{r['fused_over_reencode']:.3f}", ">= 1.3",
+        q, e, sm = r["queries_per_s"], r["next_token_entropy_nats"], r["sampling_ms_per_step"]
+        shape = f"hidden {s['hidden']} x {s['layers']} layers, entropy {e['at_temperature_1']} nats at T=1"
+        return [(f"Think qps fused / re-encode (k=3), {shape}", f"{r['fused_over_reencode']:.3f}", ">= 1.3",
                  verdict(r['fused_over_reencode'], ">= 1.3") + f"; qps fused {q['think_fused']}, re-encode "
                  f"{q['think_reencode']}, fast {q['fast']}; max vector diff {r['max_abs_vector_diff_fused_vs_reencode']:.1e}; "
-                 f"one prefill for k thoughts: {r['prefill']['k_thoughts_share_one_prefill']}")]
+                 f"one prefill for k thoughts: {r['prefill']['k_thoughts_share_one_prefill']}; sampling step "
+                 f"{sm['nucleus_sampler']} ms vs HF top-p {sm['hf_top_p_multinomial']} ms ({sm['speedup']}x)")]
     if name == "corpus_encoding":
         d = r["docs_per_s"]
         return [("Corpus encoding docs/s o1e / Pyserini Auto", f"{r['o1e_over_pyserini']:.3f}", ">= 1.5",

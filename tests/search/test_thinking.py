@@ -8,13 +8,50 @@ import torch
 import torch.nn.functional as F
 
 from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder
-from o1e_pyserini.thinking import HFThoughts, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
+from o1e_pyserini.thinking import HFThoughts, NucleusSampler, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
 
 QUERIES = ["0-dimensional biomaterials show inductive properties.", "dna", "what causes rodent genome amplification",
            "x"]
 MAX_NEW = 10
+
+
+@pytest.mark.parametrize("scale, temperature, top_p, full_sort", [
+    (30.0, 0.1, 0.9, False),  # trained-like: the nucleus is decided among the candidates
+    (3.0, 0.1, 0.9, False),
+    (1.0, 1.0, 0.9, True),  # near-uniform: the nucleus is most of the vocabulary
+    (2.0, 0.7, 1.0, True),
+])
+def test_nucleus_equals_hugging_face_temperature_and_top_p(scale, temperature, top_p, full_sort, monkeypatch):
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
+
+    scores = torch.randn(48, 5000, generator=torch.Generator().manual_seed(0)) * scale
+    expected = TemperatureLogitsWarper(temperature)(None, scores.clone())
+    if top_p < 1:
+        expected = TopPLogitsWarper(top_p)(None, expected)
+    sorts = []
+    real_sort = torch.Tensor.sort
+    monkeypatch.setattr(torch.Tensor, "sort", lambda self, *a, **k: sorts.append(1) or real_sort(self, *a, **k))
+    ids, probs = NucleusSampler(temperature, top_p).nucleus(scores.clone())
+    assert bool(sorts) == full_sort
+    dense = torch.zeros_like(scores).scatter_(1, ids, probs)
+    torch.testing.assert_close(dense, expected.softmax(-1), atol=1e-6, rtol=1e-4)
+
+
+def test_nucleus_sampler_draws_each_token_with_its_probability():
+    scores = torch.tensor([[2.0, 1.0, 0.5, -1.0, -3.0], [0.0, 3.0, 2.9, -1.0, 0.0]]).repeat(10_000, 1)
+    sampler = NucleusSampler(temperature=1.0, top_p=0.8, candidates=3)
+    ids, probs = sampler.nucleus(scores[:2])
+    expected = torch.zeros(2, 5).scatter_(1, ids, probs)
+    assert expected[0].nonzero().flatten().tolist() == [0, 1] and expected[1].nonzero().flatten().tolist() == [1, 2]
+    torch.manual_seed(0)
+    tokens = sampler.sample(scores).view(-1, 2)
+    for row in range(2):
+        frequency = torch.bincount(tokens[:, row], minlength=5) / len(tokens)
+        assert (frequency - expected[row]).abs().max() < 0.015  # 3 sigma at n = 10,000
+    chosen = sampler(None, scores[:2].clone())  # as generate's last processor: the draw is the argmax
+    assert torch.isinf(chosen).sum().item() == 2 and set(chosen.argmax(-1).tolist()) <= {0, 1, 2}
 
 
 def eos_bias(model, bias):
