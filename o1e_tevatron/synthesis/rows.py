@@ -97,14 +97,28 @@ def read_beir(folder: Path, split: str) -> Iterator[TrainingRow]:
         yield parse_row(record, source)
 
 
-def iter_records(path: str | Path) -> Iterator[tuple[dict, str]]:
-    """(object, "file:line") of a JSONL file or of every ``*.jsonl`` in a folder, in name order."""
+def jsonl_files(path: str | Path) -> list[Path]:
+    """A JSONL file, or every ``*.jsonl`` in a folder, in name order."""
     path = Path(path)
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files:
         raise FileNotFoundError(f"no *.jsonl files in {path}")
-    for file in files:
+    return files
+
+
+def iter_records(path: str | Path) -> Iterator[tuple[dict, str]]:
+    """(object, "file:line") of :func:`jsonl_files`."""
+    for file in jsonl_files(path):
         yield from iter_jsonl(file)
+
+
+def count_records(path: str | Path) -> int:
+    """Non-blank lines of :func:`jsonl_files` (a progress bar's total, without parsing JSON)."""
+    total = 0
+    for file in jsonl_files(path):
+        with open(file, "rb") as f:
+            total += sum(1 for line in f if line.strip())
+    return total
 
 
 def iter_rows(path: str | Path, qrels_split: str = "train") -> Iterator[TrainingRow]:

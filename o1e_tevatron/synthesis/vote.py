@@ -30,7 +30,8 @@ import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.synthesis.rows import TrainingRow, iter_records, parse_row, resume_output, unique_rows
+from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row, resume_output,
+                                         unique_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +291,8 @@ def vote(args: VoteArguments) -> VoteReport:
     done = resume_output(output)
     report = VoteReport()
     pending = guarded_rows(iter_candidate_rows(args.input_path), done, args, report)
-    with open(output, "a", encoding="utf-8") as out, tqdm(unit="row", desc="vote", dynamic_ncols=True) as bar:
+    with open(output, "a", encoding="utf-8") as out, \
+            tqdm(total=count_records(args.input_path), unit="row", desc="vote", dynamic_ncols=True) as bar:
         while chunk := list(itertools.islice(pending, args.rows_per_chunk)):
             member_scores = {m.name: m.score([r for r, _ in chunk]) for m in members}
             for i, (r, reasons) in enumerate(chunk):
@@ -298,7 +300,8 @@ def vote(args: VoteArguments) -> VoteReport:
                 out.write(json.dumps(vote_record(r, reasons, scores, scales, args.voting), ensure_ascii=False) + "\n")
             out.flush()
             report.rows_written += len(chunk)
-            bar.update(len(chunk))
+            bar.update(report.rows - bar.n)  # every input row read so far: voted, done before, or left out
+        bar.update(report.rows - bar.n)
     if report.rows_already_done:
         logger.info("resumed %s: %d rows were already voted on", output, report.rows_already_done)
     report.add_output(output, [m.name for m in members])
