@@ -79,6 +79,14 @@ class EncodedQueries:
         return out
 
 
+def ids_by_text(topics: Mapping[str, str]) -> dict[str, list[str]]:
+    """Each query text with the ids that carry it (thoughts.jsonl rows are written per id)."""
+    by_text: dict[str, list[str]] = {}
+    for query_id, text in topics.items():
+        by_text.setdefault(text, []).append(query_id)
+    return by_text
+
+
 def check_queries(queries: Sequence[str], ids: Optional[Sequence[str]] = None) -> None:
     """Refuse empty or whitespace-only queries, naming them by id (or position when ids are unknown)."""
     bad = [str(ids[i]) if ids is not None else f"#{i}" for i, q in enumerate(queries)

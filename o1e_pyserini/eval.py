@@ -119,10 +119,9 @@ def evaluate(config: EvalConfig) -> dict:
     run_path = scoring.write_run(run, run_dir / f"{run_name}.trec", tag=run_name)
     encoded = getattr(query_encoder, "encoded", None)
     if encoded is not None and any(encoded.thoughts):  # thoughts + vectors, to re-score without generating
-        ids_by_text = {}
-        for query_id, text in queries.items():
-            ids_by_text.setdefault(text, []).append(query_id)
-        report["thoughts"] = str(encoded.save(run_dir / f"{run_name}.queries", ids_by_text) / "thoughts.jsonl")
+        from o1e_pyserini.encoder import ids_by_text
+        saved = encoded.save(run_dir / f"{run_name}.queries", ids_by_text(queries))
+        report["thoughts"] = str(saved / "thoughts.jsonl")
     values = scoring.per_query(run, qrels, metrics)
     record = {
         "dataset": config.dataset, "retriever": retrievers.describe(retriever),

@@ -20,13 +20,12 @@ import logging
 import os
 import runpy
 import sys
-from collections import defaultdict
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 from o1e_tevatron.inference import check_index_dir
 
-from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, register,
-                       registry_keys)
+from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
+                       register, registry_keys)
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +77,7 @@ def query_ids_by_text(topics_name: str, topics_format: str) -> dict[str, list[st
     """Checks the topics for empty queries and maps each query text to its ids."""
     ids, texts = read_topics(topics_name, topics_format)
     check_queries(texts, ids)
-    by_text = defaultdict(list)
-    for query_id, text in zip(ids, texts):
-        by_text[text].append(query_id)
-    return by_text
+    return ids_by_text(dict(zip(ids, texts)))
 
 
 def checked_index_dir(index_dir: str, dimension: int | None = None) -> None:
