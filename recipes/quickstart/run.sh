@@ -33,7 +33,7 @@ echo "== 4/5 search through Pyserini's CLI: think mode (k=3 thoughts per query) 
 for mode in think fast; do
   $PY -m o1e_pyserini.search.faiss --index "$OUT/index" --topics "$DEMO/topics.tsv" --encoder "$OUT/model" \
     --device cpu --batch-size 16 --hits 100 --output "$OUT/run.$mode.trec" \
-    --o1e-mode "$mode" --o1e-num-thoughts 3 --o1e-max-thought-tokens 32 --o1e-temperature 1.0 --o1e-save-queries "$OUT/queries.$mode"
+    --o1e-mode "$mode" --o1e-num-thoughts 3 --o1e-max-thought-tokens 32 --o1e-temperature 1.0 --o1e-seed 0 --o1e-save-queries "$OUT/queries.$mode"
 done
 
 echo "== 5/5 scores (a = fast, b = think)"
