@@ -18,6 +18,7 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 from transformers import AutoModel, AutoTokenizer
 
 from o1e_tevatron.collator import pad
+from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.modeling import position_ids_from_mask
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ class RepLlama:
             adapter = PeftConfig.from_pretrained(model_name_or_path)
         except (ValueError, OSError):
             adapter = None
-        base = base_model_name_or_path or (adapter.base_model_name_or_path if adapter else model_name_or_path)
+        base = resolve_model_path(base_model_name_or_path
+                                  or (adapter.base_model_name_or_path if adapter else model_name_or_path))
         model = AutoModel.from_pretrained(base, dtype=getattr(torch, dtype))
         if adapter is not None:
             model = PeftModel.from_pretrained(model, model_name_or_path).merge_and_unload()

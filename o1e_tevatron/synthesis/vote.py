@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
+from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row, resume_output,
                                          unique_rows)
 
@@ -170,7 +171,7 @@ class DenseMember:
         from sentence_transformers import SentenceTransformer
 
         self.name, self.soft_scale, self.batch_size = path, args.dense_score_scale, args.batch_size
-        self.model = SentenceTransformer(path, device=args.device, trust_remote_code=True)
+        self.model = SentenceTransformer(resolve_model_path(path), device=args.device, trust_remote_code=True)
         self.model.max_seq_length = min(args.max_seq_length, self.model.max_seq_length or args.max_seq_length)
 
     def score(self, rows: list[CandidateRow]) -> list[np.ndarray]:
