@@ -112,11 +112,30 @@ class Teacher:
         self.client = openai.AsyncOpenAI(base_url=args.base_url, api_key=os.environ.get(args.api_key_env) or "EMPTY",
                                          timeout=args.request_timeout, max_retries=0)
         self.retries = 0
+        self.partial_n_seen = False
 
     async def _request(self, query: str, examples: list[tuple[str, str]]) -> list[str]:
+        """k candidates. Servers that ignore ``n`` (``transformers serve`` answers one choice) are asked
+        again for the rest, with the same prompt, until k texts are in."""
+        texts: list[str] = []
+        while len(texts) < self.args.num_candidates:
+            more = await self._ask(query, examples, self.args.num_candidates - len(texts))
+            if not more:
+                raise MalformedResponse("the server answered with no choices")
+            if len(more) < self.args.num_candidates - len(texts) and not self.partial_n_seen:
+                self.partial_n_seen = True
+                logger.info("the server answered %d of n=%d choices: asking again for the rest",
+                            len(more), self.args.num_candidates - len(texts))
+            texts += more
+        texts = texts[: self.args.num_candidates]
+        if not all(texts):
+            raise MalformedResponse(f"expected {self.args.num_candidates} non-empty candidates, got "
+                                    f"{sum(map(bool, texts))} non-empty of {len(texts)}")
+        return texts
+
+    async def _ask(self, query: str, examples: list[tuple[str, str]], n: int) -> list[str]:
         a = self.args
-        sampling = dict(model=a.model, n=a.num_candidates, temperature=a.temperature, top_p=a.top_p,
-                        max_tokens=a.max_tokens)
+        sampling = dict(model=a.model, n=n, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens)
         try:
             if a.endpoint == "chat":
                 response = await self.client.chat.completions.create(
@@ -128,11 +147,7 @@ class Teacher:
                 texts = [choice.text for choice in response.choices]
         except (ValueError, AttributeError, TypeError, openai.APIResponseValidationError) as e:  # JSON / shape
             raise MalformedResponse(f"unparsable response: {e!r:.300}") from e
-        texts = [t.strip() if isinstance(t, str) else "" for t in texts]
-        if len(texts) != a.num_candidates or not all(texts):
-            raise MalformedResponse(f"expected {a.num_candidates} non-empty candidates, got "
-                                    f"{sum(map(bool, texts))} non-empty of {len(texts)}")
-        return texts
+        return [t.strip() if isinstance(t, str) else "" for t in texts]
 
     async def candidates(self, query: str, examples: list[tuple[str, str]]) -> list[str]:
         """k thoughts, retrying transient errors with exponential backoff and full jitter."""

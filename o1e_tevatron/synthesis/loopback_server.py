@@ -43,6 +43,8 @@ class LoopbackServerArguments:
     latency_s: float = field(default=0.0, metadata={"help": "Extra delay per request (a slower teacher)."})
     faults: str = field(default="", metadata={"help": f"Comma-separated plan from {FAULTS} for the first requests."})
     fault_delay_s: float = field(default=5.0, metadata={"help": "How long a 'timeout' fault hangs."})
+    ignore_n: bool = field(default=False, metadata={
+        "help": "Answer one choice per request whatever n asks, as `transformers serve` does."})
 
     def __post_init__(self):
         unknown = [f for f in self.fault_plan() if f not in FAULTS]
@@ -110,7 +112,7 @@ def build_app(args: LoopbackServerArguments) -> FastAPI:
         elif fault == "malformed":
             return Response('{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
         prompt = teacher.render_chat(body["messages"]) if chat else body["prompt"]
-        n = int(body.get("n") or 1)
+        n = 1 if args.ignore_n else int(body.get("n") or 1)
         samples = await asyncio.to_thread(
             teacher.sample, prompt, n, int(body.get("max_tokens") or 16),
             float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)))

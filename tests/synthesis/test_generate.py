@@ -82,6 +82,17 @@ def test_generate_writes_k_candidates_per_row(tmp_path, loopback_teacher, endpoi
     assert out[0]["positive_passages"] and "negative_passages" in out[0]  # the input row is kept
 
 
+def test_a_server_that_ignores_n_is_asked_again_for_the_rest(tmp_path, serve_teacher):
+    url = serve_teacher(ignore_n=True)  # like `transformers serve`: one choice per request
+    rows = write_jsonl(tmp_path / "train.jsonl", demo_rows(4))
+    args = generate_args(rows, tmp_path / "out.jsonl", url, num_candidates=3, max_tokens=8)
+    summary = asyncio.run(generate(args))
+    assert summary.written == 4 and summary.failed == 0
+    assert all(len(r["thought_candidates"]) == 3 for r in read_jsonl(args.output_path))
+    stats = json.load(urllib.request.urlopen(url.removesuffix("/v1") + "/loopback/stats"))
+    assert stats["requests"] == 12  # k requests per row
+
+
 def test_transient_faults_are_retried_and_bad_answers_recorded(tmp_path, serve_teacher):
     # Served in order: row 1 gets 500, 429, a hang past the 3 s client timeout, then malformed JSON (recorded,
     # no more retries); row 2 gets a response with empty texts (recorded); the other rows are served normally
