@@ -8,7 +8,10 @@ in order, after which every request succeeds. ``GET /loopback/stats`` counts wha
 
     python -m o1e_tevatron.synthesis.loopback_server --model_name_or_path DIR --port 8000
 
-Not for production: generation is serialized and unbatched.
+Requests that arrive together with the same sampling settings are generated as one left-padded batch
+(up to ``--max_batch_sequences`` sequences, waiting at most ``--batch_wait_s`` for company): on a CPU,
+where a decode step of a small model costs about the same for 1 or 48 sequences, that is what makes a
+real teacher (SmolLM2) usable. Not for production.
 """
 from __future__ import annotations
 
@@ -43,6 +46,8 @@ class LoopbackServerArguments:
     latency_s: float = field(default=0.0, metadata={"help": "Extra delay per request (a slower teacher)."})
     faults: str = field(default="", metadata={"help": f"Comma-separated plan from {FAULTS} for the first requests."})
     fault_delay_s: float = field(default=5.0, metadata={"help": "How long a 'timeout' fault hangs."})
+    max_batch_sequences: int = field(default=48, metadata={"help": "Most sequences (requests x n) per generate call."})
+    batch_wait_s: float = field(default=0.05, metadata={"help": "How long a request waits for others to batch with."})
     ignore_n: bool = field(default=False, metadata={
         "help": "Answer one choice per request whatever n asks, as `transformers serve` does."})
 
@@ -56,12 +61,14 @@ class LoopbackServerArguments:
 
 
 class LocalTeacher:
-    """Samples n continuations of a prompt; one generation at a time (the model is not thread-safe)."""
+    """Samples n continuations of each prompt of a batch; one generate call at a time (the model is not
+    thread-safe)."""
 
     def __init__(self, args: LoopbackServerArguments):
         self.args = args
         path = resolve_model_path(args.model_name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.tokenizer.padding_side = "left"
         self.model = AutoModelForCausalLM.from_pretrained(path).eval()
         self.lock = threading.Lock()
 
@@ -70,28 +77,74 @@ class LocalTeacher:
             return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
 
-    def sample(self, prompt: str, n: int, max_tokens: int, temperature: float, top_p: float) -> list[tuple[str, str, int]]:
-        """(text, finish_reason, completion tokens) for each of n samples."""
-        eos = self.tokenizer.eos_token_id
-        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt").input_ids[:, -self.args.max_prompt_tokens:]
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    def sample(self, prompts: list[str], n: int, max_tokens: int, temperature: float,
+               top_p: float) -> list[list[tuple[str, str, int]]]:
+        """For each prompt, n samples as (text, finish_reason, completion tokens)."""
+        tok, eos = self.tokenizer, self.tokenizer.eos_token_id
+        pad = tok.pad_token_id if tok.pad_token_id is not None else eos
+        ids = [row[-self.args.max_prompt_tokens:] for row in tok(prompts, add_special_tokens=False).input_ids]
+        width = max(map(len, ids))
+        input_ids = torch.tensor([[pad] * (width - len(row)) + row for row in ids])
+        mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in ids])
+        greedy = temperature <= 0  # n identical answers: generated once, repeated
+        sampling = dict(do_sample=False) if greedy else dict(do_sample=True, temperature=temperature, top_p=top_p)
+        bias = {"sequence_bias": {(eos,): self.args.eos_bias}} if self.args.eos_bias else {}
         with self.lock, torch.inference_mode():
             out = self.model.generate(
-                ids, attention_mask=torch.ones_like(ids), num_return_sequences=n, max_new_tokens=max_tokens,
-                min_new_tokens=min(4, max_tokens), sequence_bias={(eos,): self.args.eos_bias}, pad_token_id=self.tokenizer.pad_token_id,
-                eos_token_id=eos, **sampling)
+                input_ids, attention_mask=mask, num_return_sequences=1 if greedy else n, max_new_tokens=max_tokens,
+                min_new_tokens=min(4, max_tokens), pad_token_id=pad, eos_token_id=eos, **bias, **sampling)
         results = []
-        for seq in out[:, ids.shape[1]:].tolist():
+        for seq in out[:, width:].tolist():
             stopped = eos in seq
             seq = seq[:seq.index(eos)] if stopped else seq
-            results.append((self.tokenizer.decode(seq, skip_special_tokens=True), "stop" if stopped else "length", len(seq)))
-        return results
+            results.append((tok.decode(seq, skip_special_tokens=True), "stop" if stopped else "length", len(seq)))
+        if greedy:
+            return [[answer] * n for answer in results]
+        return [results[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+
+class Batcher:
+    """Collects concurrent requests with equal sampling settings into one :meth:`LocalTeacher.sample` call."""
+
+    def __init__(self, teacher: LocalTeacher, stats: collections.Counter):
+        self.teacher, self.stats = teacher, stats
+        self.queue: asyncio.Queue | None = None
+
+    async def sample(self, prompt: str, settings: tuple) -> list[tuple[str, str, int]]:
+        if self.queue is None:  # created in the server's own event loop
+            self.queue = asyncio.Queue()
+            asyncio.get_running_loop().create_task(self._run())
+        future = asyncio.get_running_loop().create_future()
+        await self.queue.put((prompt, settings, future))
+        return await future
+
+    async def _run(self) -> None:
+        args, held = self.teacher.args, []
+        while True:
+            if not held:
+                held.append(await self.queue.get())
+                await asyncio.sleep(args.batch_wait_s)  # let the requests that arrive together gather
+            while not self.queue.empty():
+                held.append(self.queue.get_nowait())
+            settings = held[0][1]
+            same = [item for item in held if item[1] == settings]
+            batch = same[: max(1, args.max_batch_sequences // settings[0])]
+            held = [item for item in held if not any(item is chosen for chosen in batch)]
+            self.stats["batches"] += 1
+            try:
+                answers = await asyncio.to_thread(self.teacher.sample, [p for p, _, _ in batch], *settings)
+            except Exception as error:  # noqa: BLE001 (every request of the batch gets the error)
+                answers = [error] * len(batch)
+            for (_, _, future), answer in zip(batch, answers):
+                if not future.done():
+                    future.set_exception(answer) if isinstance(answer, Exception) else future.set_result(answer)
 
 
 def build_app(args: LoopbackServerArguments) -> FastAPI:
     teacher = LocalTeacher(args)
     plan = collections.deque(args.fault_plan())
     stats = collections.Counter()
+    batcher = Batcher(teacher, stats)
     app = FastAPI(title="o1e loopback teacher (test/dev only)")
 
     async def answer(request: Request, chat: bool):
@@ -113,9 +166,8 @@ def build_app(args: LoopbackServerArguments) -> FastAPI:
             return Response('{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
         prompt = teacher.render_chat(body["messages"]) if chat else body["prompt"]
         n = 1 if args.ignore_n else int(body.get("n") or 1)
-        samples = await asyncio.to_thread(
-            teacher.sample, prompt, n, int(body.get("max_tokens") or 16),
-            float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0)))
+        samples = await batcher.sample(prompt, (n, int(body.get("max_tokens") or 16),
+                                                float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0))))
         if fault == "empty":
             samples = [("", reason, 0) for _, reason, _ in samples]
         stats["ok"] += 1

@@ -143,3 +143,27 @@ def test_sigkill_mid_run_then_resume_has_every_row_exactly_once(tmp_path, serve_
     assert Counter(r["query_id"] for r in read_jsonl(out)) == Counter(ALL_IDS)
     logs = (tmp_path / "first.log").read_text() + "".join(r.stdout + r.stderr for r in resumed)
     assert "sk-loopback-secret" not in logs
+
+
+def test_loopback_teacher_batches_concurrent_requests_like_single_ones(tiny_llama_dir, serve_teacher):
+    """Requests that arrive together are generated in one left-padded batch, with the answers each
+    would get alone (greedy, so comparable token for token)."""
+    import openai
+
+    from o1e_tevatron.synthesis.loopback_server import LoopbackServerArguments, LocalTeacher
+
+    prompts = ["Query: dna repair\nResponse:", "Query: what causes rodent genome amplification in mice\nResponse:",
+               "Query: x\nResponse:", "Query: statins and dementia risk in older adults\nResponse:"]
+    url = serve_teacher(batch_wait_s=0.5)
+    client = openai.AsyncOpenAI(base_url=url, api_key="x")
+
+    async def ask_all():
+        return await asyncio.gather(*[client.completions.create(model="loopback", prompt=p, n=2, max_tokens=6,
+                                                                temperature=0) for p in prompts])
+    answers = asyncio.run(ask_all())
+    stats = json.load(urllib.request.urlopen(url.removesuffix("/v1") + "/loopback/stats"))
+    assert stats["requests"] == 4 and stats["batches"] < 4
+    alone = LocalTeacher(LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir)))
+    for prompt, answer in zip(prompts, answers):
+        expected = alone.sample([prompt], 1, 6, 0.0, 1.0)[0][0][0]
+        assert expected and [c.text for c in answer.choices] == [expected] * 2
