@@ -128,6 +128,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def converted_folder(gguf_path: Path, cache: Path | None = None) -> Path:
+    """Where a GGUF file's conversion lives: named by the file's content, so a changed file is converted anew."""
+    return (cache or cache_root() / "models") / f"{gguf_path.stem}-{_sha256(gguf_path)[:16]}"
+
+
 def convert_gguf(gguf_path: Path, cache: Path | None = None, atol: float = 1e-4) -> Path:
     """GGUF file -> plain safetensors model folder (config, weights, tokenizer), converted once and verified.
 
@@ -136,8 +141,7 @@ def convert_gguf(gguf_path: Path, cache: Path | None = None, atol: float = 1e-4)
     under a temporary name and renamed, so a crash never leaves a half-converted model behind.
     """
     gguf_path = Path(gguf_path)
-    digest = _sha256(gguf_path)
-    target = (cache or cache_root() / "models") / f"{gguf_path.stem}-{digest[:16]}"
+    target = converted_folder(gguf_path, cache)
     if (target / CONVERTED_META).exists():
         return target
     import torch
@@ -164,7 +168,7 @@ def convert_gguf(gguf_path: Path, cache: Path | None = None, atol: float = 1e-4)
         if not max_diff <= atol:
             raise RuntimeError(f"{gguf_path}: converted logits differ from the GGUF model's by {max_diff:.3g}")
         (staging / CONVERTED_META).write_text(json.dumps(
-            {"gguf": str(gguf_path), "sha256": digest, "max_logit_diff": max_diff}, indent=1) + "\n")
+            {"gguf": str(gguf_path), "sha256": _sha256(gguf_path), "max_logit_diff": max_diff}, indent=1) + "\n")
         staging.chmod(0o755)
         try:
             staging.rename(target)
