@@ -138,13 +138,15 @@ def evaluate(config: EvalConfig) -> dict:
 
 def _run_name(retriever: retrievers.RetrieverSpec) -> str:
     """The spec plus the query options that change the run (a thoughts file by its folder and a short hash)."""
-    parts = [retriever.spec]
+    parts = [retriever.spec] + ([retriever.debater_scoring] if retriever.debater_scoring != "last" else [])
     for name, value in retriever.query_options.items():
         if name == "thoughts_file":
             path = Path(value).resolve()
             parts.append(f"thoughts-{path.parent.name}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}")
         elif name == "thought_model":
             parts.append(f"thoughts-{Path(value).name}")
+        elif name == "instruction":
+            parts.append(f"instruction-{hashlib.sha1(value.encode()).hexdigest()[:6]}")
         elif name not in ("thoughts", "thought_server"):
             parts.append(str(value))
     return _slug("-".join(parts))
@@ -247,7 +249,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(parser)
-    parser.add_argument("--retriever", required=True, help="bm25 | ENCODER:MODEL (auto:, contriever:, ...) | o1e:MODEL")
+    parser.add_argument("--retriever", required=True,
+                        help="bm25 | ENCODER:MODEL (auto:, contriever:, ...) | o1e:MODEL | debater:MODEL | repllama:MODEL")
     parser.add_argument("--corpus", type=Path, default=None, help="local corpus JSON lines (BRIGHT, or to override)")
     parser.add_argument("--excluded-ids", type=Path, default=None,
                         help="documents never counted for a query (BRIGHT's excluded_ids): a JSON object "
@@ -274,6 +277,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     o1e.add_argument("--thought-server", default=None,
                      help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
     o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
+    debater = parser.add_argument_group("DEBATER retrievers (debater:MODEL)")
+    debater.add_argument("--debater-scoring", choices=["last", "max-steps"], default="last",
+                         help="index the last step's vector, or all M steps and keep each passage's best")
+    debater.add_argument("--instruction", default=None,
+                         help="query instruction (default: DEBATER's for the dataset's task, else the checkpoint's)")
     return parser
 
 
@@ -288,9 +296,16 @@ def _config(args) -> EvalConfig:
             raise SystemExit("error: --thought-server and --thought-model go together")
         options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
     options.update({name: getattr(args, name) for name in THOUGHT_FLAGS if getattr(args, name) is not None})
+    if args.retriever.startswith("debater:"):
+        from o1e_pyserini.debater import task_instruction
+        instruction = args.instruction if args.instruction is not None else task_instruction(args.dataset)
+        options.update({"instruction": instruction} if instruction is not None else {})
+    elif args.instruction is not None:
+        raise SystemExit("error: --instruction applies to debater: retrievers")
     retriever = retrievers.RetrieverSpec(args.retriever, device=args.device, batch_size=args.batch_size,
                                          max_passage_length=args.max_passage_length, pooling=args.pooling,
-                                         l2_norm=args.l2_norm, query_options=options)
+                                         l2_norm=args.l2_norm, debater_scoring=args.debater_scoring,
+                                         query_options=options)
     try:
         retriever.validate()
     except ValueError as e:

@@ -1,4 +1,4 @@
-"""Batched inference with an O1EModel: token-id sequences -> float32 vectors.
+"""Batched inference with any family's model: token-id sequences -> float32 vectors.
 
 Shared by the corpus encoding driver and the Pyserini encoders, so that passages and plain queries
 are embedded the same way everywhere, and the faiss index directories they write are checked the
@@ -23,10 +23,12 @@ def model_device(model) -> torch.device:
 
 
 def encode_sequences(model, sequences: Sequence[Sequence[int]], batch_size: int, progress: bool = False,
-                     desc: str = "encoding") -> np.ndarray:
-    """Vectors (n, d) of ids already laid out by the template (ending with ``<emb>``), left-padded."""
+                     desc: str = "encoding", query: bool = False) -> np.ndarray:
+    """Vectors of ids already laid out by the family's template, left-padded: (n, d) for queries
+    (``query=True``) and one-vector passages, (n, M, d) for DEBATER's passages."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    encode = model.encode_query if query else model.encode_passage
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]), reverse=True)
     device = model_device(model)
     vectors = None
@@ -34,9 +36,9 @@ def encode_sequences(model, sequences: Sequence[Sequence[int]], batch_size: int,
         for start in tqdm(range(0, len(order), batch_size), desc=desc, disable=not progress, unit="batch"):
             rows = order[start:start + batch_size]
             ids, mask = pad([sequences[i] for i in rows], model.template.pad_id, "left")
-            reps = model.encode(ids.to(device), mask.to(device)).float().cpu().numpy()
+            reps = encode(ids.to(device), mask.to(device)).float().cpu().numpy()
             if vectors is None:
-                vectors = np.empty((len(sequences), reps.shape[1]), dtype=np.float32)
+                vectors = np.empty((len(sequences), *reps.shape[1:]), dtype=np.float32)
             vectors[rows] = reps
     if vectors is None:
         return np.empty((0, model.causal_lm.config.hidden_size), dtype=np.float32)

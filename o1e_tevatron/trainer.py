@@ -1,4 +1,4 @@
-"""transformers.Trainer for O1E: the joint loss, both parts logged, o1e checkpoints, a NaN stop."""
+"""transformers.Trainer for every family: its loss, each loss part logged, family checkpoints, a NaN stop."""
 from __future__ import annotations
 
 import logging
@@ -12,7 +12,6 @@ from .grad_cache import grad_cache_step
 from .loss import global_sum, world_size
 
 logger = logging.getLogger(__name__)
-LOSS_PARTS = ("ctr_loss", "gen_loss", "kd_loss")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -32,7 +31,7 @@ class O1ETrainer(Trainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.add_callback(SetEpochCallback())
-        self._loss_parts: dict[str, list[torch.Tensor]] = {k: [] for k in LOSS_PARTS}
+        self._loss_parts: dict[str, list[torch.Tensor]] = {}
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         outputs = model(**inputs)
@@ -42,9 +41,8 @@ class O1ETrainer(Trainer):
     def _check_and_record(self, outputs) -> None:
         """Stop on a non-finite loss; keep the loss parts for the next log line."""
         self._stop_if_not_finite(outputs)
-        for key in LOSS_PARTS:
-            if getattr(outputs, key) is not None:
-                self._loss_parts[key].append(outputs[key])
+        for key, value in outputs.loss_parts.items():
+            self._loss_parts.setdefault(key, []).append(value)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if not self.args.grad_cache:
@@ -61,15 +59,15 @@ class O1ETrainer(Trainer):
             raise NotImplementedError("--grad_cache with DeepSpeed is not supported: use DDP (torchrun)")
         model.train()
         inputs = self._prepare_inputs(inputs)
-        o1e_model = self.accelerator.unwrap_model(model)
+        family_model = self.accelerator.unwrap_model(model)
         gas = self.current_gradient_accumulation_steps
         with self.compute_loss_context_manager():
-            outputs = grad_cache_step(o1e_model, inputs, self.args.gc_q_chunk_size, self.args.gc_p_chunk_size,
+            outputs = grad_cache_step(family_model, inputs, self.args.gc_q_chunk_size, self.args.gc_p_chunk_size,
                                       loss_scale=1.0 / gas, backward=self.accelerator.backward)
         self._check_and_record(outputs)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 \
                 and self.accelerator.sync_gradients:
-            for param in o1e_model.parameters():
+            for param in family_model.parameters():
                 if param.requires_grad:
                     if param.grad is None:  # e.g. a rank whose batch had no thought: every rank must reduce
                         param.grad = torch.zeros_like(param)
@@ -85,9 +83,10 @@ class O1ETrainer(Trainer):
             return
         checkpoints = sorted(Path(self.args.output_dir).glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]))
         last = str(checkpoints[-1]) if checkpoints else "none (no checkpoint was saved yet)"
+        parts = ", ".join(f"{name}={value.item()}" for name, value in outputs.loss_parts.items())
         raise NonFiniteLossError(
             f"non-finite loss at step {self.state.global_step}: loss={outputs.loss.item()}, "
-            f"contrastive={outputs.ctr_loss.item()}, generation={outputs.gen_loss.item()}. Training stopped "
+            f"{parts}. Training stopped "
             f"before the optimizer step; last good checkpoint: {last}. Try a lower --learning_rate, "
             f"--bf16 instead of --fp16, a higher --temperature, or --max_grad_norm 1.0."
         )

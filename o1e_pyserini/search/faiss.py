@@ -1,10 +1,13 @@
-"""python -m o1e_pyserini.search.faiss: Pyserini's own ``pyserini.search.faiss`` with the o1e query encoder.
+"""python -m o1e_pyserini.search.faiss: Pyserini's own ``pyserini.search.faiss`` with o1e's query encoders.
 
 Every Pyserini flag works as documented by Pyserini (--index, --topics with a name or a local TSV,
 --output, --batch-size, --threads, --hits, --device, --encoded-queries, ...). The ``--o1e-*`` flags
-below are taken out of the command line before Pyserini parses it. The o1e encoder is used when
-``--encoder`` is an o1e checkpoint (a folder with o1e_config.json), when its path contains "o1e", or
-with ``--encoder-class o1e``.
+below are taken out of the command line before Pyserini parses it. A family's encoder is used when
+``--encoder`` is its checkpoint (a folder whose o1e_config.json names the family: O1E or DEBATER),
+when its path contains the family's name, or with ``--encoder-class o1e`` / ``--encoder-class debater``.
+For DEBATER, Pyserini's ``--query-prefix`` is the query instruction, and ``--debater-scoring
+max-steps`` searches an index of M step vectors per passage (``o1e_tevatron.driver.encode
+--debater_scoring max-steps``) keeping each passage's best step.
 
     python -m o1e_pyserini.search.faiss --index corpus-index --topics queries.tsv --output run.txt \\
         --encoder ckpt --batch-size 16 --o1e-mode think --o1e-num-thoughts 3 --o1e-save-queries q-enc
@@ -22,10 +25,12 @@ import runpy
 import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
+from o1e_tevatron.families.debater import SCORINGS, DebaterConfig
 from o1e_tevatron.inference import check_index_dir
 
-from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
-                       register, registry_keys)
+from ..debater import DebaterQueryEncoder
+from ..encoder import MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text
+from ..registry import register, registry_keys
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +53,9 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-encode-batch-size", type=int, default=16, help="queries per forward on the device")
     p.add_argument("--o1e-base-model", help="where the base model of an adapter checkpoint lives now")
     p.add_argument("--o1e-save-queries", help="write embedding.pkl (for --encoded-queries) and thoughts.jsonl here")
+    p.add_argument("--debater-scoring", choices=SCORINGS, default="last",
+                   help="DEBATER: last (one vector per passage) or max-steps (an index with M vectors per passage, "
+                        "each passage's id repeated; the run keeps each passage's best step, --hits deep)")
     return p
 
 
@@ -57,6 +65,8 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
     p.add_argument("--index")
     p.add_argument("--topics")
     p.add_argument("--topics-format", default="default")
+    p.add_argument("--encoder")
+    p.add_argument("--hits", type=int, default=1000)
     return p
 
 
@@ -94,13 +104,38 @@ def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: 
         fused=not opts.o1e_reencode, thoughts=opts.o1e_thoughts, thought_server=opts.o1e_thought_server,
         thought_model=opts.o1e_thought_model, thoughts_file=opts.o1e_thoughts_file, dtype=opts.o1e_dtype,
         batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+    return checked_encoder(encoder, index_dir, built)
+
+
+def build_debater_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: list, **pyserini_kwargs):
+    """Pyserini's --query-prefix is the query instruction (default: the checkpoint's)."""
+    encoder = DebaterQueryEncoder(dtype=opts.o1e_dtype, batch_size=opts.o1e_encode_batch_size,
+                                  base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+    return checked_encoder(encoder, index_dir, built)
+
+
+def checked_encoder(encoder, index_dir: str | None, built: list):
     if index_dir is not None:
         checked_index_dir(index_dir, encoder.dimension)
     built.append(encoder)
     return encoder
 
 
-def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
+def max_steps_args(rest: list[str], encoder: str | None, hits: int) -> list[str]:
+    """Pyserini's own max-passage output for a max-steps index: ``hits * M`` rows searched (which hold at
+    least ``hits`` passages), each passage kept once at its best step, ``hits`` passages written."""
+    if not encoder:
+        raise O1EInputError("--debater-scoring max-steps needs --encoder (a DEBATER checkpoint: it gives M)")
+    steps = DebaterConfig.load(encoder).num_steps
+    rest = [arg for arg in rest if not arg.startswith("--hits=")]
+    if "--hits" in rest:
+        at = rest.index("--hits")
+        del rest[at:at + 2]
+    return rest + ["--hits", str(hits * steps), "--max-passage", "--max-passage-delimiter=",
+                   "--max-passage-hits", str(hits)]
+
+
+def main(argv: list[str] | None = None) -> list:
     """Runs Pyserini's search; returns the o1e encoders it built (empty when Pyserini used another)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     opts, rest = o1e_parser().parse_known_args(argv)
@@ -111,13 +146,19 @@ def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
         checked_index_dir(index_dir)
     ids_by_text = query_ids_by_text(inputs.topics, inputs.topics_format) if inputs.topics else {}
 
-    built: list[O1EQueryEncoder] = []
-    register(query_encoder=functools.partial(build_query_encoder, opts, index_dir, built), keys=keys)
+    if opts.debater_scoring == "max-steps":
+        rest = max_steps_args(rest, inputs.encoder, inputs.hits)
+    built: list = []
+    register(keys, query_encoders={
+        "o1e": functools.partial(build_query_encoder, opts, index_dir, built),
+        "debater": functools.partial(build_debater_query_encoder, opts, index_dir, built)})
 
     sys.argv = ["pyserini.search.faiss"] + rest
     runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
 
     for encoder in built:
+        if not isinstance(encoder, O1EQueryEncoder):
+            continue
         if encoder.empty_thoughts:
             logger.warning("%d thoughts were empty", encoder.empty_thoughts)
         if opts.o1e_save_queries:

@@ -31,7 +31,8 @@ import numpy as np
 
 from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArguments, parse_args
 from ..inference import encode_sequences, read_index_dir_header, write_index_dir
-from ..modeling import O1EModel
+from ..checkpoint import load_model
+from ..families.debater import SCORINGS, index_rows
 from ..template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -46,6 +47,10 @@ class O1EEncodeArguments:
         "help": "Also write this shard as a Pyserini faiss index directory (index + docid)"})
     base_model_name_or_path: Optional[str] = field(default=None, metadata={
         "help": "Where the base model of an adapter checkpoint lives now"})
+    debater_scoring: str = field(default="last", metadata={
+        "help": "DEBATER passages: the last step's vector (one per passage), or max-steps: all M step vectors, "
+                "each passage's id repeated M times (search keeps each passage's best step)",
+        "choices": list(SCORINGS)})
 
 
 def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
@@ -147,14 +152,18 @@ def main(argv=None) -> int:
         return 0
 
     dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32"
-    model = O1EModel.load(model_args.model_name_or_path, dtype=dtype, device=training_args.device,
-                          base_model_name_or_path=encode_args.base_model_name_or_path,
-                          trust_remote_code=model_args.trust_remote_code).eval()
+    model = load_model(model_args.model_name_or_path, dtype=dtype, device=training_args.device,
+                       base_model_name_or_path=encode_args.base_model_name_or_path,
+                       trust_remote_code=model_args.trust_remote_code).eval()
     t = model.template
-    token_ids = t.tokenize_batch(texts)
-    sequences = [t.plain_query(x) for x in token_ids] if data_args.encode_is_qry else [t.passage(x) for x in token_ids]
+    if data_args.encode_is_qry:
+        sequences = [t.plain_query(x) for x in t.tokenize_queries(texts)]
+    else:
+        sequences = [t.passage(x) for x in t.tokenize_batch(texts)]
     reps = encode_sequences(model, sequences, training_args.per_device_eval_batch_size, progress=True,
-                            desc=f"shard {data_args.encode_shard_index}")
+                            desc=f"shard {data_args.encode_shard_index}", query=data_args.encode_is_qry)
+    if reps.ndim == 3:  # DEBATER's step vectors
+        reps, ids = index_rows(reps, ids, encode_args.debater_scoring)
     for path, dim in outputs.items():
         if dim is not None and dim != reps.shape[1]:
             raise ValueError(f"vector dimension mismatch: {path} already holds {dim}-d vectors of this shard but "
