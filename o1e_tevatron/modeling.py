@@ -7,19 +7,15 @@ same query hidden states (eq. 10: ``lambda * L_gen + (1 - lambda) * L_ctr``).
 """
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
 
-from .families.base import FamilyConfig, FamilyModel, FamilyOutput, last_positions, position_ids_from_mask
+from .families.base import FamilyConfig, FamilyModel, family_output, last_positions, position_ids_from_mask
 from .loss import DistillationLoss, InfoNCELoss, ThoughtGenerationLoss
 from .objective import Objective
 from .template import SPECIAL_TOKENS, Template, TemplateConfig, add_special_tokens
-
-logger = logging.getLogger(__name__)
 
 __all__ = ["O1EConfig", "O1EModel", "O1EOutput", "POOLERS", "position_ids_from_mask"]
 
@@ -64,11 +60,7 @@ def pool_mean(hidden, input_ids, attention_mask, emb_id):
 POOLERS = {"emb": pool_emb, "last": pool_last, "mean": pool_mean}
 
 
-@dataclass
-class O1EOutput(FamilyOutput):
-    ctr_loss: Optional[torch.Tensor] = None
-    gen_loss: Optional[torch.Tensor] = None
-    kd_loss: Optional[torch.Tensor] = None
+O1EOutput = family_output("O1EOutput", "ctr_loss", "gen_loss", "kd_loss")
 
 
 class O1EModel(FamilyModel):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, make_dataclass
 from pathlib import Path
 from typing import ClassVar, Optional
 
@@ -97,6 +97,11 @@ class FamilyOutput(ModelOutput):
     def loss_parts(self) -> dict[str, torch.Tensor]:
         """Every loss part present (the trainer logs them all, whatever the family)."""
         return {k: v for k, v in self.items() if k.endswith("_loss") and v is not None}
+
+
+def family_output(name: str, *loss_parts: str) -> type[FamilyOutput]:
+    """A :class:`FamilyOutput` with one field per loss part a family computes."""
+    return make_dataclass(name, [(part, Optional[torch.Tensor], None) for part in loss_parts], bases=(FamilyOutput,))
 
 
 class FamilyModel(nn.Module):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..loss import MaxStepSelfDistillationLoss
 from ..objective import Objective
 from ..template import TokenTemplate, add_special_tokens
-from .base import FamilyConfig, FamilyModel, FamilyOutput, last_positions
+from .base import FamilyConfig, FamilyModel, family_output, last_positions
 
 DEFAULT_NUM_STEPS = 8
 DEFAULT_STEP_PROMPT = "Use eight words to represent the above text in multiple aspects: "
@@ -94,10 +94,7 @@ class DebaterTemplate(TokenTemplate):
         return self.bos + list(passage_ids[: self.config.passage_max_len]) + self.prompt_ids + self.step_ids
 
 
-@dataclass
-class DebaterOutput(FamilyOutput):
-    ce_loss: Optional[torch.Tensor] = None
-    distill_loss: Optional[torch.Tensor] = None
+DebaterOutput = family_output("DebaterOutput", "ce_loss", "distill_loss")
 
 
 class DebaterModel(FamilyModel):
