@@ -273,11 +273,13 @@ class O1EModel(nn.Module):
             if getattr(result, "unexpected_keys", None):
                 raise ValueError(f"{checkpoint}: adapter has unexpected keys {result.unexpected_keys[:5]}")
         else:
-            from transformers.modeling_utils import load_sharded_checkpoint
             from safetensors.torch import load_file
+            from transformers.trainer_utils import load_sharded_checkpoint
 
             single = checkpoint / "model.safetensors"
-            if single.exists():
-                self.lm.load_state_dict(load_file(str(single)), strict=False)
+            if single.exists():  # not strict: tied weights are saved once
+                result = self.lm.load_state_dict(load_file(str(single)), strict=False)
+                if result.unexpected_keys:
+                    raise ValueError(f"{checkpoint}: model has unexpected keys {result.unexpected_keys[:5]}")
             else:
                 load_sharded_checkpoint(self.lm, str(checkpoint), strict=False)

@@ -43,21 +43,25 @@ def test_both_losses_go_down(tiny_llama_dir, demo_dir, tmp_path):
     assert O1EModel.load(tmp_path / "out").template.emb_id is not None
 
 
-def test_resume_from_checkpoint_continues_the_same_run(tiny_llama_dir, demo_dir, tmp_path):
-    """A run restarted from its step-2 checkpoint (as after a crash) ends where the uninterrupted run ends."""
-    lora = ["--lora", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3", "--save_steps", "2",
-            "--max_steps", "4"]
-    straight = main(flags(tiny_llama_dir, demo_dir, tmp_path / "straight", *lora))
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_resume_from_checkpoint_continues_the_same_run(tiny_llama_dir, demo_dir, tmp_path, tuning):
+    """A run restarted from its step-2 checkpoint (as after a crash) ends where the uninterrupted run ends,
+    with full fine-tuning (the default) and with LoRA."""
+    common = ["--learning_rate", "1e-3", "--save_steps", "2", "--max_steps", "4"]
+    if tuning == "lora":
+        common += ["--lora", "--lora_r", "4", "--lora_alpha", "8"]
+    weights = "adapter_model.safetensors" if tuning == "lora" else "model.safetensors"
+    straight = main(flags(tiny_llama_dir, demo_dir, tmp_path / "straight", *common))
     shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "crashed" / "checkpoint-2")
-    resumed = main(flags(tiny_llama_dir, demo_dir, tmp_path / "crashed", *lora,
+    resumed = main(flags(tiny_llama_dir, demo_dir, tmp_path / "crashed", *common,
                          "--resume_from_checkpoint", str(tmp_path / "crashed" / "checkpoint-2")))
     def losses(trainer):  # the resumed run's history starts with the checkpoint's steps 1-2
         return [(h["step"], h["loss"], h["gen_loss"]) for h in trainer.state.log_history if "ctr_loss" in h]
 
     assert losses(resumed) == losses(straight)
-    final = load_file(tmp_path / "straight" / "adapter_model.safetensors")
-    again = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
-    at_step_2 = load_file(tmp_path / "crashed" / "checkpoint-2" / "adapter_model.safetensors")
+    final = load_file(tmp_path / "straight" / weights)
+    again = load_file(tmp_path / "crashed" / weights)
+    at_step_2 = load_file(tmp_path / "crashed" / "checkpoint-2" / weights)
     assert final.keys() == again.keys()
     assert any(not torch.equal(at_step_2[k], again[k]) for k in again)
     for key in final:
