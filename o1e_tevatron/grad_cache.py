@@ -95,14 +95,8 @@ def grad_cache_step(model: O1EModel, inputs: dict, q_chunk_size: int, p_chunk_si
     p_reps = torch.cat(p_reps).detach().requires_grad_()
 
     # the contrastive part of the loss on the cached vectors: one gradient per vector
-    ctr = model.contrastive(q_reps, p_reps)
-    kd = None
-    teacher_scores = inputs.get("teacher_scores")
-    if model.kd_weight > 0 and teacher_scores is not None:
-        kd = model.distillation(q_reps, p_reps, teacher_scores)
-        ctr = ctr + model.kd_weight * kd
-    scale = world_size() if model.negatives_x_device else 1
-    ctr_part = (1 - weight) * ctr * scale
+    retrieval, ctr, kd = model.retrieval_loss(q_reps, p_reps, inputs.get("teacher_scores"))
+    ctr_part = (1 - weight) * retrieval
     q_grads, p_grads = torch.autograd.grad(ctr_part * loss_scale, [q_reps, p_reps])
 
     # the generation loss is a mean over the labelled tokens of the batch (of all ranks with x-device)

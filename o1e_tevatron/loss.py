@@ -3,10 +3,13 @@
 Cross-device conventions: with ``negatives_x_device`` every rank gathers all query and passage
 vectors and keeps the gradient of its own slice only, so the global-batch InfoNCE loss must be scaled
 by ``world_size`` before backward for DDP's gradient averaging to yield its gradient (the model does
-that, as Tevatron does). The generation loss divides each rank's token sum by the global token count
+that, as Tevatron does). The distillation loss reads each rank's own groups only, so it is a local
+mean that DDP's averaging already turns into the global one: it is not scaled. The generation loss divides each rank's token sum by the global token count
 times ``1 / world_size``, so that its mean over ranks is the global-batch loss.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as dist
@@ -49,13 +52,14 @@ class InfoNCELoss:
     """
 
     def __init__(self, temperature: float = 0.02, negatives_x_device: bool = False):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         self.temperature = temperature
         self.negatives_x_device = negatives_x_device
 
     def scores(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
-        return q_reps @ p_reps.T / self.temperature
+        """In float32 whatever the vectors' dtype: bf16 scores divided by 0.02 are off by whole logits."""
+        return q_reps.float() @ p_reps.float().T / self.temperature
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
         if p_reps.shape[0] % q_reps.shape[0]:
@@ -64,7 +68,7 @@ class InfoNCELoss:
             q_reps, p_reps = gather_with_grad(q_reps), gather_with_grad(p_reps)
         group_size = p_reps.shape[0] // q_reps.shape[0]
         target = torch.arange(q_reps.shape[0], device=q_reps.device) * group_size
-        return F.cross_entropy(self.scores(q_reps, p_reps).float(), target)
+        return F.cross_entropy(self.scores(q_reps, p_reps), target)
 
 
 class ThoughtGenerationLoss:
@@ -179,6 +183,6 @@ class DistillationLoss:
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
         group = p_reps.view(q_reps.shape[0], -1, p_reps.shape[-1])
-        student = torch.einsum("bd,bgd->bg", q_reps, group).float() / self.temperature
+        student = torch.einsum("bd,bgd->bg", q_reps.float(), group.float()) / self.temperature
         teacher = torch.softmax(teacher_scores.float() / self.teacher_temperature, dim=-1)
         return -(teacher * torch.log_softmax(student, dim=-1)).sum(-1).mean()

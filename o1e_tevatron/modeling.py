@@ -162,16 +162,23 @@ class O1EModel(nn.Module):
         q_reps = self.pool(q_hidden, query_input_ids, query_attention_mask)
         p_reps = self.encode(passage_input_ids, passage_attention_mask)
 
-        ctr = self.contrastive(q_reps, p_reps)
+        retrieval, ctr, kd = self.retrieval_loss(q_reps, p_reps, teacher_scores)
         gen = self.generation(q_hidden, gen_labels, self.lm_head) if gen_labels is not None else ctr.new_zeros(())
+        loss = self.gen_loss_weight * gen + (1 - self.gen_loss_weight) * retrieval
+        return O1EOutput(loss=loss, ctr_loss=ctr.detach(), gen_loss=gen.detach(),
+                         kd_loss=None if kd is None else kd.detach(), q_reps=q_reps, p_reps=p_reps)
+
+    def retrieval_loss(self, q_reps, p_reps, teacher_scores=None):
+        """(what backward sees, InfoNCE, distillation or None). Only InfoNCE, whose gathered batch keeps
+        the gradient of this rank's slice alone, is scaled by the world size; distillation reads this
+        rank's own groups, so DDP's averaging already gives its global-batch gradient."""
+        ctr = self.contrastive(q_reps, p_reps)
+        retrieval = ctr * (world_size() if self.negatives_x_device else 1)
         kd = None
         if self.kd_weight > 0 and teacher_scores is not None:
             kd = self.distillation(q_reps, p_reps, teacher_scores)
-            ctr = ctr + self.kd_weight * kd
-        scale = world_size() if self.negatives_x_device else 1
-        loss = self.gen_loss_weight * gen + (1 - self.gen_loss_weight) * ctr * scale
-        return O1EOutput(loss=loss, ctr_loss=ctr.detach(), gen_loss=gen.detach(),
-                         kd_loss=None if kd is None else kd.detach(), q_reps=q_reps, p_reps=p_reps)
+            retrieval = retrieval + self.kd_weight * kd
+        return retrieval, ctr, kd
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
         """What Trainer calls for --gradient_checkpointing (transformers >= 5.20 naming)."""
