@@ -7,6 +7,7 @@ gc_q_chunk_size, gc_p_chunk_size, encode_num_shard, ...). Tevatron v2's names ar
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -17,6 +18,16 @@ from transformers import HfArgumentParser
 
 from .modeling import LORA_TARGET_MODULES, O1EConfig
 from .template import LAYOUTS, TemplateConfig
+
+
+def check_flag(flag: str, value, ok: bool, expected: str) -> None:
+    """One line naming the flag, the value and what it must be; NaN fails every range check."""
+    if not ok:
+        raise ValueError(f"--{flag} {value}: must be {expected}")
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 @dataclass
@@ -43,6 +54,14 @@ class O1EModelArguments(ModelArguments):
                 "them at their random initial values; --train_special_tokens false does the same)"})
     attn_implementation: Optional[str] = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2"})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the model's folder"})
+
+    def __post_init__(self):
+        check_flag("temperature", self.temperature, finite(self.temperature) and self.temperature > 0,
+                   "a finite number > 0 (authors: 0.02)")
+        check_flag("lora_r", self.lora_r, self.lora_r >= 1, "an integer >= 1")
+        check_flag("lora_alpha", self.lora_alpha, finite(self.lora_alpha) and self.lora_alpha > 0, "> 0")
+        check_flag("lora_dropout", self.lora_dropout, finite(self.lora_dropout) and 0 <= self.lora_dropout < 1,
+                   "in [0, 1)")
 
     def o1e_config(self, data_args: "O1EDataArguments") -> O1EConfig:
         template = TemplateConfig(
@@ -75,10 +94,11 @@ class O1EDataArguments(DataArguments):
             self.train_path = [train_file]
         if self.train_dir is not None and not self.train_path:
             raise FileNotFoundError(f"--train_dir {self.train_dir}: no .jsonl or .json files there")
-        if not 0.0 <= self.plain_query_prob <= 1.0:
-            raise ValueError(f"plain_query_prob must be in [0, 1], got {self.plain_query_prob}")
-        if self.train_n_passages < 1:
-            raise ValueError(f"train_n_passages must be >= 1, got {self.train_n_passages}")
+        check_flag("plain_query_prob", self.plain_query_prob,
+                   finite(self.plain_query_prob) and 0 <= self.plain_query_prob <= 1, "in [0, 1]")
+        check_flag("train_n_passages", self.train_n_passages, self.train_n_passages >= 1, "an integer >= 1")
+        for flag in ("q_max_len", "p_max_len", "thought_max_len"):
+            check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
 
 
 @dataclass
@@ -94,6 +114,21 @@ class O1ETrainingArguments(DenseTrainingArguments):
         "help": "After training, also write a plain merged model to OUTPUT_DIR/merged"})
     remove_unused_columns: bool = field(default=False)
     logging_steps: float = field(default=10)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_flag("gen_loss_weight", self.gen_loss_weight,
+                   finite(self.gen_loss_weight) and 0 <= self.gen_loss_weight <= 1, "in [0, 1] (lambda of eq. 10)")
+        check_flag("kd_weight", self.kd_weight, finite(self.kd_weight) and self.kd_weight >= 0, "a finite number >= 0")
+        check_flag("kd_teacher_temperature", self.kd_teacher_temperature,
+                   finite(self.kd_teacher_temperature) and self.kd_teacher_temperature > 0, "a finite number > 0")
+        check_flag("gen_loss_chunk_size", self.gen_loss_chunk_size, self.gen_loss_chunk_size >= 1, "an integer >= 1")
+        for flag in ("learning_rate", "max_grad_norm", "weight_decay"):
+            check_flag(flag, getattr(self, flag), finite(getattr(self, flag)) and getattr(self, flag) >= 0,
+                       "a finite number >= 0")
+        if self.grad_cache:
+            for flag in ("gc_q_chunk_size", "gc_p_chunk_size"):
+                check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
 
 
 def parse_args(dataclasses=(O1EModelArguments, O1EDataArguments, O1ETrainingArguments), argv=None):
