@@ -11,8 +11,15 @@ Nothing is unpickled on load, and remote code runs only with ``trust_remote_code
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -225,15 +232,16 @@ class O1EModel(nn.Module):
         adapter first if you need it too.
         """
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if merge and self.is_peft:
-            self.lm.merge_and_unload().save_pretrained(out)
-        elif self.is_peft:  # special-token rows travel as trainable tokens; the rest is the base's
-            self.lm.save_pretrained(out, save_embedding_layers=False)
-        else:
-            self.lm.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        self.o1e_config.save(out)
+        with staging_folder(out) as staging:
+            if merge and self.is_peft:
+                self.lm.merge_and_unload().save_pretrained(staging)
+            elif self.is_peft:  # special-token rows travel as trainable tokens; the rest is the base's
+                self.lm.save_pretrained(staging, save_embedding_layers=False)
+            else:
+                self.lm.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            self.o1e_config.save(staging)
+        move_into(staging, out)
 
     @classmethod
     def load(cls, path: str | Path, *, base_model_name_or_path: str | None = None, dtype: str = "float32",
@@ -290,3 +298,41 @@ class O1EModel(nn.Module):
                     raise ValueError(f"{checkpoint}: model has unexpected keys {result.unexpected_keys[:5]}")
             else:
                 load_sharded_checkpoint(self.lm, str(checkpoint), strict=False)
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    text = str(error)
+    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text or "os error 28" in text
+
+
+@contextmanager
+def staging_folder(final: Path, staging: Optional[Path] = None):
+    """A fresh hidden sibling of ``final`` to write into (``staging``, or a new unique one), so that a
+    failed save (a full disk, a crash) never leaves torn files under ``final``: the caller moves the
+    finished files in. On error the partial files are removed and a full disk is reported as such."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if staging is None:
+        staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    else:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    try:
+        yield staging
+    except BaseException as e:
+        shutil.rmtree(staging, ignore_errors=True)
+        if _is_disk_full(e):
+            raise OSError(errno.ENOSPC, f"no space left on device while saving {final}: nothing was written "
+                                        f"there (the partial files were removed); free some space and save again") from e
+        raise
+
+
+def move_into(staging: Path, final: Path) -> None:
+    """Move every file of ``staging`` into ``final`` (replacing those of the same name), then drop ``staging``."""
+    final.mkdir(parents=True, exist_ok=True)
+    for entry in staging.iterdir():
+        target = final / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staging.rmdir()

@@ -1,5 +1,7 @@
 """python -m o1e_tevatron.driver.train end to end on a tiny model: flags, losses, resume, NaN stop, merge."""
+import errno
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -82,15 +84,40 @@ def test_json_config_as_only_argument_and_merged_model(tiny_llama_dir, demo_dir,
                                rtol=1e-4, atol=1e-5)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_llama_dir, demo_dir, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+.*last good checkpoint: .*checkpoint-1"):
-        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "5", "--learning_rate", "1e30",
+@pytest.mark.parametrize("learning_rate, last_good", [("1e30", "checkpoint-1"), ("1e39", None)])
+def test_non_finite_loss_stops_and_names_a_good_checkpoint_of_this_run(tiny_llama_dir, demo_dir, tmp_path,
+                                                                       learning_rate, last_good):
+    """1e30: step 1's weights are huge but finite, step 2's loss is not; 1e39: step 1 already writes inf
+    weights into checkpoint-1, which must not be called good. checkpoint-99 is another run's."""
+    (tmp_path / "out" / "checkpoint-99").mkdir(parents=True)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+") as stop:
+        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "5", "--learning_rate", learning_rate,
                    "--save_steps", "1", "--max_grad_norm", "0", "--warmup_ratio", "0"))
-    saved = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
-    assert saved and O1EModel.load(tmp_path / "out" / saved[-1]) is not None
+    named = re.search(r"last good checkpoint: (.*?)\. Try", str(stop.value)).group(1)
+    if last_good is None:
+        assert named.startswith("none")
+        assert (tmp_path / "out" / "checkpoint-1").is_dir()  # saved, but with non-finite weights
+    else:
+        assert named == str(tmp_path / "out" / last_good)
+        assert O1EModel.load(named) is not None
 
 
-def test_gradient_checkpointing_and_bf16_pass_through(tiny_llama_dir, demo_dir, tmp_path):
+def test_a_full_disk_leaves_no_torn_checkpoint(tiny_llama_dir, demo_dir, tmp_path, monkeypatch):
+    """The optimizer state (written after the weights) does not fit: no checkpoint-1 that a resume would
+    pick, no partial folder, and the error says so plainly."""
+    real_save = torch.save
+
+    def disk_full(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match=r"no space left on device while saving .*checkpoint-1"):
+        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--save_steps", "1"))
+    assert not any(p.name.startswith(("checkpoint-", ".checkpoint-")) for p in (tmp_path / "out").iterdir())
+
+
+def test_activation_checkpointing_and_bf16_pass_through(tiny_llama_dir, demo_dir, tmp_path):
     trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--lora", "--lora_r", "4",
                          "--gradient_checkpointing", "--bf16", "--save_strategy", "no"))
     model = trainer.accelerator.unwrap_model(trainer.model)
