@@ -109,6 +109,14 @@ class O1EOutput(ModelOutput):
     p_reps: Optional[torch.Tensor] = None
 
 
+@contextmanager
+def peft_without_deprecation_warnings():
+    """PEFT (0.x) still reads transformers' deprecated ``is_gradient_checkpointing``: not ours to warn about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
+
+
 class O1EModel(nn.Module):
     """Backbone (a causal LM, optionally wrapped by PEFT) plus O1E's pooling and joint loss."""
 
@@ -216,7 +224,8 @@ class O1EModel(nn.Module):
                 r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                 target_modules=list(lora_target_modules), trainable_token_indices=special_ids,
             )
-            lm = get_peft_model(lm, peft_config)
+            with peft_without_deprecation_warnings():
+                lm = get_peft_model(lm, peft_config)
             if not train_special_tokens:  # rows still saved in the adapter, so inference can rebuild them
                 for name, param in lm.named_parameters():
                     if "trainable_tokens_delta" in name:
@@ -264,7 +273,8 @@ class O1EModel(nn.Module):
             base = base_model_name_or_path or json.loads(adapter_file.read_text())["base_model_name_or_path"]
             lm = AutoModelForCausalLM.from_pretrained(base, **load_kwargs)
             add_special_tokens(tokenizer, lm)
-            lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
+            with peft_without_deprecation_warnings():
+                lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
         else:
             lm = AutoModelForCausalLM.from_pretrained(str(path), **load_kwargs)
             missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]

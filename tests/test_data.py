@@ -7,6 +7,8 @@ import pytest
 from o1e_tevatron.arguments import parse_args
 from o1e_tevatron.data import DataFormatError, JsonlRows, TrainDataset, load_train_rows
 
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
+
 TEVATRON_ROW = {"query_id": "q1", "query": "what is dna", "thought": "a molecule",
                 "positive_passages": [{"docid": "d1", "title": "DNA", "text": "deoxyribonucleic acid"}],
                 "negative_passages": [{"docid": f"n{i}", "title": "", "text": f"neg {i}"} for i in range(5)]}

@@ -14,6 +14,8 @@ from o1e_tevatron.driver.train import main
 from o1e_tevatron.modeling import O1EModel
 from o1e_tevatron.trainer import NonFiniteLossError
 
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
+
 
 def flags(model_dir, demo_dir, out, *extra):
     return ["--model_name_or_path", str(model_dir), "--train_dir", str(demo_dir / "train.jsonl"),
@@ -30,7 +32,7 @@ def test_help_lists_tevatron_and_o1e_flags():
                  "--gc_p_chunk_size", "--query_max_len", "--passage_max_len", "--train_group_size",
                  "--thought_max_len", "--gen_loss_weight", "--plain_query_prob", "--temperature", "--normalize",
                  "--pooling", "--lora", "--lora_r", "--lora_alpha", "--lora_dropout", "--lora_target_modules",
-                 "--train_special_tokens", "--kd_weight", "--gradient_checkpointing", "--bf16", "--deepspeed"]:
+                 "--train_special_tokens", "--kd_weight", "--activation_checkpointing", "--bf16", "--deepspeed"]:
         assert flag in out, flag
 
 
@@ -119,7 +121,7 @@ def test_a_full_disk_leaves_no_torn_checkpoint(tiny_llama_dir, demo_dir, tmp_pat
 
 def test_activation_checkpointing_and_bf16_pass_through(tiny_llama_dir, demo_dir, tmp_path):
     trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--lora", "--lora_r", "4",
-                         "--gradient_checkpointing", "--bf16", "--save_strategy", "no"))
+                         "--activation_checkpointing", "--bf16", "--save_strategy", "no"))
     model = trainer.accelerator.unwrap_model(trainer.model)
     assert model.causal_lm.is_activation_checkpointing
     assert model.causal_lm.dtype == torch.bfloat16
