@@ -49,6 +49,7 @@ class O1EConfig:
     normalize: bool = True
     temperature: float = 0.02
     template: TemplateConfig = field(default_factory=TemplateConfig)
+    base_model: Optional[dict] = None  # {name_or_path, architecture, weights}: what the weights were trained on
 
     def __post_init__(self):
         if self.pooling not in POOLERS:
@@ -64,6 +65,54 @@ class O1EConfig:
     def load(cls, folder: Path) -> "O1EConfig":
         path = Path(folder) / O1E_CONFIG_NAME
         return cls(**json.loads(path.read_text())) if path.exists() else cls()
+
+
+class BaseModelMismatchError(ValueError):
+    """An adapter or a checkpoint over another base model than the one it was trained on."""
+
+
+WEIGHT_BUCKETS = 16
+WEIGHT_TOLERANCE = 1e-2  # of a bucket's norm: far above float16/bf16 rounding, far below other weights
+
+
+def base_fingerprint(lm, name_or_path: str) -> dict:
+    """What identifies a base model cheaply: its architecture (type, parameter names and shapes, hashed)
+    and a weight digest, the sums of ~1k values per tensor in 16 buckets, with each bucket's norm, so
+    that the same weights loaded in float32, bf16 or float16 agree and other weights do not."""
+    architecture = hashlib.sha256(lm.config.model_type.encode())
+    sums, squares = [0.0] * WEIGHT_BUCKETS, [0.0] * WEIGHT_BUCKETS
+    with torch.no_grad():
+        for i, (name, param) in enumerate(lm.named_parameters()):
+            architecture.update(f"{name}:{tuple(param.shape)};".encode())
+            flat = param.detach().reshape(-1)
+            sample = flat[:: max(1, flat.numel() // 1024)].to("cpu", torch.float64)
+            sums[i % WEIGHT_BUCKETS] += sample.sum().item()
+            squares[i % WEIGHT_BUCKETS] += sample.square().sum().item()
+    return {"name_or_path": str(name_or_path), "architecture": architecture.hexdigest()[:16],
+            "weight_sums": [float(f"{x:.6g}") for x in sums],
+            "weight_norms": [float(f"{x ** 0.5:.6g}") for x in squares]}
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return all(abs(x - y) <= WEIGHT_TOLERANCE * max(n, 1e-12)
+               for x, y, n in zip(a["weight_sums"], b["weight_sums"], a["weight_norms"]))
+
+
+def check_same_base(recorded: Optional[dict], actual: dict, what: str) -> None:
+    """Refuse weights trained on one base to be used over another; silent only when they match."""
+    if recorded is None:
+        logger.warning("%s does not record its base model (saved by an older o1e): cannot check that %s is it",
+                       what, actual["name_or_path"])
+        return
+    if recorded["architecture"] != actual["architecture"]:
+        difference = "another architecture (other parameter names or shapes)"
+    elif not _same_weights(recorded, actual):
+        difference = "the same architecture but other weights"
+    else:
+        return
+    raise BaseModelMismatchError(
+        f"{what} was trained on the base model {recorded['name_or_path']}, but the base given is "
+        f"{actual['name_or_path']}: {difference}. Use the base it was trained on.")
 
 
 # --- pooling -----------------------------------------------------------------------------------
@@ -216,6 +265,7 @@ class O1EModel(nn.Module):
             model_name_or_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code, cache_dir=cache_dir, use_safetensors=None,
         )
+        config.base_model = base_fingerprint(lm, model_name_or_path)
         special_ids = add_special_tokens(tokenizer, lm)
         if lora:
             from peft import LoraConfig, get_peft_model
@@ -272,6 +322,7 @@ class O1EModel(nn.Module):
 
             base = base_model_name_or_path or json.loads(adapter_file.read_text())["base_model_name_or_path"]
             lm = AutoModelForCausalLM.from_pretrained(base, **load_kwargs)
+            check_same_base(config.base_model, base_fingerprint(lm, base), f"the adapter {path}")
             add_special_tokens(tokenizer, lm)
             with peft_without_deprecation_warnings():
                 lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
@@ -289,6 +340,9 @@ class O1EModel(nn.Module):
     def load_trainable_state(self, checkpoint: str | Path) -> None:
         """Restore trainable weights from a checkpoint of this same model (for resuming a run)."""
         checkpoint = Path(checkpoint)
+        if self.o1e_config.base_model is not None:
+            check_same_base(O1EConfig.load(checkpoint).base_model, self.o1e_config.base_model,
+                            f"the checkpoint {checkpoint}")
         if self.is_peft:
             from peft import set_peft_model_state_dict
             from safetensors.torch import load_file

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from o1e_tevatron.driver.train import main
-from o1e_tevatron.modeling import O1EModel
+from o1e_tevatron.modeling import BaseModelMismatchError, O1EModel
+from o1e_tevatron.tiny import build_tiny_model, demo_texts
 from o1e_tevatron.trainer import NonFiniteLossError
 
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
@@ -38,7 +39,10 @@ def test_help_lists_tevatron_and_o1e_flags():
 
 def test_both_losses_go_down(tiny_llama_dir, demo_dir, tmp_path):
     trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "30", "--learning_rate", "3e-3",
-                         "--gen_loss_weight", "0.5", "--save_strategy", "no", "--warmup_ratio", "0"))
+                         "--gen_loss_weight", "0.5", "--temperature", "0.05", "--save_strategy", "no",
+                         "--warmup_ratio", "0"))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert (model.gen_loss_weight, model.contrastive.temperature, model.distillation.temperature) == (0.5, 0.05, 0.05)
     logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
     first, last = logs[:5], logs[-5:]
     for key in ("ctr_loss", "gen_loss"):
@@ -70,6 +74,21 @@ def test_resume_from_checkpoint_continues_the_same_run(tiny_llama_dir, demo_dir,
     assert any(not torch.equal(at_step_2[k], again[k]) for k in again)
     for key in final:
         torch.testing.assert_close(again[key], final[key], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_resume_over_another_base_is_refused(tiny_llama_dir, demo_dir, tmp_path, tuning):
+    other = {"other architecture": build_tiny_model(tmp_path / "qwen2", demo_texts(), arch="qwen2"),
+             "other weights": build_tiny_model(tmp_path / "seed-1", demo_texts(), seed=1)}
+    common = ["--save_steps", "1", "--max_steps", "1"] + (["--lora", "--lora_r", "4"] if tuning == "lora" else [])
+    main(flags(tiny_llama_dir, demo_dir, tmp_path / "run", *common))
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    for kind, base in other.items():
+        message = (rf"the checkpoint {re.escape(str(checkpoint))} was trained on the base model "
+                   rf"{re.escape(str(tiny_llama_dir))}, but the base given is {re.escape(str(base))}")
+        with pytest.raises(BaseModelMismatchError, match=message):
+            main(flags(base, demo_dir, tmp_path / "resumed", *common, "--max_steps", "2",
+                       "--resume_from_checkpoint", str(checkpoint)))
 
 
 def test_json_config_as_only_argument_and_merged_model(tiny_llama_dir, demo_dir, tmp_path):
