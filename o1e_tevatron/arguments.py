@@ -7,6 +7,7 @@ gc_q_chunk_size, gc_p_chunk_size, encode_num_shard, ...). Tevatron v2's names ar
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -23,6 +24,16 @@ from .template import LAYOUTS, TemplateConfig
 
 #: LoRA (r, alpha, dropout) when --lora_r / --lora_alpha / --lora_dropout are not given: the papers' settings
 LORA_DEFAULTS = {"o1e": (32, 64, 0.1), "debater": (16, 32, 0.05)}
+
+
+def check_flag(flag: str, value, ok: bool, expected: str) -> None:
+    """One line naming the flag, the value and what it must be; NaN fails every range check."""
+    if not ok:
+        raise ValueError(f"--{flag} {value}: must be {expected}")
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 @dataclass
@@ -62,6 +73,18 @@ class O1EModelArguments(ModelArguments):
         "help": "DEBATER: instruction before every training query ('{instruction} {query}</s>'), ending with ':'"})
     attn_implementation: Optional[str] = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2"})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the model's folder"})
+
+    def __post_init__(self):
+        check_flag("temperature", self.temperature, finite(self.temperature) and self.temperature > 0,
+                   "a finite number > 0 (authors: 0.02)")
+        lora = self.lora_settings()
+        check_flag("lora_r", lora["lora_r"], lora["lora_r"] >= 1, "an integer >= 1")
+        check_flag("lora_alpha", lora["lora_alpha"], finite(lora["lora_alpha"]) and lora["lora_alpha"] > 0, "> 0")
+        check_flag("lora_dropout", lora["lora_dropout"],
+                   finite(lora["lora_dropout"]) and 0 <= lora["lora_dropout"] < 1, "in [0, 1)")
+        check_flag("debater_num_steps", self.debater_num_steps, self.debater_num_steps >= 1, "an integer >= 1")
+        check_flag("debater_scale", self.debater_scale, finite(self.debater_scale) and self.debater_scale > 0,
+                   "a finite number > 0 (the release: 30)")
 
     def lora_settings(self) -> dict:
         """LoRA's r, alpha and dropout: the flags given, the family's defaults for the others."""
@@ -109,10 +132,11 @@ class O1EDataArguments(DataArguments):
             self.train_path = [train_file]
         if self.train_dir is not None and not self.train_path:
             raise FileNotFoundError(f"--train_dir {self.train_dir}: no .jsonl or .json files there")
-        if not 0.0 <= self.plain_query_prob <= 1.0:
-            raise ValueError(f"plain_query_prob must be in [0, 1], got {self.plain_query_prob}")
-        if self.train_n_passages < 1:
-            raise ValueError(f"train_n_passages must be >= 1, got {self.train_n_passages}")
+        check_flag("plain_query_prob", self.plain_query_prob,
+                   finite(self.plain_query_prob) and 0 <= self.plain_query_prob <= 1, "in [0, 1]")
+        check_flag("train_n_passages", self.train_n_passages, self.train_n_passages >= 1, "an integer >= 1")
+        for flag in ("q_max_len", "p_max_len", "thought_max_len"):
+            check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
 
 
 @dataclass
@@ -128,6 +152,21 @@ class O1ETrainingArguments(DenseTrainingArguments):
         "help": "After training, also write a plain merged model to OUTPUT_DIR/merged"})
     remove_unused_columns: bool = field(default=False)
     logging_steps: float = field(default=10)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_flag("gen_loss_weight", self.gen_loss_weight,
+                   finite(self.gen_loss_weight) and 0 <= self.gen_loss_weight <= 1, "in [0, 1] (lambda of eq. 10)")
+        check_flag("kd_weight", self.kd_weight, finite(self.kd_weight) and self.kd_weight >= 0, "a finite number >= 0")
+        check_flag("kd_teacher_temperature", self.kd_teacher_temperature,
+                   finite(self.kd_teacher_temperature) and self.kd_teacher_temperature > 0, "a finite number > 0")
+        check_flag("gen_loss_chunk_size", self.gen_loss_chunk_size, self.gen_loss_chunk_size >= 1, "an integer >= 1")
+        for flag in ("learning_rate", "max_grad_norm", "weight_decay"):
+            check_flag(flag, getattr(self, flag), finite(getattr(self, flag)) and getattr(self, flag) >= 0,
+                       "a finite number >= 0")
+        if self.grad_cache:
+            for flag in ("gc_q_chunk_size", "gc_p_chunk_size"):
+                check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
 
 
 def parse_args(dataclasses=(O1EModelArguments, O1EDataArguments, O1ETrainingArguments), argv=None):

@@ -4,10 +4,14 @@
 Cross-device conventions: with ``negatives_x_device`` every rank gathers all query and passage
 vectors and keeps the gradient of its own slice only, so the global-batch InfoNCE loss must be scaled
 by ``world_size`` before backward for DDP's gradient averaging to yield its gradient (the model does
-that, as Tevatron does). The generation loss divides each rank's token sum by the global token count
-times ``1 / world_size``, so that its mean over ranks is the global-batch loss.
+that, as Tevatron does; the family's objective applies the scale). The distillation loss reads each
+rank's own groups only, so it is a local mean that DDP's averaging already turns into the global one:
+it is not scaled. The generation loss divides each rank's token sum by the global token count times
+``1 / world_size``, so that its mean over ranks is the global-batch loss.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as dist
@@ -50,17 +54,18 @@ class InfoNCELoss:
     """
 
     def __init__(self, temperature: float = 0.02, negatives_x_device: bool = False):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         self.temperature = temperature
         self.negatives_x_device = negatives_x_device
 
     def scores(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
-        return q_reps @ p_reps.T / self.temperature
+        """In float32 whatever the vectors' dtype: bf16 scores divided by 0.02 are off by whole logits."""
+        return q_reps.float() @ p_reps.float().T / self.temperature
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
         q_reps, p_reps, target = contrastive_batch(q_reps, p_reps, self.negatives_x_device)
-        return F.cross_entropy(self.scores(q_reps, p_reps).float(), target)
+        return F.cross_entropy(self.scores(q_reps, p_reps), target)
 
 
 def contrastive_batch(q_reps: torch.Tensor, p_reps: torch.Tensor, negatives_x_device: bool):
@@ -84,14 +89,14 @@ class MaxStepSelfDistillationLoss:
     """
 
     def __init__(self, scale: float = 30.0, negatives_x_device: bool = False):
-        if scale <= 0:
-            raise ValueError(f"scale must be > 0, got {scale}")
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale}")
         self.scale = scale
         self.negatives_x_device = negatives_x_device
 
     def step_scores(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
-        """(Q, P, M) scaled cosine of every query with every step vector of every passage."""
-        return torch.einsum("qd,pmd->qpm", q_reps, p_reps).float() * self.scale
+        """(Q, P, M) scaled cosine of every query with every step vector of every passage, in float32."""
+        return torch.einsum("qd,pmd->qpm", q_reps.float(), p_reps.float()) * self.scale
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> dict[str, torch.Tensor]:
         q_reps, p_reps, target = contrastive_batch(q_reps, p_reps, self.negatives_x_device)
@@ -122,8 +127,11 @@ class ThoughtGenerationLoss:
         self.max_chunk_logits = max_chunk_logits
 
     def __call__(self, hidden: torch.Tensor, labels: torch.Tensor, lm_head: torch.nn.Module) -> torch.Tensor:
-        token_sum, _ = self.token_sum(hidden, labels, lm_head)
-        return token_sum * self.token_weight(labels, hidden.device)
+        token_sum, count = self.token_sum(hidden, labels, lm_head)
+        if self.global_token_mean:
+            total = global_sum(torch.tensor(float(count), device=hidden.device))
+            return token_sum * world_size() / total.clamp(min=1)
+        return token_sum / max(count, 1)
 
     def token_weight(self, labels: torch.Tensor, device) -> float:
         """What each labelled token's loss counts in the batch mean: 1 / the batch's labelled tokens, or
@@ -220,6 +228,6 @@ class DistillationLoss:
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
         group = p_reps.view(q_reps.shape[0], -1, p_reps.shape[-1])
-        student = torch.einsum("bd,bgd->bg", q_reps, group).float() / self.temperature
+        student = torch.einsum("bd,bgd->bg", q_reps.float(), group.float()) / self.temperature
         teacher = torch.softmax(teacher_scores.float() / self.teacher_temperature, dim=-1)
         return -(teacher * torch.log_softmax(student, dim=-1)).sum(-1).mean()

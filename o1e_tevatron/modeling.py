@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from .core.checkpoint import BaseModelMismatchError
 from .families.base import FamilyConfig, FamilyModel, family_output, last_positions, position_ids_from_mask
 from .loss import DistillationLoss, InfoNCELoss, ThoughtGenerationLoss
 from .objective import Objective
 from .template import SPECIAL_TOKENS, Template, TemplateConfig, add_special_tokens
 
-__all__ = ["O1EConfig", "O1EModel", "O1EOutput", "POOLERS", "position_ids_from_mask"]
+__all__ = ["BaseModelMismatchError", "O1EConfig", "O1EModel", "O1EOutput", "POOLERS", "position_ids_from_mask"]
 
 
 @dataclass
@@ -77,7 +78,8 @@ class O1EModel(FamilyModel):
             raise ValueError(f"gen_loss_weight (lambda of eq. 10) must be in [0, 1], got {gen_loss_weight}")
         ctr_weight = 1 - gen_loss_weight
         weights = {"gen_loss": gen_loss_weight, "ctr_loss": ctr_weight, "kd_loss": ctr_weight * kd_weight}
-        gathered = {"ctr_loss", "kd_loss"} if negatives_x_device else set()
+        # only InfoNCE reads the gathered batch; distillation reads this rank's own groups (a local mean)
+        gathered = {"ctr_loss"} if negatives_x_device else set()
         super().__init__(lm, tokenizer, config, Objective(weights, gathered))
         self.template = Template(tokenizer, config.template)
         self.gen_loss_weight = gen_loss_weight

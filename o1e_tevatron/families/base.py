@@ -30,6 +30,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import ModelOutput
 
+from ..core.checkpoint import (base_fingerprint, check_same_base, move_into, peft_without_deprecation_warnings,
+                               staging_folder)
 from ..objective import Objective
 
 logger = logging.getLogger(__name__)
@@ -55,6 +57,7 @@ class FamilyConfig:
     """What a checkpoint must carry for inference to match training; saved as ``o1e_config.json``."""
 
     family: ClassVar[str]
+    base_model: Optional[dict] = None  # {name_or_path, architecture, weights}: what the weights were trained on
 
     def save(self, folder: Path) -> None:
         (Path(folder) / CONFIG_NAME).write_text(json.dumps({"family": self.family, **asdict(self)}, indent=2) + "\n")
@@ -200,6 +203,7 @@ class FamilyModel(nn.Module):
             model_name_or_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code, cache_dir=cache_dir, use_safetensors=None,
         )
+        config.base_model = base_fingerprint(lm, model_name_or_path)
         token_ids = cls.add_tokens(tokenizer, lm, config)
         if lora:
             from peft import LoraConfig, get_peft_model
@@ -208,7 +212,8 @@ class FamilyModel(nn.Module):
                 r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                 target_modules=list(lora_target_modules), trainable_token_indices=token_ids,
             )
-            lm = get_peft_model(lm, peft_config)
+            with peft_without_deprecation_warnings():
+                lm = get_peft_model(lm, peft_config)
             if not train_special_tokens:  # rows still saved in the adapter, so inference can rebuild them
                 for name, param in lm.named_parameters():
                     if "trainable_tokens_delta" in name:
@@ -224,15 +229,16 @@ class FamilyModel(nn.Module):
         adapter first if you need it too.
         """
         out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if merge and self.is_peft:
-            self.lm.merge_and_unload().save_pretrained(out)
-        elif self.is_peft:  # the family's token rows travel as trainable tokens; the rest is the base's
-            self.lm.save_pretrained(out, save_embedding_layers=False)
-        else:
-            self.lm.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        self.family_config.save(out)
+        with staging_folder(out) as staging:
+            if merge and self.is_peft:
+                self.lm.merge_and_unload().save_pretrained(staging)
+            elif self.is_peft:  # the family's token rows travel as trainable tokens; the rest is the base's
+                self.lm.save_pretrained(staging, save_embedding_layers=False)
+            else:
+                self.lm.save_pretrained(staging)
+            self.tokenizer.save_pretrained(staging)
+            self.family_config.save(staging)
+        move_into(staging, out)
 
     @classmethod
     def load(cls, path: str | Path, *, base_model_name_or_path: str | None = None, dtype: str = "float32",
@@ -254,8 +260,10 @@ class FamilyModel(nn.Module):
 
             base = base_model_name_or_path or json.loads(adapter_file.read_text())["base_model_name_or_path"]
             lm = AutoModelForCausalLM.from_pretrained(base, **load_kwargs)
+            check_same_base(config.base_model, base_fingerprint(lm, base), f"the adapter {path}")
             cls.add_tokens(tokenizer, lm, config)
-            lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
+            with peft_without_deprecation_warnings():
+                lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
         else:
             lm = AutoModelForCausalLM.from_pretrained(str(path), **load_kwargs)
             vocab_size = len(tokenizer)
@@ -272,6 +280,9 @@ class FamilyModel(nn.Module):
         from safetensors.torch import load_file
 
         checkpoint = Path(checkpoint)
+        if self.family_config.base_model is not None:
+            check_same_base(self.config_class.load(checkpoint).base_model, self.family_config.base_model,
+                            f"the checkpoint {checkpoint}")
         if self.is_peft:
             from peft import set_peft_model_state_dict
 
@@ -280,10 +291,12 @@ class FamilyModel(nn.Module):
             if getattr(result, "unexpected_keys", None):
                 raise ValueError(f"{checkpoint}: adapter has unexpected keys {result.unexpected_keys[:5]}")
         else:
-            from transformers.modeling_utils import load_sharded_checkpoint
+            from transformers.trainer_utils import load_sharded_checkpoint
 
             single = checkpoint / "model.safetensors"
-            if single.exists():
-                self.lm.load_state_dict(load_file(str(single)), strict=False)
+            if single.exists():  # not strict: tied weights are saved once
+                result = self.lm.load_state_dict(load_file(str(single)), strict=False)
+                if result.unexpected_keys:
+                    raise ValueError(f"{checkpoint}: model has unexpected keys {result.unexpected_keys[:5]}")
             else:
                 load_sharded_checkpoint(self.lm, str(checkpoint), strict=False)
