@@ -12,7 +12,8 @@
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
 data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.pkl``,
 reusable with ``--thoughts-file``) and prints one summary line. Indexes live under ``--index-root`` (default
-``~/.cache/o1e/indexes``), keyed by dataset and retriever options, and are reused.
+``~/.cache/o1e/indexes``); each records the fingerprint of what it was built from (the model's files,
+the corpus, the encoding settings) and is reused only when that fingerprint still matches.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import yaml
 
 from o1e_pyserini import datasets
 from o1e_pyserini.evaluation import retrievers, scoring
+from o1e_tevatron.core.fingerprint import path_fingerprint
 
 logger = logging.getLogger("o1e_pyserini.eval")
 
@@ -65,6 +67,14 @@ def _index_dir(config: EvalConfig) -> Path:
     return config.index_root / corpus / config.retriever.slug()
 
 
+def _content_key(config: EvalConfig, dataset) -> str:
+    """The index's content key: a local corpus by its bytes; ir_datasets' own copy by its id (ir_datasets
+    checks the download's digest)."""
+    docs = dataset.docs_handler()
+    corpus = path_fingerprint(docs.path) if isinstance(docs, datasets.JsonlDocs) else f"ir_datasets:{config.dataset}"
+    return config.retriever.content_key(corpus)
+
+
 def _read(dataset_id: str, what: str, items, config: EvalConfig):
     """Iterate an ir_datasets component; a failed download becomes a message saying where files go."""
     try:
@@ -94,8 +104,8 @@ def evaluate(config: EvalConfig) -> dict:
 
     retriever = config.retriever.validate()
     index_dir = _index_dir(config)
-    retrievers.build_index(retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config),
-                           index_dir, num_docs=dataset.docs_count(), threads=config.threads)
+    retrievers.build_index(retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config), index_dir,
+                           _content_key(config, dataset), num_docs=dataset.docs_count(), threads=config.threads)
     indexed = set(retrievers.read_docids(index_dir))
     missing = sorted((q, d) for q, judged in qrels.items() for d in judged if d not in indexed)
     report["qrels_docs_missing_from_corpus"] = {"count": len(missing), "examples": missing[:10]}
@@ -226,6 +236,16 @@ def regress(regressions: Path, base: EvalConfig) -> list[str]:
     return failures
 
 
+def _import_shards(config: EvalConfig, shards: list[Path], allow_pickle: bool) -> None:
+    index_dir = _index_dir(config)
+    content_key = _content_key(config, datasets.load(config.dataset, config.data_dir, config.topics_dir, config.corpus))
+    if retrievers.reusable_index(index_dir, content_key):
+        print(f"reusing {index_dir}")
+    else:
+        retrievers.import_shards(config.retriever, shards, index_dir, content_key, allow_pickle)
+        print(f"indexed {len(retrievers.read_docids(index_dir))} passages into {index_dir}")
+
+
 def _dataset_qrels(args) -> scoring.Qrels:
     if args.qrels:
         return scoring.read_qrels(args.qrels)
@@ -332,16 +352,15 @@ def main(argv: list[str] | None = None) -> int:
     if command == "import-shards":
         parser = _eval_parser()
         parser.prog = "python -m o1e_pyserini.eval import-shards"
-        parser.add_argument("--shards", type=Path, nargs="+", required=True, help="Tevatron (reps, lookup) pickles")
+        parser.add_argument("--shards", type=Path, nargs="+", required=True,
+                            help=".npz shards of o1e_tevatron.driver.encode (Tevatron .pkl with --allow-pickle)")
+        parser.add_argument("--allow-pickle", action="store_true",
+                            help="read Tevatron's pickled shards: loading a pickle runs any code it carries, so "
+                                 "only for shards you made yourself")
         args = parser.parse_args(argv[1:])
         config = _config(args)
         index_dir = _index_dir(config)
-        if retrievers.index_is_built(index_dir):
-            print(f"reusing {index_dir}")
-        else:
-            retrievers.import_shards(config.retriever, args.shards, index_dir)
-            print(f"indexed {len(retrievers.read_docids(index_dir))} passages into {index_dir}")
-        return 0
+        return _run_reporting_errors(_import_shards, config, args.shards, args.allow_pickle)
     if command == "regress":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval regress")
         parser.add_argument("--regressions", type=Path, default=REGRESSIONS)
@@ -355,10 +374,15 @@ def main(argv: list[str] | None = None) -> int:
         for failure in failures:
             print(f"REGRESSION {failure}", file=sys.stderr)
         return 1 if failures else 0
+    return _run_reporting_errors(evaluate, _config(_eval_parser().parse_args(argv)))
+
+
+def _run_reporting_errors(function, *args) -> int:
+    """Bad input (a missing dataset, a wrong file, an index of another model) ends in one line, exit 2."""
     try:
-        evaluate(_config(_eval_parser().parse_args(argv)))
-    except datasets.DatasetUnavailableError as e:
-        print(f"error: {e}", file=sys.stderr)
+        function(*args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
         return 2
     return 0
 

@@ -121,14 +121,24 @@ def test_compare_prints_ours_against_the_paper(tmp_path, capsys):
     assert "+1.70" in out and "missing" in out and "-1.40" in out
 
 
-def test_tevatron_shards_become_the_cached_faiss_index(tmp_path):
-    import pickle
+def test_encoded_shards_become_the_cached_faiss_index(tmp_path):
+    from o1e_tevatron.core.vectors import write_vectors
     vectors = np.eye(4, dtype=np.float32)
     for shard, ids in enumerate((["d0", "d1"], ["d2", "d3"])):
-        with open(tmp_path / f"corpus.{shard}.pkl", "wb") as f:
-            pickle.dump((vectors[2 * shard:2 * shard + 2], ids), f)
+        write_vectors(tmp_path / f"corpus.{shard}.npz", vectors[2 * shard:2 * shard + 2], ids)
     spec = retrievers.RetrieverSpec("o1e:/models/o1e")
-    index_dir = retrievers.import_shards(spec, [tmp_path / "corpus.1.pkl", tmp_path / "corpus.0.pkl"], tmp_path / "index")
-    assert retrievers.index_is_built(index_dir) and retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
+    index_dir = retrievers.import_shards(spec, [tmp_path / "corpus.1.npz", tmp_path / "corpus.0.npz"],
+                                         tmp_path / "index", "key")
+    assert retrievers.reusable_index(index_dir, "key") and not retrievers.reusable_index(index_dir, "other")
+    assert retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
     import faiss
     assert faiss.read_index(str(index_dir / "index")).search(vectors[2:3], 1)[1][0, 0] == 2
+
+
+@pytest.mark.parametrize("ids, problem", [(["d0", "d0"], "repeats the id 'd0'"), (["d0", "d\n1"], "on one line")])
+def test_shards_with_bad_docids_are_refused(tmp_path, ids, problem):
+    """A docid with a line break made an index whose docid count was off; a repeated one was returned twice."""
+    from o1e_tevatron.core.vectors import write_vectors
+    write_vectors(tmp_path / "corpus.npz", np.eye(2, dtype=np.float32), ids)
+    with pytest.raises(ValueError, match=problem):
+        retrievers.import_shards(retrievers.RetrieverSpec("o1e:/m"), [tmp_path / "corpus.npz"], tmp_path / "index", "k")
