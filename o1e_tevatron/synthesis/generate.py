@@ -27,7 +27,7 @@ from tqdm import tqdm
 from transformers import HfArgumentParser
 
 from o1e_tevatron.synthesis.prompts import TeacherPrompt
-from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, resume_output
+from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, refuse_writing_into_input, resume_output
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ class GenerateArguments:
             self.failures_path = self.output_path + ".failures.jsonl"
         if self.num_candidates < 1 or self.num_examples < 0 or self.concurrency < 1 or self.max_retries < 0:
             raise ValueError("num_candidates and concurrency must be >= 1; num_examples and max_retries >= 0")
+        refuse_writing_into_input(self.input_path, output_path=self.output_path, failures_path=self.failures_path)
 
 
 class MalformedResponse(Exception):
