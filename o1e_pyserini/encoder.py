@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
+from o1e_tevatron.core.redact import redact
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
 from o1e_tevatron.template import passage_text
@@ -74,7 +75,7 @@ class EncodedQueries:
             for i in rows:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
-                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": self.thoughts[i]},
+                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i])},
                                        ensure_ascii=False) + "\n")
         return out
 

@@ -32,6 +32,7 @@ import yaml
 from o1e_pyserini import datasets
 from o1e_pyserini.evaluation import retrievers, scoring
 from o1e_tevatron.core.fingerprint import path_fingerprint
+from o1e_tevatron.core.redact import install_log_redaction, redact
 
 logger = logging.getLogger("o1e_pyserini.eval")
 
@@ -140,6 +141,7 @@ def evaluate(config: EvalConfig) -> dict:
         "seconds": {"index": round(indexed_at - started, 1), "search": round(searched_at - indexed_at, 1)},
         "per_query": values,
     }
+    record = redact(record)  # a thought server's URL may carry credentials
     (run_dir / f"{run_name}.metrics.json").write_text(json.dumps(record, indent=1))
     _warn_about(report, config.dataset)
     print(summary_line(record))
@@ -322,6 +324,7 @@ def _config(args) -> EvalConfig:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards") else None
     if command == "compare":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval compare")
@@ -382,7 +385,7 @@ def _run_reporting_errors(function, *args) -> int:
     try:
         function(*args)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {e.args[0] if isinstance(e, KeyError) and e.args else e}", file=sys.stderr)
+        print(f"error: {redact(str(e.args[0] if isinstance(e, KeyError) and e.args else e))}", file=sys.stderr)
         return 2
     return 0
 

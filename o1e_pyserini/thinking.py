@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from o1e_tevatron.collator import pad
+from o1e_tevatron.core.redact import register_secret
 from o1e_tevatron.inference import model_device
 from o1e_tevatron.modeling import position_ids_from_mask
 from o1e_tevatron.template import Template
@@ -259,7 +260,9 @@ class OpenAIThoughts(ThoughtTexts):
 
         from o1e_tevatron.synthesis.prompts import TeacherPrompt
 
-        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout)
+        api_key = os.environ.get(api_key_env)
+        register_secret(api_key)
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout)
         self.model = model
         self.settings = settings
         self.prompt = TeacherPrompt()

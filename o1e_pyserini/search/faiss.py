@@ -22,6 +22,7 @@ import runpy
 import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
+from o1e_tevatron.core.redact import install_log_redaction, redact
 from o1e_tevatron.inference import check_index_dir
 
 from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
@@ -127,7 +128,8 @@ def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    install_log_redaction()
     try:
         main()
     except O1EInputError as e:
-        sys.exit(f"o1e: error: {e}")
+        sys.exit(f"o1e: error: {redact(str(e))}")

@@ -93,9 +93,10 @@ def ids_digest(ids: Sequence[str]) -> str:
     return hashlib.blake2b("\n".join(ids).encode(), digest_size=16).hexdigest() + f":{len(ids)}"
 
 
-def write_record(output: str | Path, fingerprint: str, ids: Sequence[str], dimension: int) -> None:
+def write_record(output: str | Path, fingerprint: str, ids: Sequence[str], dimension: int, **parts) -> None:
+    """``parts``: fingerprints of single ingredients (e.g. ``model``) that readers check on their own."""
     record = {"fingerprint": fingerprint, "ids": ids_digest(ids), "dimension": int(dimension),
-              "bytes": _size(Path(output))}
+              "bytes": _size(Path(output)), **parts}
     path = record_path(output)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(record, indent=1))

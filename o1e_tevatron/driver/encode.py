@@ -116,8 +116,9 @@ def main(argv=None) -> int:
     ids, texts = ids[part], texts[part]
     lengths = given_lengths(argv, data_args)
     dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else "float32"
+    model_made_from = model_fingerprint(model_args.model_name_or_path)
     made_from = fingerprint(
-        model=model_fingerprint(model_args.model_name_or_path),
+        model=model_made_from,
         base=model_fingerprint(encode_args.base_model_name_or_path) if encode_args.base_model_name_or_path else None,
         inputs=[path_fingerprint(p) for p in data_args.encode_in_path], is_query=data_args.encode_is_qry,
         lengths=lengths, dtype=dtype)
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
         if dim is None:
             remove_record(path)
             (write_vectors if path == vectors_path else write_index_dir)(path, reps, ids)
-            write_record(path, made_from, ids, reps.shape[1])
+            write_record(path, made_from, ids, reps.shape[1], model=model_made_from)
             logger.info("wrote %s (%d x %d)", path, *reps.shape)
     return 0
 

@@ -57,3 +57,40 @@ def test_a_members_code_does_not_run_without_the_flag(member_with_code, tmp_path
     vote(VoteArguments(input_path=str(candidates), output_path=str(tmp_path / "out2.jsonl"),
                        dense_models=[str(folder)], bm25=False, max_seq_length=32, trust_remote_code=True))
     assert marker.exists()  # the flag is really passed on
+
+
+KEY = "sk-o1e-test-0123456789abcdefghij"
+PASSWORD = "hunter2-not-logged"
+
+
+def run_generate(args, tmp_path):
+    import subprocess
+    from .helpers import generate_cli
+    cli = generate_cli(args) + ["--api_key_env", "O1E_TEST_KEY"]
+    return subprocess.run(cli, capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "O1E_TEST_KEY": KEY, "OMP_NUM_THREADS": "1"})
+
+
+@pytest.mark.parametrize("fault", ["echo400", "echo401"])
+def test_a_server_echoing_the_key_leaks_it_nowhere(tmp_path, serve_teacher, fault):
+    """echo400: the row fails (failures file); echo401: the run stops (error). The old code wrote the
+    echoed Authorization header into both, and logged --base_url with its password."""
+    from .helpers import generate_args
+    url = serve_teacher(faults=fault)
+    url = url.replace("http://", f"http://o1e:{PASSWORD}@")
+    rows = write_jsonl(tmp_path / "rows.jsonl", demo_rows(4))
+    args = generate_args(rows, tmp_path / "out.jsonl", url, concurrency=1, max_retries=0)
+    proc = run_generate(args, tmp_path)
+    written = proc.stdout + proc.stderr + "".join(p.read_text() for p in tmp_path.glob("out.jsonl*"))
+    assert "authorization" in written.lower() if fault == "echo400" else "AuthenticationError" in written
+    assert KEY not in written and PASSWORD not in written
+    assert proc.returncode == (3 if fault == "echo400" else 2)
+
+
+def test_redact_blanks_every_secret_shape():
+    from o1e_tevatron.core.redact import redact, register_secret
+    register_secret("a-registered-secret")
+    text = redact("key a-registered-secret; {'authorization': 'Bearer abcdefghijkl'}; x-api-key: zzz123; "
+                  "https://u:p@host/v1?api_key=k1&n=3; token hf_abcdefghijklmnopqrstuvwx")
+    assert text == ("key ***; {'authorization': 'Bearer ***'}; x-api-key: ***; "
+                    "https://***@host/v1?api_key=***&n=3; token ***")
