@@ -22,6 +22,7 @@ import torch
 from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from o1e_tevatron.core.redact import redact
+from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
 from o1e_tevatron.template import passage_text
@@ -33,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 MODES = ("think", "fast")
 THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
-ENCODED_QUERIES_NAME = "embedding.pkl"  # Pyserini's pre-encoded query format
+ENCODED_QUERIES_NAME = "embedding.npz"  # o1e's pre-encoded queries: texts + vectors, no pickle
+PICKLED_QUERIES_NAME = "embedding.pkl"  # Pyserini's own format: a pandas pickle (read only on opt-in)
 THOUGHTS_NAME = "thoughts.jsonl"
 
 
@@ -63,14 +65,14 @@ class EncodedQueries:
     thoughts: list[list[str]] = field(default_factory=list)  # empty lists in fast mode
 
     def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
-        """``embedding.pkl`` (Pyserini's ``--encoded-queries`` format: DataFrame text, embedding) and
-        ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
+        """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
+        and ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         latest = {text: i for i, text in enumerate(self.texts)}  # a query encoded twice keeps its last vector
         rows = sorted(latest.values())
-        pd.DataFrame({"text": [self.texts[i] for i in rows], "embedding": [self.vectors[i] for i in rows]}
-                     ).to_pickle(out / ENCODED_QUERIES_NAME)
+        write_vectors(out / ENCODED_QUERIES_NAME, np.stack([self.vectors[i] for i in rows]) if rows
+                      else np.empty((0, 0), dtype=np.float32), [self.texts[i] for i in rows])
         with open(out / THOUGHTS_NAME, "w", encoding="utf-8") as f:
             for i in rows:
                 text = self.texts[i]
@@ -78,6 +80,24 @@ class EncodedQueries:
                     f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i])},
                                        ensure_ascii=False) + "\n")
         return out
+
+
+def load_encoded_queries(folder: str | Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """{query text: vector} of a pre-encoded queries folder: o1e's ``embedding.npz``, or Pyserini's
+    ``embedding.pkl`` only with ``allow_pickle`` (a pickle runs any code it carries)."""
+    folder = Path(folder)
+    if (folder / ENCODED_QUERIES_NAME).is_file():
+        vectors, texts = read_vectors(folder / ENCODED_QUERIES_NAME)
+        return dict(zip(texts, vectors))
+    pickled = folder / PICKLED_QUERIES_NAME
+    if not pickled.is_file():
+        raise O1EInputError(f"{folder}: no {ENCODED_QUERIES_NAME} (o1e writes one with --o1e-save-queries)")
+    if not allow_pickle:
+        raise O1EInputError(f"{pickled} is a pickle, and loading a pickle runs any code it carries: pass "
+                            "--o1e-allow-pickle only if you made it yourself")
+    logger.warning(PICKLE_WARNING, pickled)
+    frame = pd.read_pickle(pickled)  # opt-in: the caller trusts this file
+    return dict(zip(frame["text"].tolist(), frame["embedding"].tolist()))
 
 
 def ids_by_text(topics: Mapping[str, str]) -> dict[str, list[str]]:

@@ -10,7 +10,7 @@
     python -m o1e_pyserini.eval regress --data-dir ../shared/data
 
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
-data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.pkl``,
+data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.npz``,
 reusable with ``--thoughts-file``) and prints one summary line. Indexes live under ``--index-root`` (default
 ``~/.cache/o1e/indexes``); each records the fingerprint of what it was built from (the model's files,
 the corpus, the encoding settings) and is reused only when that fingerprint still matches.

@@ -26,7 +26,7 @@ from o1e_tevatron.core.redact import install_log_redaction, redact
 from o1e_tevatron.inference import check_index_dir
 
 from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
-                       register, registry_keys)
+                       load_encoded_queries, register, registry_keys)
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,9 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--o1e-encode-batch-size", type=int, default=16, help="queries per forward on the device")
     p.add_argument("--o1e-base-model", help="where the base model of an adapter checkpoint lives now")
-    p.add_argument("--o1e-save-queries", help="write embedding.pkl (for --encoded-queries) and thoughts.jsonl here")
+    p.add_argument("--o1e-save-queries", help="write embedding.npz (for --encoded-queries) and thoughts.jsonl here")
+    p.add_argument("--o1e-allow-pickle", action="store_true", help="let --encoded-queries read Pyserini's "
+                   "embedding.pkl: loading a pickle runs any code it carries, so only for files you made yourself")
     return p
 
 
@@ -88,6 +90,14 @@ def checked_index_dir(index_dir: str, dimension: int | None = None) -> None:
         raise O1EInputError(str(e)) from e
 
 
+def read_encoded_queries_safely(allow_pickle: bool) -> None:
+    """Pyserini's --encoded-queries unpickles ``embedding.pkl``; here it reads o1e's ``embedding.npz``, and a
+    pickle only with --o1e-allow-pickle."""
+    from pyserini.encode import QueryEncoder
+
+    QueryEncoder._load_embeddings = staticmethod(functools.partial(load_encoded_queries, allow_pickle=allow_pickle))
+
+
 def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: list, **pyserini_kwargs):
     encoder = O1EQueryEncoder(
         mode=opts.o1e_mode, num_thoughts=opts.o1e_num_thoughts, temperature=opts.o1e_temperature,
@@ -115,6 +125,7 @@ def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
     built: list[O1EQueryEncoder] = []
     register(query_encoder=functools.partial(build_query_encoder, opts, index_dir, built), keys=keys)
 
+    read_encoded_queries_safely(opts.o1e_allow_pickle)
     sys.argv = ["pyserini.search.faiss"] + rest
     runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
 

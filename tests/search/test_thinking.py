@@ -2,12 +2,12 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder
+from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder, load_encoded_queries
+from o1e_pyserini.search.faiss import read_encoded_queries_safely
 from o1e_pyserini.thinking import HFThoughts, NucleusSampler, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
@@ -126,8 +126,8 @@ def test_saved_queries_are_pyserini_encoded_queries(llama_checkpoint, tmp_path):
     vectors = encoder.encode_batch(QUERIES[:3], ids=["a", "b", "c"])
     encoder.encoded.save(tmp_path, {"dna": ["b"], QUERIES[0]: ["a"]})
 
-    frame = pd.read_pickle(tmp_path / "embedding.pkl")
-    assert list(frame.columns) == ["text", "embedding"] and len(frame) == 3
+    assert len(load_encoded_queries(tmp_path)) == 3
+    read_encoded_queries_safely(allow_pickle=False)  # what o1e_pyserini.search.faiss does before Pyserini runs
     replay = QueryEncoder(str(tmp_path))
     np.testing.assert_array_equal(replay.encode("dna"), vectors[1])
     rows = [json.loads(line) for line in (tmp_path / "thoughts.jsonl").read_text().splitlines()]
