@@ -9,8 +9,10 @@ with ``--encoder-class o1e``.
     python -m o1e_pyserini.search.faiss --index corpus-index --topics queries.tsv --output run.txt \\
         --encoder ckpt --batch-size 16 --o1e-mode think --o1e-num-thoughts 3 --o1e-save-queries q-enc
 
-Before the search, the index directory is checked (vector count = docid count, and the index
-dimension = the encoder's), and the topics are checked for empty queries, naming their ids.
+Before the search, the index directory is checked (it exists, vector count = docid count, and the
+index dimension = the encoder's), ``--hits`` is at least 1, and a local topics file is checked line by
+line (UTF-8, ``id<TAB>text`` with one tab, no blank line before the last query, no empty query, no
+repeated id), naming the file and line.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 from o1e_tevatron.core.redact import install_log_redaction, redact
+from o1e_tevatron.core.textfile import numbered_lines
 from o1e_tevatron.inference import check_index_dir
 
 from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
@@ -60,6 +63,7 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
     p.add_argument("--index")
     p.add_argument("--topics")
     p.add_argument("--topics-format", default="default")
+    p.add_argument("--hits", type=int, default=1000)
     return p
 
 
@@ -67,13 +71,48 @@ def read_topics(topics_name: str, topics_format: str) -> tuple[list[str], list[s
     """(ids, texts) of the topics. Local TSV files are read here: Pyserini's Java reader rejects a whole
     file with an empty query without saying which."""
     if os.path.isfile(topics_name) and topics_name.endswith((".tsv", ".txt")):
-        with open(topics_name, encoding="utf-8") as f:
-            pairs = [line.rstrip("\n").partition("\t")[::2] for line in f if line.strip()]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+        return read_topics_file(topics_name)
     from pyserini.query_iterator import TopicsFormat, get_query_iterator
 
     topics = get_query_iterator(topics_name, TopicsFormat(topics_format)).topics
     return [str(i) for i in topics], [t["title"] if isinstance(t, dict) else t for t in topics.values()]
+
+
+def read_topics_file(path: str) -> tuple[list[str], list[str]]:
+    """A local ``id<TAB>text`` topics file, checked line by line: Pyserini would search a line with a
+    second tab as other text, keep only the last of two queries with one id, and stop at a blank line."""
+    ids, texts, first_seen, blank = [], [], {}, None
+    try:
+        lines = list(numbered_lines(path))
+    except ValueError as e:
+        raise O1EInputError(str(e)) from None
+    for line_no, line in lines:
+        if not line.strip():
+            blank = blank or line_no
+            continue
+        if blank is not None:
+            raise O1EInputError(f"{path}:{blank}: blank line among the topics: remove it")
+        query_id, sep, text = line.partition("\t")
+        if not sep or "\t" in text:
+            raise O1EInputError(f"{path}:{line_no}: expected query_id<TAB>text with one tab, found "
+                                f"{line.count(chr(9))}: remove the extra tabs from the query text")
+        if query_id in first_seen:
+            raise O1EInputError(f"{path}:{line_no}: query id {query_id!r} again (first on line {first_seen[query_id]}): "
+                                "query ids must be unique")
+        first_seen[query_id] = line_no
+        ids.append(query_id)
+        texts.append(text)
+    return ids, texts
+
+
+def checked_index_path(index: str) -> str | None:
+    """The index directory, or None for a Pyserini prebuilt index name; a path that does not exist is an error."""
+    if os.path.isdir(index):
+        return index
+    if os.path.exists(index) or os.sep in index or index.startswith(("~", ".")):
+        raise O1EInputError(f"--index {index}: no such index directory (a faiss index directory holds "
+                            "'index' and 'docid'; o1e_tevatron.driver.encode --faiss_index_dir writes one)")
+    return None
 
 
 def query_ids_by_text(topics_name: str, topics_format: str) -> dict[str, list[str]]:
@@ -117,7 +156,9 @@ def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
     opts, rest = o1e_parser().parse_known_args(argv)
     rest, keys = registry_keys(rest)
     inputs, _ = pyserini_inputs_parser().parse_known_args(rest)
-    index_dir = inputs.index if inputs.index and os.path.isdir(inputs.index) else None
+    if inputs.hits < 1:
+        raise O1EInputError(f"--hits {inputs.hits}: ask for at least 1 hit per query")
+    index_dir = checked_index_path(inputs.index) if inputs.index else None
     if index_dir is not None:
         checked_index_dir(index_dir)
     ids_by_text = query_ids_by_text(inputs.topics, inputs.topics_format) if inputs.topics else {}

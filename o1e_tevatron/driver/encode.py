@@ -35,6 +35,7 @@ import numpy as np
 
 from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArguments, parse_args
 from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
+from ..core.textfile import numbered_lines
 from ..core.vectors import recorded_dimension, remove_record, write_record, write_vectors
 from ..inference import encode_sequences, write_index_dir
 from ..modeling import O1EModel
@@ -56,30 +57,37 @@ class O1EEncodeArguments:
 
 def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
     """(ids, texts) from JSON lines or TSV files, passages as ``title text``."""
-    ids, texts = [], []
+    ids, texts, seen = [], [], {}
     for path in paths:
-        with open(path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                where = f"{path}:{line_no}"
-                if path.endswith(".tsv"):
-                    row_id, sep, text = line.rstrip("\n").partition("\t")
-                    if not sep:
-                        raise ValueError(f"{where}: expected id<TAB>text")
-                else:
+        for line_no, line in numbered_lines(path):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_no}"
+            if path.endswith(".tsv"):
+                row_id, sep, text = line.partition("\t")
+                if not sep or "\t" in text:
+                    raise ValueError(f"{where}: expected id<TAB>text (one tab), got {line.count(chr(9))} tabs")
+            else:
+                try:
                     row = json.loads(line)
-                    try:
-                        row_id = next(str(row[k]) for k in ID_FIELDS if k in row)
-                        text = next(row[k] for k in TEXT_FIELDS if k in row)
-                    except StopIteration:
-                        raise ValueError(f"{where}: needs one of {ID_FIELDS} and one of {TEXT_FIELDS}") from None
+                    row_id = next(str(row[k]) for k in ID_FIELDS if k in row)
+                    text = next(row[k] for k in TEXT_FIELDS if k in row)
                     title = "" if is_query else (row.get("title") or "").strip()
                     text = passage_text(title, text)
-                if is_query and not text.strip():
-                    raise ValueError(f"{where}: query {row_id} is empty")
-                ids.append(row_id)
-                texts.append(text)
+                except json.JSONDecodeError as e:
+                    raise ValueError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
+                except (StopIteration, AttributeError, TypeError):
+                    raise ValueError(f"{where}: expected a JSON object with one of {ID_FIELDS} and a text "
+                                     f"string in one of {TEXT_FIELDS}") from None
+            if is_query and not text.strip():
+                raise ValueError(f"{where}: query {row_id} is empty")
+            if row_id in seen:
+                raise ValueError(f"{where}: id {row_id!r} again (first at {seen[row_id]}): ids must be unique")
+            if not row_id.strip() or "\n" in row_id or "\r" in row_id:
+                raise ValueError(f"{where}: id {row_id!r} is blank or spans lines")
+            seen[row_id] = f"{path}:{line_no}"
+            ids.append(row_id)
+            texts.append(text)
     return ids, texts
 
 

@@ -1,0 +1,47 @@
+"""The search CLI refuses bad input up front, naming the file and line (before any model loads)."""
+import re
+
+import pytest
+
+from o1e_pyserini.encoder import O1EInputError
+from o1e_pyserini.search.faiss import main
+
+
+@pytest.mark.parametrize("content, message", [
+    ("q1\tdna repair\tsee also rna\n", "topics.tsv:1: expected query_id<TAB>text with one tab, found 2"),
+    ("q1\tdna repair\nq2\trna\nq1\tprotein\n", "topics.tsv:3: query id 'q1' again (first on line 1)"),
+    ("q1\tdna repair\n\nq2\trna\n", "topics.tsv:2: blank line among the topics"),
+    (b"q1\tdna repair\nq2\tr\xffna\n", "topics.tsv:2: not UTF-8 text"),
+    ("q1 dna repair\n", "topics.tsv:1: expected query_id<TAB>text with one tab, found 0"),
+], ids=["extra-tab", "duplicate-id", "blank-line", "not-utf8", "no-tab"])
+def test_bad_topics_lines_are_named(encoded_corpus, tmp_path, content, message):
+    """The old code searched 'dna repair\\tsee also rna', kept one of two q1 queries, and so on."""
+    topics = tmp_path / "topics.tsv"
+    topics.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(O1EInputError, match=re.escape(message)):
+        main(["--index", str(encoded_corpus / "index"), "--topics", str(topics), "--output", str(tmp_path / "run")])
+
+
+def test_trailing_blank_lines_are_fine(encoded_corpus, tmp_path):
+    from o1e_pyserini.search.faiss import read_topics_file
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\tdna\n\n\n")
+    assert read_topics_file(str(topics)) == (["q1"], ["dna"])
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--index", "no/such/index"], "--index no/such/index: no such index directory"),
+    (["--hits", "0"], "--hits 0: ask for at least 1 hit"),
+])
+def test_missing_index_and_zero_hits(encoded_corpus, topics_tsv, tmp_path, flags, message):
+    argv = ["--index", str(encoded_corpus / "index"), "--topics", str(topics_tsv), "--output", str(tmp_path / "r")]
+    with pytest.raises(O1EInputError, match=re.escape(message)):
+        main(argv + flags)
+
+
+def test_a_missing_index_exits_non_zero(cli, topics_tsv, tmp_path):
+    """The old command printed a traceback from Pyserini and exited 0."""
+    proc = cli("o1e_pyserini.search.faiss", "--index", tmp_path / "missing", "--topics", topics_tsv,
+               "--output", tmp_path / "run.txt", "--encoder", "o1e", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("o1e: error: --index")
+    assert not (tmp_path / "run.txt").exists()
