@@ -193,6 +193,8 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
     ids. The paper prints percentages, hence ``metric_scale`` (100)."""
     expected = yaml.safe_load(Path(expected_path).read_text())
     scale = expected.get("metric_scale", 1)
+    if not Path(results_dir).is_dir():
+        raise FileNotFoundError(f"--results {results_dir}: no such folder (it holds <condition>/<dataset>/*.metrics.json)")
     rows = []
     for condition in expected["conditions"]:
         ours_by_dataset = {}
@@ -210,6 +212,9 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
         ours = "missing" if row["ours"] is None else f"{row['ours']:.2f}"
         delta = "" if row["ours"] is None else f"{row['ours'] - row['paper']:+.2f}"
         print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8}")
+    if all(row["ours"] is None for row in rows):
+        raise ValueError(f"--results {results_dir}: none of the {len(rows)} results of {expected_path} is there "
+                         "(expected <results>/<condition>/<dataset>/*.metrics.json): wrong folder?")
     return rows
 
 
@@ -223,7 +228,7 @@ def _metrics_of(condition_dir: Path, dataset_id: str) -> dict:
 def regress(regressions: Path, base: EvalConfig) -> list[str]:
     """Run every condition of a 2CR-style YAML and return the scores that moved beyond its tolerance."""
     spec = yaml.safe_load(Path(regressions).read_text())
-    tolerance = float(spec["tolerance"])
+    tolerance = check_regressions(spec, regressions)
     failures = []
     for condition in spec["conditions"]:
         retriever = retrievers.RetrieverSpec(condition["retriever"], **condition.get("options", {}))
@@ -246,6 +251,41 @@ def _import_shards(config: EvalConfig, shards: list[Path], allow_pickle: bool) -
     else:
         retrievers.import_shards(config.retriever, shards, index_dir, content_key, allow_pickle)
         print(f"indexed {len(retrievers.read_docids(index_dir))} passages into {index_dir}")
+
+
+def _ttest(args) -> None:
+    result = scoring.paired_ttest(scoring.read_run(args.run_a), scoring.read_run(args.run_b),
+                                  _dataset_qrels(args), args.metric, args.missing)
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=1))
+    missing = "".join(f", {result[f'missing_{n}']} missing from {n} ({args.missing})" for n in "ab"
+                      if result[f"missing_{n}"])
+    print(f"{args.metric}: a={result['mean_a']:.4f} b={result['mean_b']:.4f} "
+          f"t={result['t']:.3f} p={result['p']:.4g} ({result['num_queries']} queries{missing})"
+          f"{'  significant at 0.05' if result['p'] < 0.05 else ''}")
+
+
+def check_regressions(spec: dict, path) -> float:
+    """The tolerance of a regressions YAML whose every entry pins at least one number: an entry that
+    pins nothing would pass without checking anything."""
+    try:
+        tolerance = float(spec["tolerance"])
+        conditions = spec["conditions"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: needs a numeric 'tolerance' and a list of 'conditions'") from None
+    if not conditions or not 0 <= tolerance < 1:
+        raise ValueError(f"{path}: needs at least one condition and a tolerance in [0, 1), got {tolerance}")
+    for condition in conditions:
+        name = condition.get("name", "?")
+        if not condition.get("retriever") or not condition.get("datasets"):
+            raise ValueError(f"{path}: condition {name!r} needs a retriever and at least one dataset")
+        for entry in condition["datasets"]:
+            scores = entry.get("scores")
+            if not entry.get("dataset") or not isinstance(scores, dict) or not scores or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+                raise ValueError(f"{path}: condition {name!r}, dataset {entry.get('dataset')!r}: 'scores' must pin "
+                                 "at least one metric to a number (an entry without one checks nothing)")
+    return tolerance
 
 
 def _dataset_qrels(args) -> scoring.Qrels:
@@ -331,8 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--expected", type=Path, required=True)
         parser.add_argument("--results", type=Path, default=DEFAULT_OUTPUT)
         args = parser.parse_args(argv[1:])
-        compare(args.expected, args.results)
-        return 0
+        return _run_reporting_errors(compare, args.expected, args.results)
     if command == "ttest":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval ttest")
         _add_data_args(parser, dataset_required=False)
@@ -341,17 +380,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--run-b", type=Path, required=True)
         parser.add_argument("--metric", default="nDCG@10")
         parser.add_argument("--output", type=Path, help="write the result (with per-query deltas) as JSON")
+        parser.add_argument("--missing", choices=scoring.MISSING_QUERIES, default="error",
+                            help="a judged query a run does not answer: error (default), zero (scores 0, as "
+                                 "trec_eval -c) or drop (test the queries both runs answer)")
         args = parser.parse_args(argv[1:])
         if not (args.qrels or args.dataset):
             parser.error("give --dataset or --qrels")
-        result = scoring.paired_ttest(scoring.read_run(args.run_a), scoring.read_run(args.run_b),
-                                      _dataset_qrels(args), args.metric)
-        if args.output:
-            args.output.write_text(json.dumps(result, indent=1))
-        print(f"{args.metric}: a={result['mean_a']:.4f} b={result['mean_b']:.4f} "
-              f"t={result['t']:.3f} p={result['p']:.4g} ({result['num_queries']} queries)"
-              f"{'  significant at 0.05' if result['p'] < 0.05 else ''}")
-        return 0
+        return _run_reporting_errors(_ttest, args)
     if command == "import-shards":
         parser = _eval_parser()
         parser.prog = "python -m o1e_pyserini.eval import-shards"
@@ -373,7 +408,11 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         base = EvalConfig("", retrievers.RetrieverSpec("bm25"), data_dir=args.data_dir,
                           output_dir=args.output_dir, index_root=args.index_root)
-        failures = regress(args.regressions, base)
+        try:
+            failures = regress(args.regressions, base)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         for failure in failures:
             print(f"REGRESSION {failure}", file=sys.stderr)
         return 1 if failures else 0
