@@ -216,12 +216,16 @@ class O1EQueryEncoder(QueryEncoder):
         self.encoded.thoughts.extend(thought_texts)
         return vectors
 
-    def _reencode(self, queries: list[str], thought_ids) -> torch.Tensor:
+    def _reencode(self, queries: list[str], thought_ids) -> list[torch.Tensor]:
+        """One (k_i, d) tensor per query: a thoughts file may hold a different number per query."""
+        counts = [len(ths) for ths in thought_ids]
+        if 0 in counts:
+            raise O1EInputError(f"no thoughts for the query {queries[counts.index(0)]!r:.80}: thought-augmented "
+                                "vectors need at least one")
         t = self.template
         sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(queries), thought_ids) for th in ths]
-        k = len(thought_ids[0])
-        vectors = encode_sequences(self.model, sequences, self.batch_size * k)
-        return torch.from_numpy(vectors).view(len(queries), k, -1)
+        vectors = encode_sequences(self.model, sequences, self.batch_size * max(counts))
+        return list(torch.from_numpy(vectors).split(counts))
 
     def _count_empty(self, queries: list[str], thought_ids) -> None:
         empty = sum(len(t) == 0 for ts in thought_ids for t in ts)
