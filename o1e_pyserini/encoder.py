@@ -23,8 +23,8 @@ from pyserini.encode import DocumentEncoder, QueryEncoder
 
 from o1e_tevatron.core.redact import redact
 from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
-from o1e_tevatron.inference import encode_sequences
-from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
+from o1e_tevatron.inference import encode_sequences, load_checkpoint
+from o1e_tevatron.modeling import O1E_CONFIG_NAME
 from o1e_tevatron.template import passage_text
 
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
@@ -44,8 +44,12 @@ class O1EInputError(ValueError):
 
 
 def load_o1e_model(path: str, device: str, dtype: str, fp16: bool, base_model_name_or_path: Optional[str]):
-    return O1EModel.load(path, dtype="float16" if fp16 else dtype, device=device,
-                         base_model_name_or_path=base_model_name_or_path).eval()
+    try:
+        model = load_checkpoint(path, dtype="float16" if fp16 else dtype, device=device,
+                                base_model_name_or_path=base_model_name_or_path)
+    except ValueError as e:
+        raise O1EInputError(str(e)) from None
+    return model.eval()
 
 
 def _report_ignored(cls_name: str, options: dict) -> None:

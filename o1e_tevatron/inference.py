@@ -17,6 +17,36 @@ from tqdm import tqdm
 
 from .collator import pad
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model")
+
+
+def load_checkpoint(path: str | Path, **load_kwargs):
+    """``O1EModel.load`` after checking the folders it reads (the checkpoint, and an adapter's local base):
+    a missing tokenizer or a torn safetensors file is a one-line error naming the file and what to do,
+    not a deep traceback."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from .modeling import O1EModel
+
+    folders = [Path(path)] if Path(path).is_dir() else []
+    adapter_config = Path(path) / "adapter_config.json"
+    if adapter_config.is_file():
+        base = load_kwargs.get("base_model_name_or_path") or json.loads(adapter_config.read_text()).get(
+            "base_model_name_or_path")
+        folders += [Path(base)] if base and Path(base).is_dir() else []
+    if folders and not any((folders[0] / name).is_file() for name in TOKENIZER_FILES):
+        raise ValueError(f"{folders[0]}: no tokenizer (none of {', '.join(TOKENIZER_FILES)}): save the tokenizer "
+                         "the model was trained with into this folder")
+    for weights in (w for folder in folders for w in sorted(folder.glob("*.safetensors"))):
+        try:
+            with safe_open(str(weights), "pt"):
+                pass
+        except SafetensorError as e:
+            raise ValueError(f"{weights}: not a complete safetensors file ({e}): copy or save the model again") from None
+    return O1EModel.load(path, **load_kwargs)
+
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device

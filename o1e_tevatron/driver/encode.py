@@ -37,8 +37,7 @@ from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArgument
 from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
 from ..core.textfile import numbered_lines
 from ..core.vectors import recorded_dimension, remove_record, write_record, write_vectors
-from ..inference import encode_sequences, write_index_dir
-from ..modeling import O1EModel
+from ..inference import encode_sequences, load_checkpoint, write_index_dir
 from ..template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -136,7 +135,7 @@ def main(argv=None) -> int:
                     data_args.encode_shard_index, data_args.encode_num_shard, len(ids))
         return 0
 
-    model = O1EModel.load(model_args.model_name_or_path, dtype=dtype, device=training_args.device,
+    model = load_checkpoint(model_args.model_name_or_path, dtype=dtype, device=training_args.device,
                           base_model_name_or_path=encode_args.base_model_name_or_path,
                           trust_remote_code=model_args.trust_remote_code).eval()
     t = model.template
@@ -157,4 +156,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except (ValueError, FileNotFoundError) as e:  # bad input: one line naming the file, line or id
+        sys.exit(f"error: {e}")

@@ -45,3 +45,32 @@ def test_a_missing_index_exits_non_zero(cli, topics_tsv, tmp_path):
                "--output", tmp_path / "run.txt", "--encoder", "o1e", check=False)
     assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("o1e: error: --index")
     assert not (tmp_path / "run.txt").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("tokenizer", "no tokenizer (none of tokenizer.json"),
+    ("weights", "adapter_model.safetensors: not a complete safetensors file"),
+], ids=["missing-tokenizer", "truncated-safetensors"])
+def test_a_damaged_checkpoint_is_named(llama_checkpoint, tmp_path, damage, message):
+    import shutil
+
+    from o1e_pyserini.encoder import O1EDocumentEncoder
+    folder = tmp_path / "ckpt"
+    shutil.copytree(llama_checkpoint, folder)
+    if damage == "tokenizer":
+        for path in folder.glob("tokenizer*"):
+            path.unlink()
+    else:
+        weights = folder / "adapter_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(O1EInputError, match=re.escape(message)):
+        O1EDocumentEncoder(str(folder))
+
+
+def test_encode_driver_input_errors_are_one_line(cli, llama_checkpoint, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "dna"}\n{"_id": "d2", "text": "rna"\n')
+    proc = cli("o1e_tevatron.driver.encode", "--model_name_or_path", llama_checkpoint, "--encode_in_path", corpus,
+               "--encoded_save_path", tmp_path / "c.npz", "--output_dir", tmp_path / "tr", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {corpus}:2: not JSON")
