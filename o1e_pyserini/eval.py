@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from o1e_pyserini import datasets
+from o1e_pyserini.arguments import positive_int
 from o1e_pyserini.evaluation import retrievers, scoring
 from o1e_tevatron.core.fingerprint import path_fingerprint
 from o1e_tevatron.core.redact import install_log_redaction, redact
@@ -316,19 +317,19 @@ def _eval_parser() -> argparse.ArgumentParser:
                              "{query_id: [doc_id, ...]} or JSON lines of BRIGHT examples with id and excluded_ids")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--index-root", type=Path, default=datasets.O1E_CACHE / "indexes")
-    parser.add_argument("--hits", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--hits", type=positive_int, default=1000)
+    parser.add_argument("--threads", type=positive_int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--metrics", nargs="*", default=None, help="ir_measures names; default: the paper's")
     encoding = parser.add_argument_group("dense encoders")
     encoding.add_argument("--device", default="cpu")
-    encoding.add_argument("--batch-size", type=int, default=32)
-    encoding.add_argument("--max-passage-length", type=int, default=256)
+    encoding.add_argument("--batch-size", type=positive_int, default=32)
+    encoding.add_argument("--max-passage-length", type=positive_int, default=256)
     encoding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     encoding.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=True)
     o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
     o1e.add_argument("--mode", choices=["think", "fast"], default=None, help="o1e only")
-    o1e.add_argument("--num-thoughts", type=int, default=None)
-    o1e.add_argument("--max-thought-tokens", type=int, default=None, dest="max_new_tokens")
+    o1e.add_argument("--num-thoughts", type=positive_int, default=None)
+    o1e.add_argument("--max-thought-tokens", type=positive_int, default=None, dest="max_new_tokens")
     o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
     o1e.add_argument("--seed", type=int, default=None, help="thought sampling seed")
     o1e.add_argument("--thoughts-file", type=Path, default=None,

@@ -307,10 +307,14 @@ class RecordedThoughts(ThoughtTexts):
                 if line.strip():
                     try:
                         row = json.loads(line)
-                        self.by_text[row["text"]] = list(row["thoughts"])
+                        text, thoughts = row["text"], row["thoughts"]
                     except (json.JSONDecodeError, KeyError, TypeError) as e:
                         raise ValueError(f"{self.path}:{line_no}: expected a JSON object with 'text' and "
                                          "'thoughts' (a thoughts.jsonl line)") from e
+                    if not isinstance(thoughts, list) or not all(isinstance(t, str) for t in thoughts):
+                        raise ValueError(f"{self.path}:{line_no}: 'thoughts' must be a list of strings, got "
+                                         f"{json.dumps(thoughts)[:80]}")
+                    self.by_text[text] = thoughts
 
     def texts(self, queries: Sequence[str]) -> list[list[str]]:
         missing = [q for q in queries if q not in self.by_text]

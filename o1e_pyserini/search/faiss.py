@@ -28,6 +28,7 @@ from o1e_tevatron.core.redact import install_log_redaction, redact
 from o1e_tevatron.core.textfile import numbered_lines
 from o1e_tevatron.inference import check_index_dir
 
+from ..arguments import positive_int
 from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries, register, registry_keys)
 
@@ -37,10 +38,10 @@ logger = logging.getLogger(__name__)
 def o1e_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("--o1e-mode", choices=MODES, default="think", help="think (k thoughts, eq. 11) or fast (plain query)")
-    p.add_argument("--o1e-num-thoughts", type=int, default=3)
+    p.add_argument("--o1e-num-thoughts", type=positive_int, default=3)
     p.add_argument("--o1e-temperature", type=float, default=0.1)
     p.add_argument("--o1e-top-p", type=float, default=0.9)
-    p.add_argument("--o1e-max-thought-tokens", type=int, default=128)
+    p.add_argument("--o1e-max-thought-tokens", type=positive_int, default=128)
     p.add_argument("--o1e-seed", type=int, default=None)
     p.add_argument("--o1e-reencode", action="store_true", help="re-encode q + t instead of reading the <emb> "
                    "state from the generation's KV cache")
@@ -49,7 +50,7 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-thought-model", help="model name on that server")
     p.add_argument("--o1e-thoughts-file", help="thoughts.jsonl of an earlier run (--o1e-thoughts file)")
     p.add_argument("--o1e-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--o1e-encode-batch-size", type=int, default=16, help="queries per forward on the device")
+    p.add_argument("--o1e-encode-batch-size", type=positive_int, default=16, help="queries per forward on the device")
     p.add_argument("--o1e-base-model", help="where the base model of an adapter checkpoint lives now")
     p.add_argument("--o1e-save-queries", help="write embedding.npz (for --encoded-queries) and thoughts.jsonl here")
     p.add_argument("--o1e-allow-pickle", action="store_true", help="let --encoded-queries read Pyserini's "
@@ -63,14 +64,16 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
     p.add_argument("--index")
     p.add_argument("--topics")
     p.add_argument("--topics-format", default="default")
-    p.add_argument("--hits", type=int, default=1000)
+    p.add_argument("--hits", type=positive_int, default=1000)
     return p
 
 
 def read_topics(topics_name: str, topics_format: str) -> tuple[list[str], list[str]]:
     """(ids, texts) of the topics. Local TSV files are read here: Pyserini's Java reader rejects a whole
     file with an empty query without saying which."""
-    if os.path.isfile(topics_name) and topics_name.endswith((".tsv", ".txt")):
+    if topics_name.endswith((".tsv", ".txt")):
+        if not os.path.isfile(topics_name):
+            raise O1EInputError(f"--topics {topics_name}: no such file (a local topics file has query_id<TAB>text lines)")
         return read_topics_file(topics_name)
     from pyserini.query_iterator import TopicsFormat, get_query_iterator
 
@@ -156,8 +159,6 @@ def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
     opts, rest = o1e_parser().parse_known_args(argv)
     rest, keys = registry_keys(rest)
     inputs, _ = pyserini_inputs_parser().parse_known_args(rest)
-    if inputs.hits < 1:
-        raise O1EInputError(f"--hits {inputs.hits}: ask for at least 1 hit per query")
     index_dir = checked_index_path(inputs.index) if inputs.index else None
     if index_dir is not None:
         checked_index_dir(index_dir)

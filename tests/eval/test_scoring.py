@@ -209,3 +209,11 @@ def test_regress_refuses_an_entry_that_checks_nothing(tmp_path, capsys, entry):
     spec.write_text(f"tolerance: 1.0e-4\nconditions:\n- name: bm25\n  retriever: bm25\n  datasets:\n  - {entry}\n")
     assert o1e_eval.main(["regress", "--regressions", str(spec)]) == 2
     assert "checks nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--hits", "--threads", "--batch-size", "--num-thoughts"])
+def test_eval_counts_below_one_are_refused(capsys, flag):
+    """--hits 0 used to search nothing and score every query 0."""
+    with pytest.raises(SystemExit):
+        o1e_eval.main(["--dataset", "beir/scifact/test", "--retriever", "bm25", flag, "0"])
+    assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err

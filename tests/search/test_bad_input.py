@@ -29,14 +29,21 @@ def test_trailing_blank_lines_are_fine(encoded_corpus, tmp_path):
     assert read_topics_file(str(topics)) == (["q1"], ["dna"])
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--index", "no/such/index"], "--index no/such/index: no such index directory"),
-    (["--hits", "0"], "--hits 0: ask for at least 1 hit"),
-])
-def test_missing_index_and_zero_hits(encoded_corpus, topics_tsv, tmp_path, flags, message):
+def test_missing_index_or_topics_file(encoded_corpus, topics_tsv, tmp_path):
     argv = ["--index", str(encoded_corpus / "index"), "--topics", str(topics_tsv), "--output", str(tmp_path / "r")]
-    with pytest.raises(O1EInputError, match=re.escape(message)):
-        main(argv + flags)
+    with pytest.raises(O1EInputError, match="--index no/such/index: no such index directory"):
+        main(argv + ["--index", "no/such/index"])
+    with pytest.raises(O1EInputError, match="--topics .*missing.tsv: no such file"):
+        main(argv + ["--topics", str(tmp_path / "missing.tsv")])
+
+
+@pytest.mark.parametrize("flag", ["--hits", "--o1e-num-thoughts", "--o1e-max-thought-tokens", "--o1e-encode-batch-size"])
+def test_counts_below_one_are_refused(encoded_corpus, topics_tsv, tmp_path, capsys, flag):
+    """--hits 0 searched nothing and wrote an empty run."""
+    with pytest.raises(SystemExit):
+        main(["--index", str(encoded_corpus / "index"), "--topics", str(topics_tsv), "--output", str(tmp_path / "r"),
+              flag, "0"])
+    assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_a_missing_index_exits_non_zero(cli, topics_tsv, tmp_path):
@@ -74,3 +81,12 @@ def test_encode_driver_input_errors_are_one_line(cli, llama_checkpoint, tmp_path
                "--encoded_save_path", tmp_path / "c.npz", "--output_dir", tmp_path / "tr", check=False)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {corpus}:2: not JSON")
+
+
+def test_recorded_thoughts_must_be_lists_of_strings(tmp_path):
+    """A string was split into one-character thoughts."""
+    from o1e_pyserini.thinking import RecordedThoughts
+    path = tmp_path / "thoughts.jsonl"
+    path.write_text('{"text": "dna", "thoughts": ["repair"]}\n{"text": "rna", "thoughts": "splicing"}\n')
+    with pytest.raises(ValueError, match=re.escape("thoughts.jsonl:2: 'thoughts' must be a list of strings")):
+        RecordedThoughts(path)
