@@ -9,10 +9,12 @@ traceback before it is printed.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import sys
 import traceback
-from typing import Any
+from typing import Any, Iterator
 
 MASK = "***"
 _SECRETS: set[str] = set()
@@ -54,6 +56,17 @@ def redact(value: Any) -> Any:
 
 def redacted_traceback(error: BaseException) -> str:
     return redact("".join(traceback.format_exception(error)))
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Bad input (a ValueError or a missing file, whose message names the file and line or id) ends a
+    command with that one line, redacted, and exit status 2, instead of a traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {redact(str(e))}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class RedactingFilter(logging.Filter):

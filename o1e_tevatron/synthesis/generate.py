@@ -26,7 +26,8 @@ import openai
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.core.redact import install_log_redaction, redact, redacted_traceback, register_secret
+from o1e_tevatron.core.redact import (install_log_redaction, one_line_errors, redact, redacted_traceback,
+                                     register_secret)
 from o1e_tevatron.synthesis.prompts import TeacherPrompt
 from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, refuse_writing_into_input, resume_output
 
@@ -221,10 +222,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     install_log_redaction()
     for chatty in ("httpx", "httpx2"):  # one line per request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    with one_line_errors():
+        (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
     logger.info("arguments: %s", args)
     try:
-        summary = asyncio.run(generate(args))
+        with one_line_errors():
+            summary = asyncio.run(generate(args))
     except openai.OpenAIError as e:  # e.g. a wrong key or model: every row would fail
         print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)
         return 2

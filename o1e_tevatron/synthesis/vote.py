@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.core.redact import install_log_redaction
+from o1e_tevatron.core.redact import install_log_redaction, one_line_errors
 from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row,
                                          refuse_writing_into_input, resume_output, unique_rows)
 
@@ -316,9 +316,10 @@ def vote(args: VoteArguments) -> VoteReport:
 def main(argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     install_log_redaction()
-    (args,) = HfArgumentParser(VoteArguments).parse_args_into_dataclasses(argv)
-    logger.info("arguments: %s", args)
-    report = vote(args)
+    with one_line_errors():
+        (args,) = HfArgumentParser(VoteArguments).parse_args_into_dataclasses(argv)
+        logger.info("arguments: %s", args)
+        report = vote(args)
     summary = json.dumps(report.__dict__, indent=1)
     if args.report_path:
         Path(args.report_path).write_text(summary + "\n")

@@ -94,3 +94,14 @@ def test_redact_blanks_every_secret_shape():
                   "https://u:p@host/v1?api_key=k1&n=3; token hf_abcdefghijklmnopqrstuvwx")
     assert text == ("key ***; {'authorization': 'Bearer ***'}; x-api-key: ***; "
                     "https://***@host/v1?api_key=***&n=3; token ***")
+
+
+def test_bad_candidate_rows_end_in_one_line(tmp_path, capsys):
+    from o1e_tevatron.synthesis.vote import main
+    row = {**demo_rows(1)[0], "thought_candidates": "a string, not a list"}
+    rows = write_jsonl(tmp_path / "candidates.jsonl", [row])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--input_path", str(rows), "--output_path", str(tmp_path / "out.jsonl")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (f"error: {rows}:1: 'thought_candidates' must be a non-empty list "
+                                               "of non-empty strings")
