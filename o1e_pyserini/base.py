@@ -1,5 +1,6 @@
-"""What the families' Pyserini encoders share: loading a checkpoint of the family, Pyserini's options
-that a checkpoint fixes, and the passage side (text -> the family's template -> vectors)."""
+"""What the families' Pyserini encoders share: the input error, loading a checkpoint of the family,
+Pyserini's options that a checkpoint fixes, and the passage side (text -> the family's template ->
+vectors)."""
 from __future__ import annotations
 
 import logging
@@ -8,17 +9,26 @@ from typing import ClassVar, Optional, Sequence
 import numpy as np
 from pyserini.encode import DocumentEncoder
 
+from o1e_tevatron.checkpoint import load_model
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
 
 
+class O1EInputError(ValueError):
+    """Input that o1e refuses (an empty query, an inconsistent index), with what and where."""
+
+
 def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
                       base_model_name_or_path: Optional[str]):
-    """A checkpoint of ``family`` (a FamilyModel class) in eval mode."""
-    return family.load(path, dtype="float16" if fp16 else dtype, device=device,
-                       base_model_name_or_path=base_model_name_or_path).eval()
+    """A checkpoint of ``family`` (a FamilyModel class) in eval mode; a bad checkpoint is one line."""
+    try:
+        model = load_model(path, family, dtype="float16" if fp16 else dtype, device=device,
+                           base_model_name_or_path=base_model_name_or_path)
+    except ValueError as e:
+        raise O1EInputError(str(e)) from None
+    return model.eval()
 
 
 def report_ignored(cls_name: str, options: dict) -> None:

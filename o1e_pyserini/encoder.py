@@ -22,10 +22,12 @@ import pandas as pd
 import torch
 from pyserini.encode import QueryEncoder
 
+from o1e_tevatron.core.redact import redact
+from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
 
-from .base import FamilyDocumentEncoder, load_family_model, report_ignored
+from .base import FamilyDocumentEncoder, O1EInputError, load_family_model, report_ignored
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
                        VLLMThoughts, average_thought_vectors)
 
@@ -33,12 +35,9 @@ logger = logging.getLogger(__name__)
 
 MODES = ("think", "fast")
 THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
-ENCODED_QUERIES_NAME = "embedding.pkl"  # Pyserini's pre-encoded query format
+ENCODED_QUERIES_NAME = "embedding.npz"  # o1e's pre-encoded queries: texts + vectors, no pickle
+PICKLED_QUERIES_NAME = "embedding.pkl"  # Pyserini's own format: a pandas pickle (read only on opt-in)
 THOUGHTS_NAME = "thoughts.jsonl"
-
-
-class O1EInputError(ValueError):
-    """Input that o1e refuses (an empty query, an inconsistent index), with what and where."""
 
 
 @dataclass
@@ -50,21 +49,39 @@ class EncodedQueries:
     thoughts: list[list[str]] = field(default_factory=list)  # empty lists in fast mode
 
     def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
-        """``embedding.pkl`` (Pyserini's ``--encoded-queries`` format: DataFrame text, embedding) and
-        ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
+        """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
+        and ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         latest = {text: i for i, text in enumerate(self.texts)}  # a query encoded twice keeps its last vector
         rows = sorted(latest.values())
-        pd.DataFrame({"text": [self.texts[i] for i in rows], "embedding": [self.vectors[i] for i in rows]}
-                     ).to_pickle(out / ENCODED_QUERIES_NAME)
+        write_vectors(out / ENCODED_QUERIES_NAME, np.stack([self.vectors[i] for i in rows]) if rows
+                      else np.empty((0, 0), dtype=np.float32), [self.texts[i] for i in rows])
         with open(out / THOUGHTS_NAME, "w", encoding="utf-8") as f:
             for i in rows:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
-                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": self.thoughts[i]},
+                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i])},
                                        ensure_ascii=False) + "\n")
         return out
+
+
+def load_encoded_queries(folder: str | Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """{query text: vector} of a pre-encoded queries folder: o1e's ``embedding.npz``, or Pyserini's
+    ``embedding.pkl`` only with ``allow_pickle`` (a pickle runs any code it carries)."""
+    folder = Path(folder)
+    if (folder / ENCODED_QUERIES_NAME).is_file():
+        vectors, texts = read_vectors(folder / ENCODED_QUERIES_NAME)
+        return dict(zip(texts, vectors))
+    pickled = folder / PICKLED_QUERIES_NAME
+    if not pickled.is_file():
+        raise O1EInputError(f"{folder}: no {ENCODED_QUERIES_NAME} (o1e writes one with --o1e-save-queries)")
+    if not allow_pickle:
+        raise O1EInputError(f"{pickled} is a pickle, and loading a pickle runs any code it carries: pass "
+                            "--o1e-allow-pickle only if you made it yourself")
+    logger.warning(PICKLE_WARNING, pickled)
+    frame = pd.read_pickle(pickled)  # opt-in: the caller trusts this file
+    return dict(zip(frame["text"].tolist(), frame["embedding"].tolist()))
 
 
 def ids_by_text(topics: Mapping[str, str]) -> dict[str, list[str]]:
@@ -183,12 +200,16 @@ class O1EQueryEncoder(QueryEncoder):
         self.encoded.thoughts.extend(thought_texts)
         return vectors
 
-    def _reencode(self, queries: list[str], thought_ids) -> torch.Tensor:
+    def _reencode(self, queries: list[str], thought_ids) -> list[torch.Tensor]:
+        """One (k_i, d) tensor per query: a thoughts file may hold a different number per query."""
+        counts = [len(ths) for ths in thought_ids]
+        if 0 in counts:
+            raise O1EInputError(f"no thoughts for the query {queries[counts.index(0)]!r:.80}: thought-augmented "
+                                "vectors need at least one")
         t = self.template
         sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(queries), thought_ids) for th in ths]
-        k = len(thought_ids[0])
-        vectors = encode_sequences(self.model, sequences, self.batch_size * k, query=True)
-        return torch.from_numpy(vectors).view(len(queries), k, -1)
+        vectors = encode_sequences(self.model, sequences, self.batch_size * max(counts), query=True)
+        return list(torch.from_numpy(vectors).split(counts))
 
     def _count_empty(self, queries: list[str], thought_ids) -> None:
         empty = sum(len(t) == 0 for ts in thought_ids for t in ts)

@@ -17,7 +17,6 @@ from tqdm import tqdm
 
 from .collator import pad
 
-
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
 

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
+from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint
 from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,12 @@ class RetrieverSpec:
             if self.kind == "debater":
                 key.update(debater_scoring=self.debater_scoring)
         return key
+
+    def content_key(self, corpus: str) -> str:
+        """What the index is made of: the model's files (weights, config, tokenizer), the corpus
+        (``corpus``: its fingerprint) and :meth:`index_key`. Stored beside the index and compared on reuse."""
+        model = None if self.is_lucene else model_fingerprint(self.model)
+        return fingerprint(settings=self.index_key(), model=model, corpus=corpus)
 
     def slug(self) -> str:
         name = "bm25" if self.is_lucene else f"{self.kind}-{Path(self.spec.split(':', 1)[1].rstrip('/')).name}"
@@ -214,19 +221,41 @@ def index_is_built(index_dir: Path) -> bool:
     return (index_dir / INDEX_META).exists()
 
 
+def reusable_index(index_dir: Path, content_key: str) -> bool:
+    """True when ``index_dir`` was built from exactly this content (and its vectors are the size its
+    record says); an index of other content is logged and rebuilt, never reused."""
+    if not index_is_built(index_dir):
+        return False
+    meta = json.loads((index_dir / INDEX_META).read_text())
+    if meta.get("fingerprint") != content_key:
+        logger.warning("%s was built from another model, corpus or settings (its files changed since): "
+                       "building it again", index_dir)
+        return False
+    if "dimension" in meta:
+        import faiss
+        index = faiss.read_index(str(index_dir / "index"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        vectors = meta.get("num_vectors", meta["num_docs"])  # M per passage in a max-steps DEBATER index
+        if index.d != meta["dimension"] or index.ntotal != vectors:
+            logger.warning("%s holds %d %d-d vectors, its record says %d %d-d: building it again", index_dir,
+                           index.ntotal, index.d, vectors, meta["dimension"])
+            return False
+    return True
+
+
 def read_docids(index_dir: Path) -> list[str]:
     return (index_dir / "docid").read_text().splitlines()
 
 
-def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, num_docs: int | None = None,
-                threads: int = 2) -> Path:
-    """Build the index of ``docs`` (ir_datasets docs with doc_id/text[/title]) unless it exists.
+def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, content_key: str,
+                num_docs: int | None = None, threads: int = 2) -> Path:
+    """Build the index of ``docs`` (ir_datasets docs with doc_id/text[/title]) unless one of the same
+    ``content_key`` (:meth:`RetrieverSpec.content_key`) exists.
 
     The index is written to a temporary sibling and renamed, so an interrupted build is never
     mistaken for a cached one. Duplicate doc ids in the corpus are an error (the run would be
     ambiguous)."""
     index_dir = Path(index_dir)
-    if index_is_built(index_dir):
+    if reusable_index(index_dir, content_key):
         logger.info("reusing index %s", index_dir)
         return index_dir
     partial = index_dir.with_name(index_dir.name + ".partial")
@@ -234,22 +263,37 @@ def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, num_d
     partial.mkdir(parents=True)
     with tqdm(total=num_docs, desc=f"index {retriever.spec}", unit="doc") as progress:
         if retriever.is_lucene:
-            count = _build_lucene(_unique_docs(docs), partial, threads, progress)
+            count, dimension = _build_lucene(_unique_docs(docs), partial, threads, progress), None
         else:
-            count = _build_faiss(retriever, _unique_docs(docs), partial, progress)
-    (partial / INDEX_META).write_text(json.dumps({**retriever.index_key(), "num_docs": count}, indent=1))
+            count, dimension = _build_faiss(retriever, _unique_docs(docs), partial, progress)
+    rows = {} if retriever.rows_per_passage == 1 else {"num_vectors": count * retriever.rows_per_passage}
+    _write_meta(partial, retriever, content_key, count, dimension, **rows)
     shutil.rmtree(index_dir, ignore_errors=True)
     partial.rename(index_dir)
     return index_dir
 
 
 def _unique_docs(docs: Iterable) -> Iterator:
-    seen = set()
-    for n, doc in enumerate(docs, 1):
-        if doc.doc_id in seen:
-            raise ValueError(f"corpus document {n} repeats doc id {doc.doc_id!r}")
-        seen.add(doc.doc_id)
+    check = DocidCheck("the corpus")
+    for doc in docs:
+        check(doc.doc_id)
         yield doc
+
+
+class DocidCheck:
+    """A docid file has one id per line: an id with a line break, a blank id or a repeated id would
+    shift or merge the mapping from vectors to documents (and a repeated one is returned twice)."""
+
+    def __init__(self, where: str):
+        self.where, self.seen = where, set()
+
+    def __call__(self, docid: str) -> None:
+        n = len(self.seen) + 1
+        if "\n" in docid or "\r" in docid or not docid.strip():
+            raise ValueError(f"{self.where}: document {n} has the id {docid!r}: ids must be non-empty and on one line")
+        if docid in self.seen:
+            raise ValueError(f"{self.where}: document {n} repeats the id {docid!r}: ids must be unique")
+        self.seen.add(docid)
 
 
 def _build_lucene(docs: Iterable, index_dir: Path, threads: int, progress: tqdm) -> int:
@@ -275,7 +319,7 @@ def _build_lucene(docs: Iterable, index_dir: Path, threads: int, progress: tqdm)
 
 
 def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, progress: tqdm,
-                 chunk_batches: int = 64) -> int:
+                 chunk_batches: int = 64) -> tuple[int, int]:
     """Encode in length-sorted chunks (less padding); ``index`` and ``docid`` share one order."""
     import faiss
     import torch
@@ -308,34 +352,52 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
     if index is None:
         raise ValueError("the corpus is empty")
     faiss.write_index(index, str(index_dir / "index"))
-    return count
+    return count, index.d
 
 
-def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path) -> Path:
-    """Turn Tevatron's encoded corpus shards (pickles of ``(reps, lookup)``, e.g. from
-    ``o1e_tevatron.driver.encode --encode_num_shard``) into the harness's cached faiss index."""
-    import pickle
+def _write_meta(index_dir: Path, retriever: RetrieverSpec, content_key: str, count: int, dimension: int | None,
+                **extra) -> None:
+    meta = {**retriever.index_key(), "fingerprint": content_key, "num_docs": count, **extra}
+    if dimension is not None:
+        meta["dimension"] = dimension
+    (index_dir / INDEX_META).write_text(json.dumps(meta, indent=1))
 
+
+def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path, content_key: str,
+                  allow_pickle: bool = False) -> Path:
+    """Turn encoded corpus shards (``.npz`` from ``o1e_tevatron.driver.encode``; Tevatron's ``(reps,
+    lookup)`` pickles only with ``allow_pickle``) into the harness's cached faiss index. A shard whose
+    record names another model than ``retriever``'s is refused."""
     import faiss
 
+    from o1e_tevatron.core.vectors import read_record, read_vectors
+
+    model = model_fingerprint(retriever.model)
     index, docids = None, []
     for path in sorted(shard_paths):
-        with open(path, "rb") as f:
-            reps, lookup = pickle.load(f)
-        if len(reps) != len(lookup):
-            raise ValueError(f"{path}: {len(reps)} vectors but {len(lookup)} doc ids")
-        reps = np.ascontiguousarray(reps, dtype=np.float32)
+        record = read_record(path)
+        if record is None:
+            logger.warning("%s has no o1e record: cannot check that %s encoded it", path, retriever.model)
+        elif record.get("model") not in (None, model):
+            raise ValueError(f"{path} was encoded by another model than {retriever.model} (its files differ from "
+                             "the ones recorded with the shard): import shards of the retriever's model")
+        reps, lookup = read_vectors(path, allow_pickle=allow_pickle)
         if index is None:
             index = faiss.IndexFlatIP(reps.shape[1])
+        elif reps.shape[1] != index.d:
+            raise ValueError(f"{path} holds {reps.shape[1]}-d vectors, the shards before it {index.d}-d: "
+                             "shards of one corpus come from one model")
         index.add(reps)
-        docids.extend(str(d) for d in lookup)
+        docids.extend(lookup)
     if index is None:
         raise FileNotFoundError("no encoded shards given")
+    check = DocidCheck("the shards")
+    for docid in docids:
+        check(docid)
     index_dir.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(index_dir / "index"))
     (index_dir / "docid").write_text("".join(d + "\n" for d in docids))
-    (index_dir / INDEX_META).write_text(json.dumps({**retriever.index_key(), "num_docs": len(docids),
-                                                    "shards": [str(p) for p in sorted(shard_paths)]}, indent=1))
+    _write_meta(index_dir, retriever, content_key, len(docids), index.d, shards=[str(p) for p in sorted(shard_paths)])
     return index_dir
 
 
@@ -359,7 +421,9 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
         searcher = LuceneSearcher(str(index_dir))
     else:
         from pyserini.search.faiss import FaissSearcher
-        searcher = FaissSearcher(str(index_dir), query_encoder or retriever.query_encoder())
+        query_encoder = query_encoder or retriever.query_encoder()
+        searcher = FaissSearcher(str(index_dir), query_encoder)
+        check_dimension(index_dir, searcher.index.d, query_encoder, next(iter(queries.values()), None), retriever)
     import torch
 
     from o1e_tevatron.families.debater import best_step_hits
@@ -376,6 +440,17 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
             results.update({q: [(hit.docid, float(hit.score)) for hit in hits.get(q, [])] for q in ids})
             progress.update(len(ids))
     return results
+
+
+def check_dimension(index_dir: Path, index_dimension: int, query_encoder, probe: str | None,
+                    retriever: RetrieverSpec) -> None:
+    """The index's vectors and the query encoder's must have one dimension; faiss would only assert."""
+    dimension = getattr(query_encoder, "dimension", None)
+    if dimension is None and probe is not None:
+        dimension = len(query_encoder.encode(probe))
+    if dimension is not None and dimension != index_dimension:
+        raise ValueError(f"{index_dir} holds {index_dimension}-d vectors but {retriever.spec} makes {dimension}-d "
+                         "query vectors: the index was built with another model; delete it or search with that model")
 
 
 def describe(retriever: RetrieverSpec) -> dict:
