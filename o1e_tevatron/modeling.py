@@ -49,7 +49,7 @@ class O1EConfig:
     normalize: bool = True
     temperature: float = 0.02
     template: TemplateConfig = field(default_factory=TemplateConfig)
-    base_model: Optional[dict] = None  # {name_or_path, architecture, weights}: what the weights were trained on
+    base_model: Optional[dict] = None  # what the weights were trained on: see base_fingerprint
 
     def __post_init__(self):
         if self.pooling not in POOLERS:
@@ -245,7 +245,7 @@ class O1EModel(nn.Module):
         return retrieval, ctr, kd
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
-        """What Trainer calls for --gradient_checkpointing (transformers >= 5.20 naming)."""
+        """What Trainer calls for --activation_checkpointing (transformers >= 5.20 naming)."""
         ckpt_kwargs = activation_checkpointing_kwargs or {"use_reentrant": False}
         self.causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs, **kwargs)
         if ckpt_kwargs.get("use_reentrant", True) and self.is_peft:
