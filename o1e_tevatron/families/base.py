@@ -57,7 +57,7 @@ class FamilyConfig:
     """What a checkpoint must carry for inference to match training; saved as ``o1e_config.json``."""
 
     family: ClassVar[str]
-    base_model: Optional[dict] = None  # {name_or_path, architecture, weights}: what the weights were trained on
+    base_model: Optional[dict] = None  # what the weights were trained on: see core.checkpoint.base_fingerprint
 
     def save(self, folder: Path) -> None:
         (Path(folder) / CONFIG_NAME).write_text(json.dumps({"family": self.family, **asdict(self)}, indent=2) + "\n")
@@ -183,7 +183,7 @@ class FamilyModel(nn.Module):
                                  **{name: part.detach() for name, part in parts.items()})
 
     def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
-        """What Trainer calls for --gradient_checkpointing (transformers >= 5.20 naming)."""
+        """What Trainer calls for --activation_checkpointing (transformers >= 5.20 naming)."""
         ckpt_kwargs = activation_checkpointing_kwargs or {"use_reentrant": False}
         self.causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs, **kwargs)
         if ckpt_kwargs.get("use_reentrant", True) and self.is_peft:
