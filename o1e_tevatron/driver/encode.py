@@ -37,7 +37,7 @@ from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArgument
 from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
 from ..core.textfile import numbered_lines
 from ..core.vectors import recorded_dimension, remove_record, write_record, write_vectors
-from ..inference import encode_sequences, load_checkpoint, write_index_dir
+from ..inference import DocidCheck, encode_sequences, load_checkpoint, write_index_dir
 from ..template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class O1EEncodeArguments:
 
 def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
     """(ids, texts) from JSON lines or TSV files, passages as ``title text``."""
-    ids, texts, seen = [], [], {}
+    ids, texts, check = [], [], DocidCheck("")
     for path in paths:
         for line_no, line in numbered_lines(path):
             if not line.strip():
@@ -80,11 +80,9 @@ def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
                                      f"string in one of {TEXT_FIELDS}") from None
             if is_query and not text.strip():
                 raise ValueError(f"{where}: query {row_id} is empty")
-            if row_id in seen:
-                raise ValueError(f"{where}: id {row_id!r} again (first at {seen[row_id]}): ids must be unique")
-            if not row_id.strip() or "\n" in row_id or "\r" in row_id:
-                raise ValueError(f"{where}: id {row_id!r} is blank or spans lines")
-            seen[row_id] = f"{path}:{line_no}"
+            problem = check.problem(row_id)
+            if problem:
+                raise ValueError(f"{where}: {problem}")
             ids.append(row_id)
             texts.append(text)
     return ids, texts
