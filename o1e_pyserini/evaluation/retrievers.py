@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
 from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint
+from o1e_tevatron.inference import DocidCheck, read_docid_file
 from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def reusable_index(index_dir: Path, content_key: str) -> bool:
 
 
 def read_docids(index_dir: Path) -> list[str]:
-    return (index_dir / "docid").read_text().splitlines()
+    return read_docid_file(index_dir / "docid")
 
 
 def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, content_key: str,
@@ -278,22 +279,6 @@ def _unique_docs(docs: Iterable) -> Iterator:
     for doc in docs:
         check(doc.doc_id)
         yield doc
-
-
-class DocidCheck:
-    """A docid file has one id per line: an id with a line break, a blank id or a repeated id would
-    shift or merge the mapping from vectors to documents (and a repeated one is returned twice)."""
-
-    def __init__(self, where: str):
-        self.where, self.seen = where, set()
-
-    def __call__(self, docid: str) -> None:
-        n = len(self.seen) + 1
-        if "\n" in docid or "\r" in docid or not docid.strip():
-            raise ValueError(f"{self.where}: document {n} has the id {docid!r}: ids must be non-empty and on one line")
-        if docid in self.seen:
-            raise ValueError(f"{self.where}: document {n} repeats the id {docid!r}: ids must be unique")
-        self.seen.add(docid)
 
 
 def _build_lucene(docs: Iterable, index_dir: Path, threads: int, progress: tqdm) -> int:

@@ -60,7 +60,7 @@ def read_excluded_ids(path: Path | str) -> dict[str, set[str]]:
         pairs = None
     if pairs is None:
         pairs = []
-        for line_no, line in enumerate(text.splitlines(), 1):
+        for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: texts may hold U+2028
             if not line.strip():
                 continue
             try:

@@ -42,7 +42,7 @@ from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
 from ..core.textfile import numbered_lines
 from ..core.vectors import recorded_dimension, remove_record, write_record, write_vectors
 from ..families.debater import SCORINGS, index_rows
-from ..inference import encode_sequences, write_index_dir
+from ..inference import DocidCheck, encode_sequences, write_index_dir
 from ..template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class O1EEncodeArguments:
 
 def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
     """(ids, texts) from JSON lines or TSV files, passages as ``title text``."""
-    ids, texts, seen = [], [], {}
+    ids, texts, check = [], [], DocidCheck("")
     for path in paths:
         for line_no, line in numbered_lines(path):
             if not line.strip():
@@ -89,11 +89,9 @@ def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
                                      f"string in one of {TEXT_FIELDS}") from None
             if is_query and not text.strip():
                 raise ValueError(f"{where}: query {row_id} is empty")
-            if row_id in seen:
-                raise ValueError(f"{where}: id {row_id!r} again (first at {seen[row_id]}): ids must be unique")
-            if not row_id.strip() or "\n" in row_id or "\r" in row_id:
-                raise ValueError(f"{where}: id {row_id!r} is blank or spans lines")
-            seen[row_id] = f"{path}:{line_no}"
+            problem = check.problem(row_id)
+            if problem:
+                raise ValueError(f"{where}: {problem}")
             ids.append(row_id)
             texts.append(text)
     return ids, texts
@@ -158,10 +156,14 @@ def main(argv=None) -> int:
     reps = encode_sequences(model, sequences, training_args.per_device_eval_batch_size, progress=True,
                             desc=f"shard {data_args.encode_shard_index}", query=data_args.encode_is_qry)
     rows, row_ids = index_rows(reps, ids, encode_args.debater_scoring) if reps.ndim == 3 else (reps, ids)
+    rows_per_id = len(row_ids) // max(len(ids), 1)
     for path, dim in outputs.items():
         if dim is None:
             remove_record(path)
-            (write_vectors if path == vectors_path else write_index_dir)(path, rows, row_ids)
+            if path == vectors_path:
+                write_vectors(path, rows, row_ids)
+            else:
+                write_index_dir(path, rows, row_ids, rows_per_id)
             write_record(path, made_from, ids, rows.shape[1], model=model_made_from)  # the shard's ids
             logger.info("wrote %s (%d x %d)", path, *rows.shape)
     return 0

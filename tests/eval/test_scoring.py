@@ -137,9 +137,13 @@ def test_encoded_shards_become_the_cached_faiss_index(tmp_path):
     assert faiss.read_index(str(index_dir / "index")).search(vectors[2:3], 1)[1][0, 0] == 2
 
 
-@pytest.mark.parametrize("ids, problem", [(["d0", "d0"], "repeats the id 'd0'"), (["d0", "d\n1"], "on one line")])
+@pytest.mark.parametrize("ids, problem", [
+    (["d0", "d0"], "document 2: the id 'd0' repeats"), (["d0", "d\n1"], "spans lines"),
+    (["d0", "d\u20281"], "spans lines"), (["d0", "d1 "], "ends with whitespace")],
+    ids=["repeated", "newline", "line-separator", "trailing-space"])
 def test_shards_with_bad_docids_are_refused(tmp_path, ids, problem):
-    """A docid with a line break made an index whose docid count was off; a repeated one was returned twice."""
+    """A docid with a line break made an index whose docid count was off; a repeated one was returned twice;
+    Pyserini strips each docid line, so 'd1 ' came back as 'd1'."""
     from o1e_tevatron.core.vectors import write_vectors
     write_vectors(tmp_path / "corpus.npz", np.eye(2, dtype=np.float32), ids)
     with pytest.raises(ValueError, match=problem):
