@@ -92,7 +92,7 @@ def random_backbone_dir(arch: str = "qwen2", vocab_size: int = 32000, dtype: str
     import torch
     from transformers import AutoModelForCausalLM
 
-    from o1e_tevatron.modeling import DTYPES
+    from o1e_tevatron.families.base import DTYPES
     from o1e_tevatron.tiny import tiny_config, train_tokenizer
 
     out = Path(tempfile.mkdtemp(prefix=f"o1e-bench-{arch}-"))

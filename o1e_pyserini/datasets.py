@@ -28,8 +28,9 @@ from ir_datasets.datasets.beir import BeirQrels, BeirQueries, BeirTitleDoc
 from ir_datasets.formats import BaseDocs, GenericQuery, TrecQrels, TsvQueries
 from ir_datasets.util import GzipExtract, LocalDownload
 
+from o1e_tevatron.core.fingerprint import O1E_CACHE  # noqa: F401  (one cache root for both sides)
+
 PYSERINI_TOPICS_DIR = Path.home() / ".cache" / "pyserini" / "topics-and-qrels"
-O1E_CACHE = Path(os.environ.get("O1E_CACHE", Path.home() / ".cache" / "o1e"))
 COSQA_ID = "o1e/cosqa/dev"
 
 
@@ -110,6 +111,10 @@ class JsonlDocs(BaseDocs):
 
     def __init__(self, path: Path):
         self._path = Path(path)
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     def docs_iter(self) -> Iterator[BeirTitleDoc]:
         with open(self._path, encoding="utf-8") as f:

@@ -1,12 +1,13 @@
 """python -m o1e_pyserini.encode: Pyserini's own ``pyserini.encode`` (sub-commands input / output / encoder,
-every flag unchanged) with O1EDocumentEncoder registered, for corpora laid out the Pyserini way.
+every flag unchanged) with o1e's document encoders registered, for corpora laid out the Pyserini way.
 
     python -m o1e_pyserini.encode input --corpus corpus.jsonl --fields title text \\
         output --embeddings index-dir --to-faiss \\
         encoder --encoder ckpt --fields title text --device cpu --dimension 4096 --batch-size 32
 
-The o1e encoder is used when ``--encoder`` is an o1e checkpoint (a folder with o1e_config.json),
-when its path contains "o1e", or with ``--encoder-class o1e``. Mind Pyserini's defaults:
+A family's encoder is used when ``--encoder`` is its checkpoint (o1e_config.json names the family),
+when its path contains "o1e" / "debater", or with ``--encoder-class o1e|debater`` (DEBATER: the last
+step's vector; a max-steps index comes from ``o1e_tevatron.driver.encode``). Mind Pyserini's defaults:
 ``--device cuda:0`` and ``--dimension 768`` (set it to the model's hidden size).
 ``python -m o1e_tevatron.driver.encode`` does the same job with Tevatron's flags, sharding and resuming.
 """
@@ -15,12 +16,12 @@ import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 
-from .encoder import register, registry_keys
+from .registry import register, registry_keys
 
 
 def main(argv=None) -> None:
     argv, keys = registry_keys(list(sys.argv[1:] if argv is None else argv))
-    register(keys=keys)
+    register(keys)
     sys.argv = ["pyserini.encode"] + argv
     runpy.run_module("pyserini.encode", run_name="__main__", alter_sys=True)
 

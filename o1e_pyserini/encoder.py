@@ -5,8 +5,9 @@ query and averages the L2-normalised vectors of (q, t_i) (eq. 11); in ``fast`` m
 plain query (the paper's "w/o T"). ``O1EDocumentEncoder`` embeds passages at ``<emb>``.
 
 Both take the keyword arguments Pyserini's CLIs pass to every encoder (``encoder_dir`` /
-``model_name``, ``device``, ``tokenizer_name``, ``fp16``, ...), so :func:`register` can put them into
-Pyserini's class maps and ``python -m pyserini.search.faiss`` / ``pyserini.encode`` construct them.
+``model_name``, ``device``, ``tokenizer_name``, ``fp16``, ...), so ``o1e_pyserini.registry`` can put
+them into Pyserini's class maps and ``python -m pyserini.search.faiss`` / ``pyserini.encode``
+construct them.
 """
 from __future__ import annotations
 
@@ -19,12 +20,14 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import pandas as pd
 import torch
-from pyserini.encode import DocumentEncoder, QueryEncoder
+from pyserini.encode import QueryEncoder
 
+from o1e_tevatron.core.redact import redact
+from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
-from o1e_tevatron.modeling import O1E_CONFIG_NAME, O1EModel
-from o1e_tevatron.template import passage_text
+from o1e_tevatron.modeling import O1EModel
 
+from .base import FamilyDocumentEncoder, O1EInputError, load_family_model, report_ignored
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
                        VLLMThoughts, average_thought_vectors)
 
@@ -32,25 +35,9 @@ logger = logging.getLogger(__name__)
 
 MODES = ("think", "fast")
 THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
-ENCODED_QUERIES_NAME = "embedding.pkl"  # Pyserini's pre-encoded query format
+ENCODED_QUERIES_NAME = "embedding.npz"  # o1e's pre-encoded queries: texts + vectors, no pickle
+PICKLED_QUERIES_NAME = "embedding.pkl"  # Pyserini's own format: a pandas pickle (read only on opt-in)
 THOUGHTS_NAME = "thoughts.jsonl"
-
-
-class O1EInputError(ValueError):
-    """Input that o1e refuses (an empty query, an inconsistent index), with what and where."""
-
-
-def load_o1e_model(path: str, device: str, dtype: str, fp16: bool, base_model_name_or_path: Optional[str]):
-    return O1EModel.load(path, dtype="float16" if fp16 else dtype, device=device,
-                         base_model_name_or_path=base_model_name_or_path).eval()
-
-
-def _report_ignored(cls_name: str, options: dict) -> None:
-    """Pyserini passes pooling / l2_norm / prefix / max_length to some encoders by name matching;
-    the o1e checkpoint's own config fixes those, so they are dropped (visibly)."""
-    if options:
-        logger.info("%s ignores Pyserini options %s: the checkpoint's o1e_config.json fixes them",
-                    cls_name, sorted(options))
 
 
 @dataclass
@@ -62,21 +49,39 @@ class EncodedQueries:
     thoughts: list[list[str]] = field(default_factory=list)  # empty lists in fast mode
 
     def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
-        """``embedding.pkl`` (Pyserini's ``--encoded-queries`` format: DataFrame text, embedding) and
-        ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
+        """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
+        and ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         latest = {text: i for i, text in enumerate(self.texts)}  # a query encoded twice keeps its last vector
         rows = sorted(latest.values())
-        pd.DataFrame({"text": [self.texts[i] for i in rows], "embedding": [self.vectors[i] for i in rows]}
-                     ).to_pickle(out / ENCODED_QUERIES_NAME)
+        write_vectors(out / ENCODED_QUERIES_NAME, np.stack([self.vectors[i] for i in rows]) if rows
+                      else np.empty((0, 0), dtype=np.float32), [self.texts[i] for i in rows])
         with open(out / THOUGHTS_NAME, "w", encoding="utf-8") as f:
             for i in rows:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
-                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": self.thoughts[i]},
+                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i])},
                                        ensure_ascii=False) + "\n")
         return out
+
+
+def load_encoded_queries(folder: str | Path, allow_pickle: bool = False) -> dict[str, np.ndarray]:
+    """{query text: vector} of a pre-encoded queries folder: o1e's ``embedding.npz``, or Pyserini's
+    ``embedding.pkl`` only with ``allow_pickle`` (a pickle runs any code it carries)."""
+    folder = Path(folder)
+    if (folder / ENCODED_QUERIES_NAME).is_file():
+        vectors, texts = read_vectors(folder / ENCODED_QUERIES_NAME)
+        return dict(zip(texts, vectors))
+    pickled = folder / PICKLED_QUERIES_NAME
+    if not pickled.is_file():
+        raise O1EInputError(f"{folder}: no {ENCODED_QUERIES_NAME} (o1e writes one with --o1e-save-queries)")
+    if not allow_pickle:
+        raise O1EInputError(f"{pickled} is a pickle, and loading a pickle runs any code it carries: pass "
+                            "--o1e-allow-pickle only if you made it yourself")
+    logger.warning(PICKLE_WARNING, pickled)
+    frame = pd.read_pickle(pickled)  # opt-in: the caller trusts this file
+    return dict(zip(frame["text"].tolist(), frame["embedding"].tolist()))
 
 
 def ids_by_text(topics: Mapping[str, str]) -> dict[str, list[str]]:
@@ -123,9 +128,9 @@ class O1EQueryEncoder(QueryEncoder):
             raise ValueError("o1e queries follow the checkpoint's template; a query prefix is not supported")
         if tokenizer_name and Path(tokenizer_name).resolve() != Path(encoder_dir).resolve():
             logger.warning("ignoring tokenizer %s: an o1e checkpoint carries its own tokenizer", tokenizer_name)
-        _report_ignored(type(self).__name__, pyserini_options)
+        report_ignored(type(self).__name__, pyserini_options)
         self.has_model = True
-        self.model = load_o1e_model(encoder_dir, device, dtype, fp16, base_model_name_or_path)
+        self.model = load_family_model(O1EModel, encoder_dir, device, dtype, fp16, base_model_name_or_path)
         self.template = self.model.template
         self.mode = mode
         self.batch_size = batch_size
@@ -178,7 +183,7 @@ class O1EQueryEncoder(QueryEncoder):
         if self.mode == "fast":
             t = self.template
             vectors = encode_sequences(self.model, [t.plain_query(q) for q in t.tokenize_batch(queries)],
-                                       self.batch_size)
+                                       self.batch_size, query=True)
             thought_texts = [[] for _ in queries]
         else:
             if self.fused:
@@ -195,12 +200,16 @@ class O1EQueryEncoder(QueryEncoder):
         self.encoded.thoughts.extend(thought_texts)
         return vectors
 
-    def _reencode(self, queries: list[str], thought_ids) -> torch.Tensor:
+    def _reencode(self, queries: list[str], thought_ids) -> list[torch.Tensor]:
+        """One (k_i, d) tensor per query: a thoughts file may hold a different number per query."""
+        counts = [len(ths) for ths in thought_ids]
+        if 0 in counts:
+            raise O1EInputError(f"no thoughts for the query {queries[counts.index(0)]!r:.80}: thought-augmented "
+                                "vectors need at least one")
         t = self.template
         sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(queries), thought_ids) for th in ths]
-        k = len(thought_ids[0])
-        vectors = encode_sequences(self.model, sequences, self.batch_size * k)
-        return torch.from_numpy(vectors).view(len(queries), k, -1)
+        vectors = encode_sequences(self.model, sequences, self.batch_size * max(counts), query=True)
+        return list(torch.from_numpy(vectors).split(counts))
 
     def _count_empty(self, queries: list[str], thought_ids) -> None:
         empty = sum(len(t) == 0 for ts in thought_ids for t in ts)
@@ -210,73 +219,11 @@ class O1EQueryEncoder(QueryEncoder):
                            empty, sum(map(len, thought_ids)), self.empty_thoughts)
 
 
-class O1EDocumentEncoder(DocumentEncoder):
+class O1EDocumentEncoder(FamilyDocumentEncoder):
     """Passage vectors at ``<emb>``: ``[bos] title text <emb>``, truncated as the checkpoint says."""
 
-    def __init__(self, model_name: str, device: str = "cpu", dtype: str = "float32", fp16: bool = False,
-                 batch_size: int = 32, base_model_name_or_path: Optional[str] = None, **pyserini_options):
-        _report_ignored(type(self).__name__, pyserini_options)
-        self.model = load_o1e_model(model_name, device, dtype, fp16, base_model_name_or_path)
-        self.batch_size = batch_size
-
-    @property
-    def dimension(self) -> int:
-        return self.model.causal_lm.config.hidden_size
+    family = O1EModel
 
     def encode(self, texts: Sequence[str], titles: Optional[Sequence[str]] = None, **kwargs) -> np.ndarray:
-        """(n, d) float32. Pyserini's ``fp16`` / ``max_length`` / ``add_sep`` do not apply (see __init__)."""
-        texts = list(texts)
-        if titles is not None:
-            texts = [passage_text(title, text) for title, text in zip(titles, texts)]
-        t = self.model.template
-        return encode_sequences(self.model, [t.passage(p) for p in t.tokenize_batch(texts)], self.batch_size)
-
-
-def is_o1e_checkpoint(path: Optional[str]) -> bool:
-    return bool(path) and (Path(path) / O1E_CONFIG_NAME).is_file()
-
-
-def registry_keys(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Pyserini's argv without ``--encoder-class o1e`` (not among Pyserini's choices), and the keys
-    under which to register o1e: "o1e", plus the ``--encoder`` path when it is an o1e checkpoint or
-    ``--encoder-class o1e`` asked for o1e."""
-    out, forced, encoder = [], False, None
-    args = iter(argv)
-    for arg in args:
-        if arg == "--encoder-class=o1e":
-            forced = True
-            continue
-        if arg == "--encoder-class":
-            value = next(args, None)
-            if value == "o1e":
-                forced = True
-                continue
-            out.append(arg)
-            arg = value
-        elif arg == "--encoder":
-            out.append(arg)
-            arg = encoder = next(args, None)
-        elif arg.startswith("--encoder="):
-            encoder = arg.split("=", 1)[1]
-        if arg is not None:
-            out.append(arg)
-    keys = ["o1e"]
-    if encoder and (forced or is_o1e_checkpoint(encoder)):
-        keys.append(encoder)
-    return out, keys
-
-
-def register(query_encoder=O1EQueryEncoder, document_encoder=O1EDocumentEncoder, keys: Sequence[str] = ("o1e",)):
-    """Put o1e first in Pyserini's class maps, under each of ``keys``.
-
-    Pyserini picks the first key that is a substring of the lower-cased ``--encoder``; registering
-    the checkpoint path itself as a key makes the choice independent of the folder's name.
-    """
-    import pyserini.encode as pyserini_encode
-
-    for class_map, factory in ((pyserini_encode.query_encoder_class_map, query_encoder),
-                               (pyserini_encode.document_encoder_class_map, document_encoder)):
-        entries = {key.lower(): factory for key in keys}
-        entries.update((k, v) for k, v in class_map.items() if k not in entries)
-        class_map.clear()
-        class_map.update(entries)  # in place: Pyserini's modules hold this very dict
+        """(n, d) float32."""
+        return self.passage_vectors(texts, titles)

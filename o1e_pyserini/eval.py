@@ -10,9 +10,10 @@
     python -m o1e_pyserini.eval regress --data-dir ../shared/data
 
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
-data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.pkl``,
+data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.npz``,
 reusable with ``--thoughts-file``) and prints one summary line. Indexes live under ``--index-root`` (default
-``~/.cache/o1e/indexes``), keyed by dataset and retriever options, and are reused.
+``~/.cache/o1e/indexes``); each records the fingerprint of what it was built from (the model's files,
+the corpus, the encoding settings) and is reused only when that fingerprint still matches.
 """
 from __future__ import annotations
 
@@ -29,7 +30,10 @@ from pathlib import Path
 import yaml
 
 from o1e_pyserini import datasets
+from o1e_pyserini.arguments import positive_int
 from o1e_pyserini.evaluation import retrievers, scoring
+from o1e_tevatron.core.fingerprint import path_fingerprint
+from o1e_tevatron.core.redact import install_log_redaction, redact
 
 logger = logging.getLogger("o1e_pyserini.eval")
 
@@ -65,6 +69,14 @@ def _index_dir(config: EvalConfig) -> Path:
     return config.index_root / corpus / config.retriever.slug()
 
 
+def _content_key(config: EvalConfig, dataset) -> str:
+    """The index's content key: a local corpus by its bytes; ir_datasets' own copy by its id (ir_datasets
+    checks the download's digest)."""
+    docs = dataset.docs_handler()
+    corpus = path_fingerprint(docs.path) if isinstance(docs, datasets.JsonlDocs) else f"ir_datasets:{config.dataset}"
+    return config.retriever.content_key(corpus)
+
+
 def _read(dataset_id: str, what: str, items, config: EvalConfig):
     """Iterate an ir_datasets component; a failed download becomes a message saying where files go."""
     try:
@@ -94,8 +106,8 @@ def evaluate(config: EvalConfig) -> dict:
 
     retriever = config.retriever.validate()
     index_dir = _index_dir(config)
-    retrievers.build_index(retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config),
-                           index_dir, num_docs=dataset.docs_count(), threads=config.threads)
+    retrievers.build_index(retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config), index_dir,
+                           _content_key(config, dataset), num_docs=dataset.docs_count(), threads=config.threads)
     indexed = set(retrievers.read_docids(index_dir))
     missing = sorted((q, d) for q, judged in qrels.items() for d in judged if d not in indexed)
     report["qrels_docs_missing_from_corpus"] = {"count": len(missing), "examples": missing[:10]}
@@ -130,6 +142,7 @@ def evaluate(config: EvalConfig) -> dict:
         "seconds": {"index": round(indexed_at - started, 1), "search": round(searched_at - indexed_at, 1)},
         "per_query": values,
     }
+    record = redact(record)  # a thought server's URL may carry credentials
     (run_dir / f"{run_name}.metrics.json").write_text(json.dumps(record, indent=1))
     _warn_about(report, config.dataset)
     print(summary_line(record))
@@ -138,13 +151,15 @@ def evaluate(config: EvalConfig) -> dict:
 
 def _run_name(retriever: retrievers.RetrieverSpec) -> str:
     """The spec plus the query options that change the run (a thoughts file by its folder and a short hash)."""
-    parts = [retriever.spec]
+    parts = [retriever.spec] + ([retriever.debater_scoring] if retriever.debater_scoring != "last" else [])
     for name, value in retriever.query_options.items():
         if name == "thoughts_file":
             path = Path(value).resolve()
             parts.append(f"thoughts-{path.parent.name}-{hashlib.sha1(str(path).encode()).hexdigest()[:6]}")
         elif name == "thought_model":
             parts.append(f"thoughts-{Path(value).name}")
+        elif name == "instruction":
+            parts.append(f"instruction-{hashlib.sha1(value.encode()).hexdigest()[:6]}")
         elif name not in ("thoughts", "thought_server"):
             parts.append(str(value))
     return _slug("-".join(parts))
@@ -181,6 +196,8 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
     ids. The paper prints percentages, hence ``metric_scale`` (100)."""
     expected = yaml.safe_load(Path(expected_path).read_text())
     scale = expected.get("metric_scale", 1)
+    if not Path(results_dir).is_dir():
+        raise FileNotFoundError(f"--results {results_dir}: no such folder (it holds <condition>/<dataset>/*.metrics.json)")
     rows = []
     for condition in expected["conditions"]:
         ours_by_dataset = {}
@@ -198,6 +215,9 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
         ours = "missing" if row["ours"] is None else f"{row['ours']:.2f}"
         delta = "" if row["ours"] is None else f"{row['ours'] - row['paper']:+.2f}"
         print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8}")
+    if all(row["ours"] is None for row in rows):
+        raise ValueError(f"--results {results_dir}: none of the {len(rows)} results of {expected_path} is there "
+                         "(expected <results>/<condition>/<dataset>/*.metrics.json): wrong folder?")
     return rows
 
 
@@ -211,7 +231,7 @@ def _metrics_of(condition_dir: Path, dataset_id: str) -> dict:
 def regress(regressions: Path, base: EvalConfig) -> list[str]:
     """Run every condition of a 2CR-style YAML and return the scores that moved beyond its tolerance."""
     spec = yaml.safe_load(Path(regressions).read_text())
-    tolerance = float(spec["tolerance"])
+    tolerance = check_regressions(spec, regressions)
     failures = []
     for condition in spec["conditions"]:
         retriever = retrievers.RetrieverSpec(condition["retriever"], **condition.get("options", {}))
@@ -224,6 +244,51 @@ def regress(regressions: Path, base: EvalConfig) -> list[str]:
                     failures.append(f"{condition['name']} {entry['dataset']} {metric}: pinned {pinned:.4f}, "
                                     f"got {got:.4f} (tolerance {tolerance})")
     return failures
+
+
+def _import_shards(config: EvalConfig, shards: list[Path], allow_pickle: bool) -> None:
+    index_dir = _index_dir(config)
+    content_key = _content_key(config, datasets.load(config.dataset, config.data_dir, config.topics_dir, config.corpus))
+    if retrievers.reusable_index(index_dir, content_key):
+        print(f"reusing {index_dir}")
+    else:
+        retrievers.import_shards(config.retriever, shards, index_dir, content_key, allow_pickle)
+        print(f"indexed {len(retrievers.read_docids(index_dir))} passages into {index_dir}")
+
+
+def _ttest(args) -> None:
+    result = scoring.paired_ttest(scoring.read_run(args.run_a), scoring.read_run(args.run_b),
+                                  _dataset_qrels(args), args.metric, args.missing)
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=1))
+    missing = "".join(f", {result[f'missing_{n}']} missing from {n} ({args.missing})" for n in "ab"
+                      if result[f"missing_{n}"])
+    print(f"{args.metric}: a={result['mean_a']:.4f} b={result['mean_b']:.4f} "
+          f"t={result['t']:.3f} p={result['p']:.4g} ({result['num_queries']} queries{missing})"
+          f"{'  significant at 0.05' if result['p'] < 0.05 else ''}")
+
+
+def check_regressions(spec: dict, path) -> float:
+    """The tolerance of a regressions YAML whose every entry pins at least one number: an entry that
+    pins nothing would pass without checking anything."""
+    try:
+        tolerance = float(spec["tolerance"])
+        conditions = spec["conditions"]
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{path}: needs a numeric 'tolerance' and a list of 'conditions'") from None
+    if not conditions or not 0 <= tolerance < 1:
+        raise ValueError(f"{path}: needs at least one condition and a tolerance in [0, 1), got {tolerance}")
+    for condition in conditions:
+        name = condition.get("name", "?")
+        if not condition.get("retriever") or not condition.get("datasets"):
+            raise ValueError(f"{path}: condition {name!r} needs a retriever and at least one dataset")
+        for entry in condition["datasets"]:
+            scores = entry.get("scores")
+            if not entry.get("dataset") or not isinstance(scores, dict) or not scores or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()):
+                raise ValueError(f"{path}: condition {name!r}, dataset {entry.get('dataset')!r}: 'scores' must pin "
+                                 "at least one metric to a number (an entry without one checks nothing)")
+    return tolerance
 
 
 def _dataset_qrels(args) -> scoring.Qrels:
@@ -247,26 +312,27 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_data_args(parser)
-    parser.add_argument("--retriever", required=True, help="bm25 | ENCODER:MODEL (auto:, contriever:, ...) | o1e:MODEL")
+    parser.add_argument("--retriever", required=True,
+                        help="bm25 | ENCODER:MODEL (auto:, contriever:, ...) | o1e:MODEL | debater:MODEL | repllama:MODEL")
     parser.add_argument("--corpus", type=Path, default=None, help="local corpus JSON lines (BRIGHT, or to override)")
     parser.add_argument("--excluded-ids", type=Path, default=None,
                         help="documents never counted for a query (BRIGHT's excluded_ids): a JSON object "
                              "{query_id: [doc_id, ...]} or JSON lines of BRIGHT examples with id and excluded_ids")
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--index-root", type=Path, default=datasets.O1E_CACHE / "indexes")
-    parser.add_argument("--hits", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--hits", type=positive_int, default=1000)
+    parser.add_argument("--threads", type=positive_int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--metrics", nargs="*", default=None, help="ir_measures names; default: the paper's")
     encoding = parser.add_argument_group("dense encoders")
     encoding.add_argument("--device", default="cpu")
-    encoding.add_argument("--batch-size", type=int, default=32)
-    encoding.add_argument("--max-passage-length", type=int, default=256)
+    encoding.add_argument("--batch-size", type=positive_int, default=32)
+    encoding.add_argument("--max-passage-length", type=positive_int, default=256)
     encoding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     encoding.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=True)
     o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
     o1e.add_argument("--mode", choices=["think", "fast"], default=None, help="o1e only")
-    o1e.add_argument("--num-thoughts", type=int, default=None)
-    o1e.add_argument("--max-thought-tokens", type=int, default=None, dest="max_new_tokens")
+    o1e.add_argument("--num-thoughts", type=positive_int, default=None)
+    o1e.add_argument("--max-thought-tokens", type=positive_int, default=None, dest="max_new_tokens")
     o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
     o1e.add_argument("--seed", type=int, default=None, help="thought sampling seed")
     o1e.add_argument("--thoughts-file", type=Path, default=None,
@@ -274,6 +340,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     o1e.add_argument("--thought-server", default=None,
                      help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
     o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
+    debater = parser.add_argument_group("DEBATER retrievers (debater:MODEL)")
+    debater.add_argument("--debater-scoring", choices=["last", "max-steps"], default="last",
+                         help="index the last step's vector, or all M steps and keep each passage's best")
+    debater.add_argument("--instruction", default=None,
+                         help="query instruction (default: DEBATER's for the dataset's task, else the checkpoint's)")
     return parser
 
 
@@ -288,9 +359,16 @@ def _config(args) -> EvalConfig:
             raise SystemExit("error: --thought-server and --thought-model go together")
         options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
     options.update({name: getattr(args, name) for name in THOUGHT_FLAGS if getattr(args, name) is not None})
+    if args.retriever.startswith("debater:"):
+        from o1e_pyserini.debater import task_instruction
+        instruction = args.instruction if args.instruction is not None else task_instruction(args.dataset)
+        options.update({"instruction": instruction} if instruction is not None else {})
+    elif args.instruction is not None:
+        raise SystemExit("error: --instruction applies to debater: retrievers")
     retriever = retrievers.RetrieverSpec(args.retriever, device=args.device, batch_size=args.batch_size,
                                          max_passage_length=args.max_passage_length, pooling=args.pooling,
-                                         l2_norm=args.l2_norm, query_options=options)
+                                         l2_norm=args.l2_norm, debater_scoring=args.debater_scoring,
+                                         query_options=options)
     try:
         retriever.validate()
     except ValueError as e:
@@ -302,14 +380,14 @@ def _config(args) -> EvalConfig:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    install_log_redaction()
     command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards") else None
     if command == "compare":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval compare")
         parser.add_argument("--expected", type=Path, required=True)
         parser.add_argument("--results", type=Path, default=DEFAULT_OUTPUT)
         args = parser.parse_args(argv[1:])
-        compare(args.expected, args.results)
-        return 0
+        return _run_reporting_errors(compare, args.expected, args.results)
     if command == "ttest":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval ttest")
         _add_data_args(parser, dataset_required=False)
@@ -318,30 +396,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument("--run-b", type=Path, required=True)
         parser.add_argument("--metric", default="nDCG@10")
         parser.add_argument("--output", type=Path, help="write the result (with per-query deltas) as JSON")
+        parser.add_argument("--missing", choices=scoring.MISSING_QUERIES, default="error",
+                            help="a judged query a run does not answer: error (default), zero (scores 0, as "
+                                 "trec_eval -c) or drop (test the queries both runs answer)")
         args = parser.parse_args(argv[1:])
         if not (args.qrels or args.dataset):
             parser.error("give --dataset or --qrels")
-        result = scoring.paired_ttest(scoring.read_run(args.run_a), scoring.read_run(args.run_b),
-                                      _dataset_qrels(args), args.metric)
-        if args.output:
-            args.output.write_text(json.dumps(result, indent=1))
-        print(f"{args.metric}: a={result['mean_a']:.4f} b={result['mean_b']:.4f} "
-              f"t={result['t']:.3f} p={result['p']:.4g} ({result['num_queries']} queries)"
-              f"{'  significant at 0.05' if result['p'] < 0.05 else ''}")
-        return 0
+        return _run_reporting_errors(_ttest, args)
     if command == "import-shards":
         parser = _eval_parser()
         parser.prog = "python -m o1e_pyserini.eval import-shards"
-        parser.add_argument("--shards", type=Path, nargs="+", required=True, help="Tevatron (reps, lookup) pickles")
+        parser.add_argument("--shards", type=Path, nargs="+", required=True,
+                            help=".npz shards of o1e_tevatron.driver.encode (Tevatron .pkl with --allow-pickle)")
+        parser.add_argument("--allow-pickle", action="store_true",
+                            help="read Tevatron's pickled shards: loading a pickle runs any code it carries, so "
+                                 "only for shards you made yourself")
         args = parser.parse_args(argv[1:])
         config = _config(args)
         index_dir = _index_dir(config)
-        if retrievers.index_is_built(index_dir):
-            print(f"reusing {index_dir}")
-        else:
-            retrievers.import_shards(config.retriever, args.shards, index_dir)
-            print(f"indexed {len(retrievers.read_docids(index_dir))} passages into {index_dir}")
-        return 0
+        return _run_reporting_errors(_import_shards, config, args.shards, args.allow_pickle)
     if command == "regress":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval regress")
         parser.add_argument("--regressions", type=Path, default=REGRESSIONS)
@@ -351,14 +424,23 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         base = EvalConfig("", retrievers.RetrieverSpec("bm25"), data_dir=args.data_dir,
                           output_dir=args.output_dir, index_root=args.index_root)
-        failures = regress(args.regressions, base)
+        try:
+            failures = regress(args.regressions, base)
+        except (ValueError, FileNotFoundError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
         for failure in failures:
             print(f"REGRESSION {failure}", file=sys.stderr)
         return 1 if failures else 0
+    return _run_reporting_errors(evaluate, _config(_eval_parser().parse_args(argv)))
+
+
+def _run_reporting_errors(function, *args) -> int:
+    """Bad input (a missing dataset, a wrong file, an index of another model) ends in one line, exit 2."""
     try:
-        evaluate(_config(_eval_parser().parse_args(argv)))
-    except datasets.DatasetUnavailableError as e:
-        print(f"error: {e}", file=sys.stderr)
+        function(*args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {redact(str(e.args[0] if isinstance(e, KeyError) and e.args else e))}", file=sys.stderr)
         return 2
     return 0
 

@@ -12,7 +12,6 @@ query id, so a rerun writes the same file), as Tevatron's examples do, or the to
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -24,19 +23,15 @@ from tqdm.auto import tqdm
 
 from o1e_pyserini.datasets import JsonlDocs
 from o1e_pyserini.evaluation import retrievers
-from o1e_tevatron.models import cache_root
+from o1e_tevatron.core.fingerprint import O1E_CACHE, file_digest
 from o1e_tevatron.synthesis.rows import read_beir
 
 logger = logging.getLogger(__name__)
 
 
 def corpus_index(corpus: Path, index_root: Path | None = None) -> Path:
-    """The BM25 index of ``corpus``, under a name that is the sha256 of its content (never a stale one)."""
-    digest = hashlib.sha256()
-    with open(corpus, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    index_dir = (index_root or cache_root() / "indexes") / f"mine-bm25-{digest.hexdigest()[:20]}"
+    """The BM25 index of ``corpus``, under a name that is the digest of its content (never a stale one)."""
+    index_dir = (index_root or O1E_CACHE / "indexes") / f"mine-bm25-{file_digest(corpus)[:20]}"
     return retrievers.build_index(retrievers.RetrieverSpec("bm25"), JsonlDocs(corpus).docs_iter(), index_dir)
 
 

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from o1e_tevatron.collator import pad
+from o1e_tevatron.core.redact import register_secret
 from o1e_tevatron.inference import model_device
 from o1e_tevatron.modeling import position_ids_from_mask
 from o1e_tevatron.template import Template
@@ -71,13 +72,16 @@ class NucleusSampler(LogitsProcessor):
     of that bound it is exact (a token stays while the mass above it is below top_p of the total, the
     warper's rule). Otherwise the step sorts the full vocabulary as the warper does. The draw inverts
     the nucleus's cumulative distribution with one uniform number per row, and the drawn token gets
-    the only infinite score, so generate's greedy step takes it.
+    the only infinite score, so generate's greedy step takes it. Draws come from ``generator`` (a
+    ``torch.Generator``; None: the global one), so a seed never touches the caller's random state.
     """
 
-    def __init__(self, temperature: float, top_p: float, candidates: int = 64):
+    def __init__(self, temperature: float, top_p: float, candidates: int = 64,
+                 generator: torch.Generator | None = None):
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
         self.temperature, self.top_p, self.candidates = temperature, top_p, candidates
+        self.generator = generator
 
     def _weights(self, values: torch.Tensor) -> torch.Tensor:
         """exp((logit - max) / T) of logits sorted best first: probabilities up to the total mass."""
@@ -109,8 +113,11 @@ class NucleusSampler(LogitsProcessor):
         """One token id per row (B, 1), drawn from the nucleus."""
         ids, probs = self.nucleus(scores)
         cdf = probs.cumsum(-1)
-        u = torch.rand(len(cdf), 1, device=cdf.device) * cdf[:, -1:]  # the total, not 1.0: rounding
-        return ids.gather(1, torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1))
+        u = torch.rand(len(cdf), 1, device=cdf.device, generator=self.generator) * cdf[:, -1:]  # the total: rounding
+        # u can round up to the total, past every token: take the last one of the nucleus (a prefix), never
+        # a zero-probability candidate after it
+        last_inside = (probs > 0).sum(-1, keepdim=True) - 1
+        return ids.gather(1, torch.minimum(torch.searchsorted(cdf, u, right=True), last_inside))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         return scores.scatter_(1, self.sample(scores), float("inf"))  # generate passes its own copy
@@ -143,6 +150,15 @@ class HFThoughts(ThoughtBackend):
             logger.warning("max_new_tokens %d > thought_max_len %d of the checkpoint: generating %d",
                            settings.max_new_tokens, limit, limit)
         self.max_new_tokens = min(settings.max_new_tokens, limit)
+        self.generator = None  # seeded once, on the model's device, at the first batch
+
+    def _sampler_generator(self, device: torch.device) -> torch.Generator | None:
+        """One generator for the whole run: batches continue its stream instead of replaying the seed."""
+        if self.settings.seed is None:
+            return None
+        if self.generator is None:
+            self.generator = torch.Generator(device=device).manual_seed(self.settings.seed)
+        return self.generator
 
     def _generate(self, queries: Sequence[str]):
         """Sampled continuations (B*k, T), the prompt mask repeated k-fold, and the KV cache after it."""
@@ -153,21 +169,19 @@ class HFThoughts(ThoughtBackend):
         cache = DynamicCache(config=lm.config)
         head_mask = prompt_mask[:, :-1]
         lm.get_decoder()(input_ids=prompt_ids[:, :-1], attention_mask=head_mask,
-                         position_ids=position_ids_from_mask(head_mask), past_key_values=cache, use_cache=True)
+                         position_ids=position_ids_from_mask(head_mask), cache=cache, use_cache=True)
         cache.batch_repeat_interleave(s.num_thoughts)
         prompt_ids = prompt_ids.repeat_interleave(s.num_thoughts, dim=0)
         prompt_mask = prompt_mask.repeat_interleave(s.num_thoughts, dim=0)
-        if s.seed is not None:
-            torch.manual_seed(s.seed)
         kwargs = dict(self.generate_kwargs)
         processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
         if s.temperature > 0:  # sampled by our last processor; generate itself stays greedy
-            processors.append(NucleusSampler(s.temperature, s.top_p))
-        out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, past_key_values=cache,
+            processors.append(NucleusSampler(s.temperature, s.top_p, generator=self._sampler_generator(device)))
+        out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache,
                           max_new_tokens=self.max_new_tokens, eos_token_id=t.eos_id, pad_token_id=t.pad_id,
                           do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=processors,
                           return_dict_in_generate=True, **kwargs)
-        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.past_key_values
+        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.cache
 
     def _split(self, generated: torch.Tensor):
         """Mask of the real generated tokens (up to and including the first eos) and the thoughts."""
@@ -208,7 +222,7 @@ class HFThoughts(ThoughtBackend):
             width = feed_ids.shape[1]
             hidden = self.model.causal_lm.get_decoder()(
                 input_ids=feed_ids, attention_mask=full_mask, position_ids=position_ids_from_mask(full_mask)[:, -width:],
-                past_key_values=cache, use_cache=True,
+                cache=cache, use_cache=True,
             ).last_hidden_state
             vectors = self.model.pool(hidden, feed_ids, full_mask[:, -width:])
         return thoughts, vectors.view(len(queries), self.settings.num_thoughts, -1)
@@ -259,7 +273,9 @@ class OpenAIThoughts(ThoughtTexts):
 
         from o1e_tevatron.synthesis.prompts import TeacherPrompt
 
-        self.client = openai.OpenAI(base_url=base_url, api_key=os.environ.get(api_key_env) or "EMPTY", timeout=timeout)
+        api_key = os.environ.get(api_key_env)
+        register_secret(api_key)
+        self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout)
         self.model = model
         self.settings = settings
         self.prompt = TeacherPrompt()
@@ -291,10 +307,14 @@ class RecordedThoughts(ThoughtTexts):
                 if line.strip():
                     try:
                         row = json.loads(line)
-                        self.by_text[row["text"]] = list(row["thoughts"])
+                        text, thoughts = row["text"], row["thoughts"]
                     except (json.JSONDecodeError, KeyError, TypeError) as e:
                         raise ValueError(f"{self.path}:{line_no}: expected a JSON object with 'text' and "
                                          "'thoughts' (a thoughts.jsonl line)") from e
+                    if not isinstance(thoughts, list) or not all(isinstance(t, str) for t in thoughts):
+                        raise ValueError(f"{self.path}:{line_no}: 'thoughts' must be a list of strings, got "
+                                         f"{json.dumps(thoughts)[:80]}")
+                    self.by_text[text] = thoughts
 
     def texts(self, queries: Sequence[str]) -> list[list[str]]:
         missing = [q for q in queries if q not in self.by_text]
@@ -315,6 +335,7 @@ class TokenizedThoughts(ThoughtBackend):
         return [[t.strip_thought(ids) for ids in t.tokenize_batch(list(texts))] for texts in self.source.texts(queries)]
 
 
-def average_thought_vectors(vectors: torch.Tensor) -> torch.Tensor:
-    """Eq. 11: mean over the k thoughts of the L2-normalised (q, t_i) vectors, not renormalised."""
-    return F.normalize(vectors.float(), dim=-1).mean(dim=1)
+def average_thought_vectors(vectors: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Eq. 11: per query, the mean over its thoughts of the L2-normalised (q, t_i) vectors, not
+    renormalised. ``vectors``: (B, k, d), or one (k_i, d) tensor per query when counts differ."""
+    return torch.stack([F.normalize(v.float(), dim=-1).mean(dim=0) for v in vectors])

@@ -7,6 +7,7 @@ gc_q_chunk_size, gc_p_chunk_size, encode_num_shard, ...). Tevatron v2's names ar
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
 from dataclasses import dataclass, field
@@ -15,14 +16,33 @@ from typing import Optional
 from tevatron.arguments import DataArguments, DenseTrainingArguments, ModelArguments
 from transformers import HfArgumentParser
 
-from .modeling import LORA_TARGET_MODULES, O1EConfig
+from .checkpoint import FAMILIES
+from .families.base import LORA_TARGET_MODULES
+from .families.debater import DEFAULT_NUM_STEPS, DEFAULT_STEP_PROMPT, DebaterConfig
+from .modeling import O1EConfig
 from .template import LAYOUTS, TemplateConfig
+
+#: LoRA (r, alpha, dropout) when --lora_r / --lora_alpha / --lora_dropout are not given: the papers' settings
+LORA_DEFAULTS = {"o1e": (32, 64, 0.1), "debater": (16, 32, 0.05)}
+
+
+def check_flag(flag: str, value, ok: bool, expected: str) -> None:
+    """One line naming the flag, the value and what it must be; NaN fails every range check."""
+    if not ok:
+        raise ValueError(f"--{flag} {value}: must be {expected}")
+
+
+def finite(x) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 @dataclass
 class O1EModelArguments(ModelArguments):
     model_name_or_path: str = field(
         metadata={"help": "Base causal LM (hub id or local folder), or an o1e checkpoint to encode with"})
+    family: str = field(default="o1e", metadata={
+        "help": "o1e: the query thinks (thoughts + <emb>); debater: the passage thinks (M step tokens)",
+        "choices": sorted(FAMILIES)})
     pooling: str = field(default="emb", metadata={
         "help": "emb: hidden state at <emb> (O1E); last / mean: ablations without <emb>",
         "choices": ["emb", "last", "mean"]})
@@ -33,16 +53,53 @@ class O1EModelArguments(ModelArguments):
         "choices": list(LAYOUTS)})
     passage_prefix: str = field(default="", metadata={"help": "Text put before every passage"})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights"})
-    lora_r: int = field(default=32)
-    lora_alpha: int = field(default=64)
-    lora_dropout: float = field(default=0.1)
+    lora_r: Optional[int] = field(default=None, metadata={"help": "default: 32 (o1e), 16 (debater)"})
+    lora_alpha: Optional[int] = field(default=None, metadata={"help": "default: 64 (o1e), 32 (debater)"})
+    lora_dropout: Optional[float] = field(default=None, metadata={"help": "default: 0.1 (o1e), 0.05 (debater)"})
     lora_target_modules: str = field(default=",".join(LORA_TARGET_MODULES),
                                      metadata={"help": "Comma-separated module names LoRA wraps"})
     train_special_tokens: bool = field(default=True, metadata={
-        "help": "Train the embedding rows of <query>, </query>, <thought>, <emb> (the authors' code leaves "
-                "them at their random initial values; --train_special_tokens false does the same)"})
+        "help": "Train the embedding rows of the family's tokens: <query>, </query>, <thought>, <emb> (the "
+                "authors' code leaves them at their random initial values; --train_special_tokens false does "
+                "the same); DEBATER's step tokens (the release never trains them)"})
+    debater_num_steps: int = field(default=DEFAULT_NUM_STEPS, metadata={
+        "help": "DEBATER: step tokens M after each passage (one vector each)"})
+    debater_step_prompt: str = field(default=DEFAULT_STEP_PROMPT, metadata={
+        "help": "DEBATER: text between the passage and its step tokens"})
+    debater_step_tokens: str = field(default="", metadata={
+        "help": "DEBATER: comma-separated step tokens (default <reserved_12>..: MiniCPM's; added when absent)"})
+    debater_scale: float = field(default=30.0, metadata={"help": "DEBATER: cosine scale (1 / temperature)"})
+    debater_query_instruction: str = field(default="", metadata={
+        "help": "DEBATER: instruction before every training query ('{instruction} {query}</s>'), ending with ':'"})
     attn_implementation: Optional[str] = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2"})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the model's folder"})
+
+    def __post_init__(self):
+        check_flag("temperature", self.temperature, finite(self.temperature) and self.temperature > 0,
+                   "a finite number > 0 (authors: 0.02)")
+        lora = self.lora_settings()
+        check_flag("lora_r", lora["lora_r"], lora["lora_r"] >= 1, "an integer >= 1")
+        check_flag("lora_alpha", lora["lora_alpha"], finite(lora["lora_alpha"]) and lora["lora_alpha"] > 0, "> 0")
+        check_flag("lora_dropout", lora["lora_dropout"],
+                   finite(lora["lora_dropout"]) and 0 <= lora["lora_dropout"] < 1, "in [0, 1)")
+        check_flag("debater_num_steps", self.debater_num_steps, self.debater_num_steps >= 1, "an integer >= 1")
+        check_flag("debater_scale", self.debater_scale, finite(self.debater_scale) and self.debater_scale > 0,
+                   "a finite number > 0 (the release: 30)")
+
+    def lora_settings(self) -> dict:
+        """LoRA's r, alpha and dropout: the flags given, the family's defaults for the others."""
+        given = (self.lora_r, self.lora_alpha, self.lora_dropout)
+        return {name: default if value is None else value for name, value, default
+                in zip(("lora_r", "lora_alpha", "lora_dropout"), given, LORA_DEFAULTS[self.family])}
+
+    def family_config(self, data_args: "O1EDataArguments"):
+        if self.family == "debater":
+            return DebaterConfig(
+                num_steps=self.debater_num_steps, step_prompt=self.debater_step_prompt,
+                step_tokens=[t for t in self.debater_step_tokens.split(",") if t] or None,
+                scale=self.debater_scale, query_instruction=self.debater_query_instruction,
+                query_max_len=data_args.q_max_len, passage_max_len=data_args.p_max_len)
+        return self.o1e_config(data_args)
 
     def o1e_config(self, data_args: "O1EDataArguments") -> O1EConfig:
         template = TemplateConfig(
@@ -75,10 +132,11 @@ class O1EDataArguments(DataArguments):
             self.train_path = [train_file]
         if self.train_dir is not None and not self.train_path:
             raise FileNotFoundError(f"--train_dir {self.train_dir}: no .jsonl or .json files there")
-        if not 0.0 <= self.plain_query_prob <= 1.0:
-            raise ValueError(f"plain_query_prob must be in [0, 1], got {self.plain_query_prob}")
-        if self.train_n_passages < 1:
-            raise ValueError(f"train_n_passages must be >= 1, got {self.train_n_passages}")
+        check_flag("plain_query_prob", self.plain_query_prob,
+                   finite(self.plain_query_prob) and 0 <= self.plain_query_prob <= 1, "in [0, 1]")
+        check_flag("train_n_passages", self.train_n_passages, self.train_n_passages >= 1, "an integer >= 1")
+        for flag in ("q_max_len", "p_max_len", "thought_max_len"):
+            check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
 
 
 @dataclass
@@ -94,6 +152,21 @@ class O1ETrainingArguments(DenseTrainingArguments):
         "help": "After training, also write a plain merged model to OUTPUT_DIR/merged"})
     remove_unused_columns: bool = field(default=False)
     logging_steps: float = field(default=10)
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_flag("gen_loss_weight", self.gen_loss_weight,
+                   finite(self.gen_loss_weight) and 0 <= self.gen_loss_weight <= 1, "in [0, 1] (lambda of eq. 10)")
+        check_flag("kd_weight", self.kd_weight, finite(self.kd_weight) and self.kd_weight >= 0, "a finite number >= 0")
+        check_flag("kd_teacher_temperature", self.kd_teacher_temperature,
+                   finite(self.kd_teacher_temperature) and self.kd_teacher_temperature > 0, "a finite number > 0")
+        check_flag("gen_loss_chunk_size", self.gen_loss_chunk_size, self.gen_loss_chunk_size >= 1, "an integer >= 1")
+        for flag in ("learning_rate", "max_grad_norm", "weight_decay"):
+            check_flag(flag, getattr(self, flag), finite(getattr(self, flag)) and getattr(self, flag) >= 0,
+                       "a finite number >= 0")
+        if self.grad_cache:
+            for flag in ("gc_q_chunk_size", "gc_p_chunk_size"):
+                check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
 
 
 def parse_args(dataclasses=(O1EModelArguments, O1EDataArguments, O1ETrainingArguments), argv=None):

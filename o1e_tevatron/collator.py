@@ -23,7 +23,7 @@ def pad(sequences: Sequence[Sequence[int]], pad_value: int, side: str, multiple_
 
 
 class O1ECollator:
-    """Tokenizes a batch of :class:`~o1e_tevatron.data.TrainDataset` items.
+    """Tokenizes a batch of :class:`~o1e_tevatron.data.TrainDataset` items with any family's template.
 
     Query sequences carry ``gen_labels`` (thought tokens and ``</s>``; IGNORE_INDEX elsewhere and for
     plain queries); passages are flattened group by group, positive first.
@@ -38,7 +38,7 @@ class O1ECollator:
 
     def queries(self, queries: Sequence[str], thoughts: Sequence[str | None]):
         t = self.template
-        query_ids = t.tokenize_batch(queries)
+        query_ids = t.tokenize_queries(queries)
         thought_ids = iter(t.tokenize_batch([th for th in thoughts if th is not None]))
         sequences, labels = [], []
         for q, th in zip(query_ids, thoughts):

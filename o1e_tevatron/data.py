@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import random
 from dataclasses import dataclass, field
@@ -41,11 +42,24 @@ class TrainExample:
     negative_scores: Optional[list[float]] = None
 
 
+def _encodable(text: str, what: str, where: str) -> str:
+    """JSON's \\ud800-style escapes can give lone surrogates, which no tokenizer can encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise DataFormatError(f"{where}: {what} has a lone surrogate {text[e.start]!r} at character {e.start} "
+                              f"(not valid Unicode text)") from None
+    return text
+
+
 def _passage_text(passage, separator: str, where: str) -> str:
     if isinstance(passage, str):
-        return passage
+        return _encodable(passage, "a passage", where)
     if isinstance(passage, dict) and isinstance(passage.get("text"), str):
-        return passage_text(passage.get("title"), passage["text"], separator)
+        title = passage.get("title")
+        if title is not None and not isinstance(title, str):
+            raise DataFormatError(f"{where}: a passage title must be a string, got {str(title)[:80]!r}")
+        return _encodable(passage_text(title, passage["text"], separator), "a passage", where)
     raise DataFormatError(f"{where}: a passage must be a string or {{title, text}}, got {str(passage)[:80]!r}")
 
 
@@ -55,6 +69,9 @@ def _scores(row: dict, key: str, n: int, where: str) -> Optional[list[float]]:
         return None
     if not isinstance(scores, list) or len(scores) != n:
         raise DataFormatError(f"{where}: {key} must list one score per passage ({n})")
+    for i, score in enumerate(scores):
+        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
+            raise DataFormatError(f"{where}: {key}[{i}] must be a finite number, got {score!r}")
     return [float(s) for s in scores]
 
 
@@ -77,9 +94,12 @@ def parse_row(row, where: str, separator: str = " ") -> TrainExample:
     negatives = row.get(neg_key) or []
     if not isinstance(negatives, list):
         raise DataFormatError(f"{where}: '{neg_key}' must be a list")
+    _encodable(query, "the query", where)
     thought = row.get("thought")
     if thought is not None and not isinstance(thought, str):
         raise DataFormatError(f"{where}: 'thought' must be a string")
+    if thought is not None:
+        _encodable(thought, "the thought", where)
     return TrainExample(
         query_id=str(row.get("query_id", row.get("_id", where))),
         query=query,

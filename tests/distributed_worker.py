@@ -1,7 +1,7 @@
 """Run by tests/test_distributed.py under ``torchrun --nproc_per_node 2`` (gloo, CPU).
 
-Each rank computes the O1E loss on its half of a global batch with cross-device negatives and
-averages gradients as DDP does; rank 0 then computes the single-process loss and gradients on the
+Each rank computes the O1E loss (InfoNCE, generation and distillation from teacher scores) on its half
+of a global batch with cross-device negatives and averages gradients as DDP does; rank 0 then computes the single-process loss and gradients on the
 whole global batch and writes both to the JSON file named by argv[2].
 
 The reference is computed before the process group exists, so no rank idles inside a gloo collective
@@ -22,13 +22,15 @@ from o1e_tevatron.modeling import O1EConfig, O1EModel
 
 ITEMS = [
     {"query": "what causes colorectal cancer", "thought": "mutations accumulate in colon cells",
-     "passages": ["colon cancer genes", "bone density"]},
-    {"query": "vitamin d", "thought": None, "passages": ["sunlight and vitamin d", "heart rate"]},
+     "passages": ["colon cancer genes", "bone density"], "teacher_scores": [3.0, -1.0]},
+    {"query": "vitamin d", "thought": None, "passages": ["sunlight and vitamin d", "heart rate"],
+     "teacher_scores": [0.5, 0.2]},
     {"query": "aspirin and heart attacks", "thought": "aspirin stops platelets from clotting",
-     "passages": ["aspirin trials", "sleep quality"]},
+     "passages": ["aspirin trials", "sleep quality"], "teacher_scores": [1.0, 2.5]},
     {"query": "does smoking cause cancer", "thought": "tobacco smoke has carcinogens; lungs are hit hardest",
-     "passages": ["smoking and lung cancer", "diet and teeth"]},
+     "passages": ["smoking and lung cancer", "diet and teeth"], "teacher_scores": [4.0, 0.0]},
 ]
+KD_WEIGHT = 0.7  # not 1: a KD term scaled by the world size shows in the gradients
 
 
 def torchrun(*args, timeout=300) -> None:
@@ -42,7 +44,7 @@ def torchrun(*args, timeout=300) -> None:
 def build(model_dir, x_device):
     torch.manual_seed(0)
     model = O1EModel.build(model_dir, O1EConfig(), lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
-                           negatives_x_device=x_device, gen_loss_weight=0.3)
+                           negatives_x_device=x_device, gen_loss_weight=0.3, kd_weight=KD_WEIGHT)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -51,22 +53,25 @@ def build(model_dir, x_device):
 
 
 def loss_and_grads(model, items):
-    batch = O1ECollator(model.template)([{**it, "teacher_scores": None} for it in items])
+    batch = O1ECollator(model.template)(items)
     out = model(**batch)
     out.loss.backward()
     grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
     return out, grads
 
 
-def average_like_ddp(grads: dict, gen_loss):
-    """Average gradients over ranks as DDP does; return the rank mean of the generation loss."""
+def average_like_ddp(grads: dict, *losses):
+    """Average gradients over ranks as DDP does; return the rank mean of each loss."""
     world = dist.get_world_size()
     for g in grads.values():
         dist.all_reduce(g)
         g /= world
-    gen = gen_loss.clone()
-    dist.all_reduce(gen)
-    return gen / world
+    means = []
+    for loss in losses:
+        total = loss.clone()
+        dist.all_reduce(total)
+        means.append(total / world)
+    return means[0] if len(means) == 1 else means
 
 
 def gradient_report(grads: dict, ref_grads: dict) -> dict:
@@ -96,12 +101,13 @@ def main(model_dir, result_path):
     dist.init_process_group("gloo")
     per_rank = len(ITEMS) // world
     out, grads = loss_and_grads(build(model_dir, True), ITEMS[rank * per_rank:(rank + 1) * per_rank])
-    gen = average_like_ddp(grads, out.gen_loss)
+    gen, kd = average_like_ddp(grads, out.gen_loss, out.kd_loss)
     result = None
     if reference is not None:
         ref, ref_grads = reference
         result = {"ctr": out.ctr_loss.item(), "ref_ctr": ref.ctr_loss.item(), "gen": gen.item(),
-                  "ref_gen": ref.gen_loss.item(), **gradient_report(grads, ref_grads)}
+                  "ref_gen": ref.gen_loss.item(), "kd": kd.item(), "ref_kd": ref.kd_loss.item(),
+                  **gradient_report(grads, ref_grads)}
     finish(result_path, result)
 
 

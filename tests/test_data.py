@@ -1,10 +1,13 @@
 """Training rows: both formats, errors that name file and line, deterministic sampling."""
 import json
+import math
 
 import pytest
 
 from o1e_tevatron.arguments import parse_args
 from o1e_tevatron.data import DataFormatError, JsonlRows, TrainDataset, load_train_rows
+
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
 
 TEVATRON_ROW = {"query_id": "q1", "query": "what is dna", "thought": "a molecule",
                 "positive_passages": [{"docid": "d1", "title": "DNA", "text": "deoxyribonucleic acid"}],
@@ -35,6 +38,13 @@ def test_both_formats_parse(tmp_path):
     ({**TEVATRON_ROW, "query": "   "}, r"t.jsonl:2: empty or missing query"),
     ({**TEVATRON_ROW, "positive_passages": []}, r"t.jsonl:2: no positive passages"),
     ({**AUTHORS_ROW, "neg_scores": [1.0]}, r"t.jsonl:2: neg_scores must list one score per passage"),
+    ({**AUTHORS_ROW, "neg_scores": [0.1, float("nan")]}, r"t.jsonl:2: neg_scores\[1\] must be a finite number, got nan"),
+    ({**AUTHORS_ROW, "pos_scores": [float("inf")]}, r"t.jsonl:2: pos_scores\[0\] must be a finite number, got inf"),
+    ({**AUTHORS_ROW, "pos_scores": ["high"]}, r"t.jsonl:2: pos_scores\[0\] must be a finite number, got 'high'"),
+    ('{"query": "q \\ud800", "pos": ["p"], "neg": ["n"]}', r"t.jsonl:2: the query has a lone surrogate"),
+    ({**AUTHORS_ROW, "thought": "t \udfff"}, r"t.jsonl:2: the thought has a lone surrogate"),
+    ({**AUTHORS_ROW, "neg": ["fine", "bad \ud83d"]}, r"t.jsonl:2: a passage has a lone surrogate"),
+    ({**TEVATRON_ROW, "positive_passages": [{"title": 3, "text": "t"}]}, r"t.jsonl:2: a passage title must be a string"),
 ])
 def test_bad_rows_fail_before_training_naming_file_and_line(tmp_path, bad, message):
     path = write(tmp_path / "t.jsonl", [TEVATRON_ROW, bad])
@@ -73,11 +83,57 @@ def test_sampling_is_deterministic_in_seed_and_epoch(tmp_path):
     a, b = dataset(path, train_n_passages=3, seed=1), dataset(path, train_n_passages=3, seed=1)
     assert [a[i] for i in range(50)] == [b[i] for i in range(50)]
     plain = sum(a[i]["thought"] is None for i in range(50))
-    assert 0 < plain < 20  # z ~ Bernoulli(0.1)
+    assert 0 < plain < 20  # z ~ Bernoulli(0.1); test_plain_query_rate_is_the_one_given bounds it
     b.set_epoch(1)
     assert [a[i] for i in range(50)] != [b[i] for i in range(50)]
     assert a[0]["passages"][0] == "DNA deoxyribonucleic acid"
     assert len(set(a[0]["passages"][1:])) == 2  # without replacement when there are enough
+
+
+@pytest.mark.parametrize("prob", [0.0, 0.3, 1.0])
+def test_plain_query_rate_is_the_one_given(tmp_path, prob):
+    """z ~ Bernoulli(p) per row: exactly never at p=0, always at p=1, within 5 sigma of n*p at p=0.3."""
+    n = 1000
+    ds = dataset(write(tmp_path / "t.jsonl", [TEVATRON_ROW] * n), train_n_passages=1, plain_query_prob=prob, seed=3)
+    plain = sum(ds[i]["thought"] is None for i in range(n))
+    bound = 5 * math.sqrt(n * prob * (1 - prob))
+    assert abs(plain - n * prob) <= bound, (plain, n * prob, bound)
+
+
+def test_positive_is_drawn_from_all_positives(tmp_path):
+    positives = [f"positive {i}" for i in range(4)]
+    row = {**AUTHORS_ROW, "pos": positives, "pos_scores": [0.9, 0.8, 0.7, 0.6]}
+    path = write(tmp_path / "t.jsonl", [row] * 40)
+    ds = dataset(path, train_n_passages=2, seed=5)
+    drawn = [ds[i]["passages"][0] for i in range(40)]
+    assert set(drawn) == set(positives)
+    assert [ds[i]["teacher_scores"][0] for i in range(40)] == [row["pos_scores"][positives.index(p)] for p in drawn]
+    assert drawn == [dataset(path, train_n_passages=2, seed=5)[i]["passages"][0] for i in range(40)]  # deterministic
+    ds.set_epoch(1)
+    assert [ds[i]["passages"][0] for i in range(40)] != drawn  # and redrawn each epoch
+    fixed = dataset(path, train_n_passages=2, seed=5, positive_passage_no_shuffle=True)
+    assert {fixed[i]["passages"][0] for i in range(40)} == {"positive 0"}
+
+
+@pytest.mark.parametrize("flag, value, message", [
+    ("--temperature", "nan", r"--temperature nan: must be a finite number > 0"),
+    ("--temperature", "0", r"--temperature 0.0: must be a finite number > 0"),
+    ("--temperature", "-0.02", r"--temperature -0.02: must be a finite number > 0"),
+    ("--gen_loss_weight", "nan", r"--gen_loss_weight nan: must be in \[0, 1\]"),
+    ("--gen_loss_weight", "1.5", r"--gen_loss_weight 1.5: must be in \[0, 1\]"),
+    ("--kd_weight", "inf", r"--kd_weight inf: must be a finite number >= 0"),
+    ("--kd_teacher_temperature", "0", r"--kd_teacher_temperature 0.0: must be a finite number > 0"),
+    ("--plain_query_prob", "nan", r"--plain_query_prob nan: must be in \[0, 1\]"),
+    ("--learning_rate", "nan", r"--learning_rate nan: must be a finite number >= 0"),
+    ("--lora_dropout", "1", r"--lora_dropout 1.0: must be in \[0, 1\)"),
+    ("--thought_max_len", "0", r"--thought_max_len 0: must be an integer >= 1"),
+    ("--gen_loss_chunk_size", "0", r"--gen_loss_chunk_size 0: must be an integer >= 1"),
+])
+def test_invalid_numeric_flags_fail_naming_the_flag(tmp_path, flag, value, message):
+    write(tmp_path / "a.jsonl", [TEVATRON_ROW])
+    argv = ["--model_name_or_path", "m", "--output_dir", str(tmp_path / "out"), "--train_dir", str(tmp_path)]
+    with pytest.raises(ValueError, match=message):
+        parse_args(argv=argv + [flag, value])
 
 
 def test_train_dir_accepts_folder_or_file_and_tevatron_v2_aliases(tmp_path):

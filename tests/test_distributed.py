@@ -1,4 +1,5 @@
-"""Two processes (torchrun, gloo, CPU): cross-device negatives give the single-process global-batch loss."""
+"""Two processes (torchrun, gloo, CPU): cross-device negatives give the single-process global-batch loss,
+distillation included (only InfoNCE is scaled by the world size)."""
 import json
 from pathlib import Path
 
@@ -15,6 +16,7 @@ def test_gathered_loss_and_gradients_equal_single_process(tiny_model_dir, tmp_pa
     assert r["same_names"] and r["n_grads"] > 0
     assert r["ctr"] == pytest.approx(r["ref_ctr"], rel=1e-5)
     assert r["gen"] == pytest.approx(r["ref_gen"], rel=1e-5)
+    assert r["kd"] == pytest.approx(r["ref_kd"], rel=1e-5) and r["kd"] > 0
     assert r["max_grad_diff"] <= 1e-5 * max(r["max_grad"], 1.0)
 
 

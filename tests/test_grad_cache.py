@@ -14,6 +14,8 @@ from o1e_tevatron.template import TemplateConfig
 
 from distributed_worker import average_like_ddp, finish, gradient_report, torchrun  # tests/ is on sys.path
 
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
+
 QUERIES = ["what causes colorectal cancer", "vitamin d", "does aspirin reduce the risk of heart attacks in adults",
            "smoking and lung cancer", "sleep and memory"]
 THOUGHTS = ["mutations in cells of the colon accumulate", None, "aspirin inhibits platelets, so clots are rarer",

@@ -1,11 +1,19 @@
 """Equivalence of the shared forward with the plain reference computations, and checkpoint round trips."""
+import errno
+import re
+import shutil
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from o1e_tevatron.collator import O1ECollator
-from o1e_tevatron.modeling import O1EConfig, O1EModel, position_ids_from_mask
+from o1e_tevatron.loss import InfoNCELoss
+from o1e_tevatron.modeling import BaseModelMismatchError, O1EConfig, O1EModel, position_ids_from_mask
 from o1e_tevatron.template import TemplateConfig
+from o1e_tevatron.tiny import build_tiny_model, demo_texts
+
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
 
 QUERIES = ["what causes colorectal cancer", "vitamin d", "does aspirin reduce the risk of heart attacks in adults"]
 THOUGHTS = ["mutations in cells of the colon accumulate", None, "aspirin inhibits platelets, so clots are rarer"]
@@ -102,6 +110,50 @@ def test_joint_loss_is_weighted_sum_of_infonce_and_generation(model):
     torch.testing.assert_close(out.loss, 0.2 * gen + 0.8 * ctr, rtol=1e-6, atol=1e-6)
 
 
+def test_temperature_and_gen_loss_weight_are_the_ones_given(tiny_llama_dir):
+    """Non-default literals against a hand computation: a model that ignored either would use 0.02 / 0.2."""
+    torch.manual_seed(0)
+    m = O1EModel.build(str(tiny_llama_dir), O1EConfig(temperature=0.07, template=TemplateConfig(thought_max_len=12)),
+                       lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, gen_loss_weight=0.35)
+    perturb_lora(m)
+    b = batch(m, "left")
+    out = m(**b)
+    ctr = F.cross_entropy(out.q_reps @ out.p_reps.T / 0.07, torch.tensor([0, 2, 4]))
+    gen = m.lm(input_ids=b["query_input_ids"], attention_mask=b["query_attention_mask"],
+               position_ids=position_ids_from_mask(b["query_attention_mask"]), labels=b["gen_labels"]).loss
+    torch.testing.assert_close(out.ctr_loss, ctr.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(out.loss, 0.35 * gen + 0.65 * ctr, rtol=1e-6, atol=1e-6)
+
+
+def test_full_fine_tuning_trains_the_lm_head(tiny_model_dir):
+    """Without LoRA the LM head learns from the generation loss, with the gradient of HF's labels loss."""
+    torch.manual_seed(0)
+    m = O1EModel.build(str(tiny_model_dir), O1EConfig(template=TemplateConfig(thought_max_len=12)), lora=False)
+    b = batch(m, "left")
+    head = m.lm_head.weight
+    assert head.requires_grad
+    m(**b).loss.backward()
+    shared = head.grad.clone()
+    m.zero_grad()
+    mask = b["query_attention_mask"]
+    reference = m.lm(input_ids=b["query_input_ids"], attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                     labels=b["gen_labels"]).loss * m.gen_loss_weight
+    reference.backward()
+    assert shared.abs().sum() > 0
+    torch.testing.assert_close(shared, head.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_infonce_scores_are_float32_for_bf16_vectors():
+    """bf16 vectors: the loss equals the float32 computation on the same (bf16-valued) vectors."""
+    g = torch.Generator().manual_seed(0)
+    q = F.normalize(torch.randn(4, 64, generator=g), dim=-1).bfloat16()
+    p = F.normalize(torch.randn(8, 64, generator=g), dim=-1).bfloat16()
+    loss = InfoNCELoss(temperature=0.01)(q, p)
+    reference = F.cross_entropy(q.double() @ p.double().T / 0.01, torch.arange(4) * 2)
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss.double(), reference, rtol=1e-5, atol=1e-5)
+
+
 def test_all_plain_batch_has_zero_generation_loss(model):
     collator = O1ECollator(model.template)
     b = collator([{"query": q, "thought": None, "passages": PASSAGES[:2], "teacher_scores": None} for q in QUERIES])
@@ -145,3 +197,53 @@ def test_untrained_special_tokens_are_frozen_but_saved(tiny_llama_dir, tmp_path)
     loaded = O1EModel.load(tmp_path / "ckpt")
     emb_ids = torch.tensor(loaded.tokenizer.convert_tokens_to_ids(["<query>", "</query>", "<thought>", "<emb>"]))
     torch.testing.assert_close(loaded.causal_lm.get_input_embeddings()(emb_ids), rows)
+
+
+@pytest.fixture(scope="module")
+def other_bases(tmp_path_factory):
+    """Bases an adapter trained on the tiny Llama must refuse: another architecture of the same sizes and
+    the same architecture with other random weights."""
+    root = tmp_path_factory.mktemp("other-bases")
+    return {"architecture": build_tiny_model(root / "qwen2", demo_texts(), arch="qwen2"),
+            "weights": build_tiny_model(root / "llama-seed-1", demo_texts(), arch="llama", seed=1)}
+
+
+@pytest.mark.parametrize("other, message", [("architecture", "another architecture"),
+                                            ("weights", "the same architecture but other weights")])
+def test_adapter_refuses_another_base_and_names_both(tiny_llama_dir, other_bases, tmp_path, other, message):
+    m = O1EModel.build(str(tiny_llama_dir), O1EConfig(), lora=True, lora_r=4, lora_alpha=8)
+    perturb_lora(m)
+    m.save(tmp_path / "ckpt")
+    wrong = str(other_bases[other])
+    with pytest.raises(BaseModelMismatchError, match=rf"trained on the base model {re.escape(str(tiny_llama_dir))}, "
+                                                     rf"but the base given is {re.escape(wrong)}: {message}"):
+        O1EModel.load(tmp_path / "ckpt", base_model_name_or_path=wrong)
+
+
+def test_adapter_loads_over_its_base_moved_or_in_another_dtype(model, tiny_model_dir, tmp_path):
+    model.save(tmp_path / "ckpt")
+    shutil.copytree(tiny_model_dir, tmp_path / "moved")
+    b = batch(model, "left")
+    expected = model.encode(b["passage_input_ids"], b["passage_attention_mask"])
+    loaded = O1EModel.load(tmp_path / "ckpt", base_model_name_or_path=str(tmp_path / "moved"))
+    torch.testing.assert_close(loaded.encode(b["passage_input_ids"], b["passage_attention_mask"]), expected,
+                               rtol=1e-5, atol=1e-6)
+    for dtype in ("bfloat16", "float16"):
+        assert O1EModel.load(tmp_path / "ckpt", dtype=dtype) is not None
+
+
+def test_a_full_disk_leaves_the_previous_save_intact(model, tmp_path, monkeypatch):
+    b = batch(model, "left")
+    expected = model.encode(b["passage_input_ids"], b["passage_attention_mask"])
+    model.save(tmp_path / "ckpt")
+    perturb_lora(model, seed=1)  # new weights, whose save runs out of disk at its last file
+
+    def disk_full(self, folder):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(O1EConfig, "save", disk_full)
+    with pytest.raises(OSError, match=r"no space left on device while saving .*ckpt: nothing was written there"):
+        model.save(tmp_path / "ckpt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no partial folder left behind
+    loaded = O1EModel.load(tmp_path / "ckpt")
+    torch.testing.assert_close(loaded.encode(b["passage_input_ids"], b["passage_attention_mask"]), expected,
+                               rtol=1e-5, atol=1e-6)

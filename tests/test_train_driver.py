@@ -1,5 +1,7 @@
 """python -m o1e_tevatron.driver.train end to end on a tiny model: flags, losses, resume, NaN stop, merge."""
+import errno
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -9,8 +11,11 @@ import torch
 from safetensors.torch import load_file
 
 from o1e_tevatron.driver.train import main
-from o1e_tevatron.modeling import O1EModel
+from o1e_tevatron.modeling import BaseModelMismatchError, O1EModel
+from o1e_tevatron.tiny import build_tiny_model, demo_texts
 from o1e_tevatron.trainer import NonFiniteLossError
+
+pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
 
 
 def flags(model_dir, demo_dir, out, *extra):
@@ -28,13 +33,16 @@ def test_help_lists_tevatron_and_o1e_flags():
                  "--gc_p_chunk_size", "--query_max_len", "--passage_max_len", "--train_group_size",
                  "--thought_max_len", "--gen_loss_weight", "--plain_query_prob", "--temperature", "--normalize",
                  "--pooling", "--lora", "--lora_r", "--lora_alpha", "--lora_dropout", "--lora_target_modules",
-                 "--train_special_tokens", "--kd_weight", "--gradient_checkpointing", "--bf16", "--deepspeed"]:
+                 "--train_special_tokens", "--kd_weight", "--activation_checkpointing", "--bf16", "--deepspeed"]:
         assert flag in out, flag
 
 
 def test_both_losses_go_down(tiny_llama_dir, demo_dir, tmp_path):
     trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "30", "--learning_rate", "3e-3",
-                         "--gen_loss_weight", "0.5", "--save_strategy", "no", "--warmup_ratio", "0"))
+                         "--gen_loss_weight", "0.5", "--temperature", "0.05", "--save_strategy", "no",
+                         "--warmup_ratio", "0"))
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert (model.gen_loss_weight, model.contrastive.temperature, model.distillation.temperature) == (0.5, 0.05, 0.05)
     logs = [h for h in trainer.state.log_history if "ctr_loss" in h]
     first, last = logs[:5], logs[-5:]
     for key in ("ctr_loss", "gen_loss"):
@@ -43,25 +51,44 @@ def test_both_losses_go_down(tiny_llama_dir, demo_dir, tmp_path):
     assert O1EModel.load(tmp_path / "out").template.emb_id is not None
 
 
-def test_resume_from_checkpoint_continues_the_same_run(tiny_llama_dir, demo_dir, tmp_path):
-    """A run restarted from its step-2 checkpoint (as after a crash) ends where the uninterrupted run ends."""
-    lora = ["--lora", "--lora_r", "4", "--lora_alpha", "8", "--learning_rate", "1e-3", "--save_steps", "2",
-            "--max_steps", "4"]
-    straight = main(flags(tiny_llama_dir, demo_dir, tmp_path / "straight", *lora))
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_resume_from_checkpoint_continues_the_same_run(tiny_llama_dir, demo_dir, tmp_path, tuning):
+    """A run restarted from its step-2 checkpoint (as after a crash) ends where the uninterrupted run ends,
+    with full fine-tuning (the default) and with LoRA."""
+    common = ["--learning_rate", "1e-3", "--save_steps", "2", "--max_steps", "4"]
+    if tuning == "lora":
+        common += ["--lora", "--lora_r", "4", "--lora_alpha", "8"]
+    weights = "adapter_model.safetensors" if tuning == "lora" else "model.safetensors"
+    straight = main(flags(tiny_llama_dir, demo_dir, tmp_path / "straight", *common))
     shutil.copytree(tmp_path / "straight" / "checkpoint-2", tmp_path / "crashed" / "checkpoint-2")
-    resumed = main(flags(tiny_llama_dir, demo_dir, tmp_path / "crashed", *lora,
+    resumed = main(flags(tiny_llama_dir, demo_dir, tmp_path / "crashed", *common,
                          "--resume_from_checkpoint", str(tmp_path / "crashed" / "checkpoint-2")))
     def losses(trainer):  # the resumed run's history starts with the checkpoint's steps 1-2
         return [(h["step"], h["loss"], h["gen_loss"]) for h in trainer.state.log_history if "ctr_loss" in h]
 
     assert losses(resumed) == losses(straight)
-    final = load_file(tmp_path / "straight" / "adapter_model.safetensors")
-    again = load_file(tmp_path / "crashed" / "adapter_model.safetensors")
-    at_step_2 = load_file(tmp_path / "crashed" / "checkpoint-2" / "adapter_model.safetensors")
+    final = load_file(tmp_path / "straight" / weights)
+    again = load_file(tmp_path / "crashed" / weights)
+    at_step_2 = load_file(tmp_path / "crashed" / "checkpoint-2" / weights)
     assert final.keys() == again.keys()
     assert any(not torch.equal(at_step_2[k], again[k]) for k in again)
     for key in final:
         torch.testing.assert_close(again[key], final[key], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("tuning", ["full", "lora"])
+def test_resume_over_another_base_is_refused(tiny_llama_dir, demo_dir, tmp_path, tuning):
+    other = {"other architecture": build_tiny_model(tmp_path / "qwen2", demo_texts(), arch="qwen2"),
+             "other weights": build_tiny_model(tmp_path / "seed-1", demo_texts(), seed=1)}
+    common = ["--save_steps", "1", "--max_steps", "1"] + (["--lora", "--lora_r", "4"] if tuning == "lora" else [])
+    main(flags(tiny_llama_dir, demo_dir, tmp_path / "run", *common))
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    for kind, base in other.items():
+        message = (rf"the checkpoint {re.escape(str(checkpoint))} was trained on the base model "
+                   rf"{re.escape(str(tiny_llama_dir))}, but the base given is {re.escape(str(base))}")
+        with pytest.raises(BaseModelMismatchError, match=message):
+            main(flags(base, demo_dir, tmp_path / "resumed", *common, "--max_steps", "2",
+                       "--resume_from_checkpoint", str(checkpoint)))
 
 
 def test_json_config_as_only_argument_and_merged_model(tiny_llama_dir, demo_dir, tmp_path):
@@ -78,17 +105,42 @@ def test_json_config_as_only_argument_and_merged_model(tiny_llama_dir, demo_dir,
                                rtol=1e-4, atol=1e-5)
 
 
-def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tiny_llama_dir, demo_dir, tmp_path):
-    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+.*last good checkpoint: .*checkpoint-1"):
-        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "5", "--learning_rate", "1e30",
+@pytest.mark.parametrize("learning_rate, last_good", [("1e30", "checkpoint-1"), ("1e39", None)])
+def test_non_finite_loss_stops_and_names_a_good_checkpoint_of_this_run(tiny_llama_dir, demo_dir, tmp_path,
+                                                                       learning_rate, last_good):
+    """1e30: step 1's weights are huge but finite, step 2's loss is not; 1e39: step 1 already writes inf
+    weights into checkpoint-1, which must not be called good. checkpoint-99 is another run's."""
+    (tmp_path / "out" / "checkpoint-99").mkdir(parents=True)
+    with pytest.raises(NonFiniteLossError, match=r"non-finite loss at step \d+") as stop:
+        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "5", "--learning_rate", learning_rate,
                    "--save_steps", "1", "--max_grad_norm", "0", "--warmup_ratio", "0"))
-    saved = sorted(p.name for p in (tmp_path / "out").glob("checkpoint-*"))
-    assert saved and O1EModel.load(tmp_path / "out" / saved[-1]) is not None
+    named = re.search(r"last good checkpoint: (.*?)\. Try", str(stop.value)).group(1)
+    if last_good is None:
+        assert named.startswith("none")
+        assert (tmp_path / "out" / "checkpoint-1").is_dir()  # saved, but with non-finite weights
+    else:
+        assert named == str(tmp_path / "out" / last_good)
+        assert O1EModel.load(named) is not None
 
 
-def test_gradient_checkpointing_and_bf16_pass_through(tiny_llama_dir, demo_dir, tmp_path):
+def test_a_full_disk_leaves_no_torn_checkpoint(tiny_llama_dir, demo_dir, tmp_path, monkeypatch):
+    """The optimizer state (written after the weights) does not fit: no checkpoint-1 that a resume would
+    pick, no partial folder, and the error says so plainly."""
+    real_save = torch.save
+
+    def disk_full(obj, f, *args, **kwargs):
+        if str(f).endswith("optimizer.pt"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match=r"no space left on device while saving .*checkpoint-1"):
+        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--save_steps", "1"))
+    assert not any(p.name.startswith(("checkpoint-", ".checkpoint-")) for p in (tmp_path / "out").iterdir())
+
+
+def test_activation_checkpointing_and_bf16_pass_through(tiny_llama_dir, demo_dir, tmp_path):
     trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--lora", "--lora_r", "4",
-                         "--gradient_checkpointing", "--bf16", "--save_strategy", "no"))
+                         "--activation_checkpointing", "--bf16", "--save_strategy", "no"))
     model = trainer.accelerator.unwrap_model(trainer.model)
     assert model.causal_lm.is_activation_checkpointing
     assert model.causal_lm.dtype == torch.bfloat16

@@ -2,8 +2,8 @@
 
 A spec is ``bm25`` (Lucene, Pyserini's BM25 k1=0.9 b=0.4), ``<pyserini-encoder>:<model>`` for any
 key of Pyserini's encoder class maps (``auto:``, ``contriever:``, ``dpr:`` ...; Auto encoders use
-mean pooling + L2 norm by default, as sentence-transformers models expect), ``repllama:<model>``
-or ``o1e:<model>``. Any dense retriever can read thoughts from a file or a separate generator
+mean pooling + L2 norm by default, as sentence-transformers models expect), ``repllama:<model>``,
+``o1e:<model>`` or ``debater:<model>`` (o1e's own retrievers: a factory table, :func:`own_encoders`). Any dense retriever can read thoughts from a file or a separate generator
 (``query_options``: ``thoughts`` = ``file`` | ``openai``), the paper's Table 4 baseline.
 Indexes are built once per (retriever, options, dataset) and reused: a Lucene index from a
 JsonCollection via ``python -m pyserini.index.lucene``, or a faiss directory (``index`` + ``docid``).
@@ -25,6 +25,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
+from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint
+from o1e_tevatron.inference import DocidCheck, read_docid_file
 from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.template import passage_text
 
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 
 INDEX_META = "o1e-index.json"
 AUTO_ENCODERS = ("auto", "sentence", "sentence-transformers", "contriever")
-OWN_ENCODERS = ("o1e", "repllama")  # o1e's own classes, not in Pyserini's maps
+OWN_ENCODERS = ("o1e", "debater", "repllama")  # o1e's own classes (see own_encoders)
 THOUGHT_OPTIONS = ("num_thoughts", "temperature", "max_new_tokens", "seed")  # ThoughtSettings' names
 THOUGHT_SOURCE_OPTIONS = ("thoughts", "thoughts_file", "thought_server", "thought_model")  # O1EQueryEncoder's names
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class RetrieverSpec:
     max_passage_length: int = 256
     pooling: str = "mean"
     l2_norm: bool = True
+    debater_scoring: str = "last"  # DEBATER's index: the last step, or max-steps (M vectors per passage)
     # only for queries, so not in the index key: O1EQueryEncoder's options for o1e (mode, thoughts, ...);
     # for other dense retrievers a thought source (thoughts + thoughts_file or thought_server/thought_model)
     query_options: dict = field(default_factory=dict)
@@ -64,19 +67,33 @@ class RetrieverSpec:
     def validate(self) -> "RetrieverSpec":
         from pyserini.encode import document_encoder_class_map
 
-        if self.kind != "o1e" and self.query_options:
-            o1e_only = set(self.query_options) - set(THOUGHT_SOURCE_OPTIONS) - set(THOUGHT_OPTIONS)
-            if o1e_only or self.is_lucene:
-                raise ValueError(f"retriever {self.spec!r}: {sorted(o1e_only or self.query_options)} apply to "
+        if self.kind not in OWN_QUERY_OPTIONS and self.query_options:
+            unknown = set(self.query_options) - set(THOUGHT_SOURCE_OPTIONS) - set(THOUGHT_OPTIONS)
+            if unknown or self.is_lucene:
+                raise ValueError(f"retriever {self.spec!r}: {sorted(unknown or self.query_options)} apply to "
                                  "o1e: retrievers only (thought sources also to dense retrievers)")
             if "thoughts" not in self.query_options:
                 raise ValueError(f"retriever {self.spec!r}: thought options need a thought source (file or server)")
+        if self.kind in OWN_QUERY_OPTIONS and OWN_QUERY_OPTIONS[self.kind] is not None:
+            unknown = set(self.query_options) - set(OWN_QUERY_OPTIONS[self.kind])
+            if unknown:
+                raise ValueError(f"retriever {self.spec!r}: {sorted(unknown)} do not apply to {self.kind}: retrievers")
+        if self.debater_scoring != "last" and self.kind != "debater":
+            raise ValueError(f"retriever {self.spec!r}: debater_scoring applies to debater: retrievers only")
         if self.is_lucene:
             return self
         if self.model is None or (self.kind not in OWN_ENCODERS and self.kind not in document_encoder_class_map):
-            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL', 'repllama:MODEL' or "
-                             f"'ENCODER:MODEL' with ENCODER one of {sorted(document_encoder_class_map)}")
+            raise ValueError(f"retriever {self.spec!r}: expected 'bm25', 'o1e:MODEL', 'debater:MODEL', "
+                             f"'repllama:MODEL' or 'ENCODER:MODEL' with ENCODER one of {sorted(document_encoder_class_map)}")
         return self
+
+    @property
+    def rows_per_passage(self) -> int:
+        """Index rows per passage: M for a max-steps DEBATER index, else 1."""
+        if self.kind != "debater" or self.debater_scoring == "last":
+            return 1
+        from o1e_tevatron.families.debater import DebaterConfig
+        return DebaterConfig.load(Path(self.model)).num_steps
 
     def index_key(self) -> dict:
         key = {"spec": self.spec}
@@ -84,7 +101,15 @@ class RetrieverSpec:
             key.update(max_passage_length=self.max_passage_length)
             if self.kind in AUTO_ENCODERS:
                 key.update(pooling=self.pooling, l2_norm=self.l2_norm)
+            if self.kind == "debater":
+                key.update(debater_scoring=self.debater_scoring)
         return key
+
+    def content_key(self, corpus: str) -> str:
+        """What the index is made of: the model's files (weights, config, tokenizer), the corpus
+        (``corpus``: its fingerprint) and :meth:`index_key`. Stored beside the index and compared on reuse."""
+        model = None if self.is_lucene else model_fingerprint(self.model)
+        return fingerprint(settings=self.index_key(), model=model, corpus=corpus)
 
     def slug(self) -> str:
         name = "bm25" if self.is_lucene else f"{self.kind}-{Path(self.spec.split(':', 1)[1].rstrip('/')).name}"
@@ -93,12 +118,8 @@ class RetrieverSpec:
 
     # --- encoders -------------------------------------------------------------------------
     def document_encoder(self):
-        if self.kind == "o1e":
-            from o1e_pyserini.encoder import O1EDocumentEncoder
-            return O1EDocumentEncoder(self.model, device=self.device)
-        if self.kind == "repllama":
-            from o1e_pyserini.repllama import RepLlamaDocumentEncoder
-            return RepLlamaDocumentEncoder(self.model, device=self.device, batch_size=self.batch_size)
+        if self.kind in OWN_ENCODERS:
+            return own_encoders()[self.kind][1](self)
         from pyserini.encode import document_encoder_class_map
         cls = document_encoder_class_map[self.kind]
         if self.kind in AUTO_ENCODERS:
@@ -106,23 +127,15 @@ class RetrieverSpec:
         return cls(self.model, device=self.device)
 
     def query_encoder(self):
-        if self.kind == "o1e":
-            from o1e_pyserini.encoder import O1EQueryEncoder
-            accepted = inspect.signature(O1EQueryEncoder).parameters
-            unknown = set(self.query_options) - set(accepted)
-            if unknown:
-                raise TypeError(f"O1EQueryEncoder does not accept {sorted(unknown)}")
-            return O1EQueryEncoder(self.model, device=self.device, **self.query_options)
-        encoder = self._plain_query_encoder()
+        if self.kind in OWN_QUERY_OPTIONS:
+            return own_encoders()[self.kind][0](self, **self.query_options)
+        encoder = own_encoders()[self.kind][0](self) if self.kind in OWN_ENCODERS else self._plain_query_encoder()
         if "thoughts" not in self.query_options:
             return encoder
         from o1e_pyserini.augmented import ThoughtAugmentedQueryEncoder
         return ThoughtAugmentedQueryEncoder(encoder, self._thought_texts(), batch_size=self.batch_size)
 
     def _plain_query_encoder(self):
-        if self.kind == "repllama":
-            from o1e_pyserini.repllama import RepLlamaQueryEncoder
-            return RepLlamaQueryEncoder(self.model, device=self.device, batch_size=self.batch_size)
         from pyserini.encode import query_encoder_class_map
         if self.kind in AUTO_ENCODERS:
             return _batched_auto_query_encoder()(self.model, device=self.device, pooling=self.pooling, l2_norm=self.l2_norm)
@@ -135,6 +148,36 @@ class RetrieverSpec:
             return RecordedThoughts(options["thoughts_file"])
         settings = ThoughtSettings(**{k: options[k] for k in THOUGHT_OPTIONS if k in options})
         return OpenAIThoughts(options["thought_server"], options["thought_model"], settings)
+
+
+#: Retrievers whose query encoder takes the spec's query options (None: checked against its signature).
+OWN_QUERY_OPTIONS = {"o1e": None, "debater": ("instruction",)}
+
+
+def own_encoders() -> dict:
+    """o1e's own retrievers: kind -> (query encoder, document encoder) factories of a spec. The
+    thinking families' classes come from the registry (the ones Pyserini's CLIs use); RepLLaMA, which
+    Pyserini 1.6 lacks, is here only."""
+    from o1e_pyserini.registry import ENCODERS
+    from o1e_pyserini.repllama import RepLlamaDocumentEncoder, RepLlamaQueryEncoder
+
+    o1e_query, o1e_document = ENCODERS["o1e"]
+
+    def o1e_query_encoder(spec, **options):
+        unknown = set(options) - set(inspect.signature(o1e_query).parameters)
+        if unknown:
+            raise TypeError(f"{o1e_query.__name__} does not accept {sorted(unknown)}")
+        return o1e_query(spec.model, device=spec.device, **options)
+
+    def batched(cls):
+        return lambda spec, **options: cls(spec.model, device=spec.device, batch_size=spec.batch_size, **options)
+
+    debater_query, debater_document = ENCODERS["debater"]
+    return {
+        "o1e": (o1e_query_encoder, lambda spec: o1e_document(spec.model, device=spec.device)),
+        "debater": (batched(debater_query), batched(debater_document)),
+        "repllama": (batched(RepLlamaQueryEncoder), batched(RepLlamaDocumentEncoder)),
+    }
 
 
 def _batched_auto_query_encoder():
@@ -166,19 +209,41 @@ def index_is_built(index_dir: Path) -> bool:
     return (index_dir / INDEX_META).exists()
 
 
+def reusable_index(index_dir: Path, content_key: str) -> bool:
+    """True when ``index_dir`` was built from exactly this content (and its vectors are the size its
+    record says); an index of other content is logged and rebuilt, never reused."""
+    if not index_is_built(index_dir):
+        return False
+    meta = json.loads((index_dir / INDEX_META).read_text())
+    if meta.get("fingerprint") != content_key:
+        logger.warning("%s was built from another model, corpus or settings (its files changed since): "
+                       "building it again", index_dir)
+        return False
+    if "dimension" in meta:
+        import faiss
+        index = faiss.read_index(str(index_dir / "index"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        vectors = meta.get("num_vectors", meta["num_docs"])  # M per passage in a max-steps DEBATER index
+        if index.d != meta["dimension"] or index.ntotal != vectors:
+            logger.warning("%s holds %d %d-d vectors, its record says %d %d-d: building it again", index_dir,
+                           index.ntotal, index.d, vectors, meta["dimension"])
+            return False
+    return True
+
+
 def read_docids(index_dir: Path) -> list[str]:
-    return (index_dir / "docid").read_text().splitlines()
+    return read_docid_file(index_dir / "docid")
 
 
-def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, num_docs: int | None = None,
-                threads: int = 2) -> Path:
-    """Build the index of ``docs`` (ir_datasets docs with doc_id/text[/title]) unless it exists.
+def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, content_key: str,
+                num_docs: int | None = None, threads: int = 2) -> Path:
+    """Build the index of ``docs`` (ir_datasets docs with doc_id/text[/title]) unless one of the same
+    ``content_key`` (:meth:`RetrieverSpec.content_key`) exists.
 
     The index is written to a temporary sibling and renamed, so an interrupted build is never
     mistaken for a cached one. Duplicate doc ids in the corpus are an error (the run would be
     ambiguous)."""
     index_dir = Path(index_dir)
-    if index_is_built(index_dir):
+    if reusable_index(index_dir, content_key):
         logger.info("reusing index %s", index_dir)
         return index_dir
     partial = index_dir.with_name(index_dir.name + ".partial")
@@ -186,21 +251,20 @@ def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, num_d
     partial.mkdir(parents=True)
     with tqdm(total=num_docs, desc=f"index {retriever.spec}", unit="doc") as progress:
         if retriever.is_lucene:
-            count = _build_lucene(_unique_docs(docs), partial, threads, progress)
+            count, dimension = _build_lucene(_unique_docs(docs), partial, threads, progress), None
         else:
-            count = _build_faiss(retriever, _unique_docs(docs), partial, progress)
-    (partial / INDEX_META).write_text(json.dumps({**retriever.index_key(), "num_docs": count}, indent=1))
+            count, dimension = _build_faiss(retriever, _unique_docs(docs), partial, progress)
+    rows = {} if retriever.rows_per_passage == 1 else {"num_vectors": count * retriever.rows_per_passage}
+    _write_meta(partial, retriever, content_key, count, dimension, **rows)
     shutil.rmtree(index_dir, ignore_errors=True)
     partial.rename(index_dir)
     return index_dir
 
 
 def _unique_docs(docs: Iterable) -> Iterator:
-    seen = set()
-    for n, doc in enumerate(docs, 1):
-        if doc.doc_id in seen:
-            raise ValueError(f"corpus document {n} repeats doc id {doc.doc_id!r}")
-        seen.add(doc.doc_id)
+    check = DocidCheck("the corpus")
+    for doc in docs:
+        check(doc.doc_id)
         yield doc
 
 
@@ -227,12 +291,15 @@ def _build_lucene(docs: Iterable, index_dir: Path, threads: int, progress: tqdm)
 
 
 def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, progress: tqdm,
-                 chunk_batches: int = 64) -> int:
+                 chunk_batches: int = 64) -> tuple[int, int]:
     """Encode in length-sorted chunks (less padding); ``index`` and ``docid`` share one order."""
     import faiss
     import torch
 
+    from o1e_tevatron.families.debater import index_rows
+
     encoder = retriever.document_encoder()
+    step_rows = retriever.rows_per_passage > 1  # a max-steps DEBATER index: M rows per passage
     index = None
     count = 0
     with open(index_dir / "docid", "w") as docids, torch.inference_mode():
@@ -241,46 +308,68 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
             for start in range(0, len(chunk), retriever.batch_size):
                 batch = chunk[start:start + retriever.batch_size]
                 titles = [getattr(doc, "title", "") for doc in batch]
-                vectors = encoder.encode([doc.text for doc in batch], titles=titles if any(titles) else None,
-                                         max_length=retriever.max_passage_length)
+                ids = [doc.doc_id for doc in batch]
+                encode = encoder.encode_steps if step_rows else encoder.encode
+                vectors = encode([doc.text for doc in batch], titles=titles if any(titles) else None,
+                                 max_length=retriever.max_passage_length)
+                if step_rows:
+                    vectors, ids = index_rows(vectors, ids, retriever.debater_scoring)
                 vectors = np.ascontiguousarray(vectors, dtype=np.float32)
                 if index is None:
                     index = faiss.IndexFlatIP(vectors.shape[1])
                 index.add(vectors)
-                docids.writelines(doc.doc_id + "\n" for doc in batch)
+                docids.writelines(doc_id + "\n" for doc_id in ids)
                 count += len(batch)
                 progress.update(len(batch))
     if index is None:
         raise ValueError("the corpus is empty")
     faiss.write_index(index, str(index_dir / "index"))
-    return count
+    return count, index.d
 
 
-def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path) -> Path:
-    """Turn Tevatron's encoded corpus shards (pickles of ``(reps, lookup)``, e.g. from
-    ``o1e_tevatron.driver.encode --encode_num_shard``) into the harness's cached faiss index."""
-    import pickle
+def _write_meta(index_dir: Path, retriever: RetrieverSpec, content_key: str, count: int, dimension: int | None,
+                **extra) -> None:
+    meta = {**retriever.index_key(), "fingerprint": content_key, "num_docs": count, **extra}
+    if dimension is not None:
+        meta["dimension"] = dimension
+    (index_dir / INDEX_META).write_text(json.dumps(meta, indent=1))
 
+
+def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path, content_key: str,
+                  allow_pickle: bool = False) -> Path:
+    """Turn encoded corpus shards (``.npz`` from ``o1e_tevatron.driver.encode``; Tevatron's ``(reps,
+    lookup)`` pickles only with ``allow_pickle``) into the harness's cached faiss index. A shard whose
+    record names another model than ``retriever``'s is refused."""
     import faiss
 
+    from o1e_tevatron.core.vectors import read_record, read_vectors
+
+    model = model_fingerprint(retriever.model)
     index, docids = None, []
     for path in sorted(shard_paths):
-        with open(path, "rb") as f:
-            reps, lookup = pickle.load(f)
-        if len(reps) != len(lookup):
-            raise ValueError(f"{path}: {len(reps)} vectors but {len(lookup)} doc ids")
-        reps = np.ascontiguousarray(reps, dtype=np.float32)
+        record = read_record(path)
+        if record is None:
+            logger.warning("%s has no o1e record: cannot check that %s encoded it", path, retriever.model)
+        elif record.get("model") not in (None, model):
+            raise ValueError(f"{path} was encoded by another model than {retriever.model} (its files differ from "
+                             "the ones recorded with the shard): import shards of the retriever's model")
+        reps, lookup = read_vectors(path, allow_pickle=allow_pickle)
         if index is None:
             index = faiss.IndexFlatIP(reps.shape[1])
+        elif reps.shape[1] != index.d:
+            raise ValueError(f"{path} holds {reps.shape[1]}-d vectors, the shards before it {index.d}-d: "
+                             "shards of one corpus come from one model")
         index.add(reps)
-        docids.extend(str(d) for d in lookup)
+        docids.extend(lookup)
     if index is None:
         raise FileNotFoundError("no encoded shards given")
+    check = DocidCheck("the shards")
+    for docid in docids:
+        check(docid)
     index_dir.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(index_dir / "index"))
     (index_dir / "docid").write_text("".join(d + "\n" for d in docids))
-    (index_dir / INDEX_META).write_text(json.dumps({**retriever.index_key(), "num_docs": len(docids),
-                                                    "shards": [str(p) for p in sorted(shard_paths)]}, indent=1))
+    _write_meta(index_dir, retriever, content_key, len(docids), index.d, shards=[str(p) for p in sorted(shard_paths)])
     return index_dir
 
 
@@ -304,18 +393,36 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
         searcher = LuceneSearcher(str(index_dir))
     else:
         from pyserini.search.faiss import FaissSearcher
-        searcher = FaissSearcher(str(index_dir), query_encoder or retriever.query_encoder())
+        query_encoder = query_encoder or retriever.query_encoder()
+        searcher = FaissSearcher(str(index_dir), query_encoder)
+        check_dimension(index_dir, searcher.index.d, query_encoder, next(iter(queries.values()), None), retriever)
     import torch
 
+    from o1e_tevatron.families.debater import best_step_hits
+
+    rows = retriever.rows_per_passage  # k * M rows of a max-steps index always hold k passages
     query_ids = list(queries)
     results = {}
     with tqdm(total=len(query_ids), desc=f"search {retriever.spec}", unit="query") as progress, torch.inference_mode():
         for start in range(0, len(query_ids), batch_size):
             ids = query_ids[start:start + batch_size]
-            hits = searcher.batch_search([queries[q] for q in ids], ids, k=k, threads=threads)
+            hits = searcher.batch_search([queries[q] for q in ids], ids, k=k * rows, threads=threads)
+            if rows > 1:
+                hits = {q: best_step_hits(hits.get(q, []), k) for q in ids}
             results.update({q: [(hit.docid, float(hit.score)) for hit in hits.get(q, [])] for q in ids})
             progress.update(len(ids))
     return results
+
+
+def check_dimension(index_dir: Path, index_dimension: int, query_encoder, probe: str | None,
+                    retriever: RetrieverSpec) -> None:
+    """The index's vectors and the query encoder's must have one dimension; faiss would only assert."""
+    dimension = getattr(query_encoder, "dimension", None)
+    if dimension is None and probe is not None:
+        dimension = len(query_encoder.encode(probe))
+    if dimension is not None and dimension != index_dimension:
+        raise ValueError(f"{index_dir} holds {index_dimension}-d vectors but {retriever.spec} makes {dimension}-d "
+                         "query vectors: the index was built with another model; delete it or search with that model")
 
 
 def describe(retriever: RetrieverSpec) -> dict:

@@ -10,6 +10,8 @@ from pathlib import Path
 import ir_measures
 import numpy as np
 
+from o1e_tevatron.core.textfile import numbered_lines
+
 logger = logging.getLogger(__name__)
 
 Run = dict[str, list[tuple[str, float]]]  # query id -> [(doc id, score)], best first
@@ -58,7 +60,7 @@ def read_excluded_ids(path: Path | str) -> dict[str, set[str]]:
         pairs = None
     if pairs is None:
         pairs = []
-        for line_no, line in enumerate(text.splitlines(), 1):
+        for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: texts may hold U+2028
             if not line.strip():
                 continue
             try:
@@ -85,18 +87,43 @@ def write_run(run: Run, path: Path | str, tag: str) -> Path:
 
 
 def read_run(path: Path | str) -> Run:
-    """A TREC run file; hits are ordered by score, duplicates removed with a warning."""
+    """A TREC run file; hits are ordered by score, duplicates removed with a warning. An empty file is
+    an error (scoring it would report zeros)."""
     run = defaultdict(list)
-    for line_no, line in enumerate(open(path), 1):
+    for line_no, line in numbered_lines(path):
         cols = line.split()
         if len(cols) != 6:
-            raise ValueError(f"{path}:{line_no}: a TREC run line has 6 columns, this one {len(cols)}")
-        run[cols[0]].append((cols[2], float(cols[4])))
+            raise ValueError(f"{path}:{line_no}: a TREC run line has 6 columns "
+                             f"(query_id Q0 doc_id rank score tag), this one {len(cols)}")
+        try:
+            score = float(cols[4])
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: the score (5th column) {cols[4]!r} is not a number") from None
+        run[cols[0]].append((cols[2], score))
+    if not run:
+        raise ValueError(f"{path}: the run is empty")
     return dedup_run({q: sorted(hits, key=lambda hit: -hit[1]) for q, hits in run.items()})[0]
 
 
 def read_qrels(path: Path | str) -> Qrels:
-    return qrels_dict(ir_measures.read_trec_qrels(str(path)))
+    """TREC qrels (``query_id iteration doc_id relevance``, an integer relevance); a line of another
+    shape (a BEIR ``query-id corpus-id score`` TSV, a run file) is an error naming the line."""
+    judged = defaultdict(dict)
+    for line_no, line in numbered_lines(path):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) != 4:
+            hint = " (a BEIR qrels TSV? use --dataset with --data-dir)" if len(cols) == 3 else ""
+            raise ValueError(f"{path}:{line_no}: a TREC qrels line has 4 columns (query_id 0 doc_id relevance), "
+                             f"this one {len(cols)}{hint}")
+        try:
+            judged[cols[0]][cols[2]] = int(cols[3])
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: the relevance {cols[3]!r} is not an integer") from None
+    if not judged:
+        raise ValueError(f"{path}: no judgments")
+    return dict(judged)
 
 
 def qrels_dict(qrels) -> Qrels:
@@ -127,10 +154,29 @@ def aggregate(per_query_values: dict[str, dict[str, float]], metrics: list[str])
             for m in metrics}
 
 
-def paired_ttest(run_a: Run, run_b: Run, qrels: Qrels, metric: str) -> dict:
-    """The paper's significance test: scipy's paired t-test over the judged queries, with deltas (b - a)."""
+MISSING_QUERIES = ("error", "zero", "drop")
+
+
+def paired_ttest(run_a: Run, run_b: Run, qrels: Qrels, metric: str, missing: str = "error") -> dict:
+    """The paper's significance test: scipy's paired t-test over the judged queries, with deltas (b - a).
+
+    ``missing`` says what a judged query absent from a run means: ``error`` (default; a run of another
+    dataset or a truncated file is not evidence), ``zero`` (it scores 0, as trec_eval -c does), or
+    ``drop`` (test only the queries both runs answer)."""
     from scipy import stats
 
+    if missing not in MISSING_QUERIES:
+        raise ValueError(f"missing must be one of {MISSING_QUERIES}, not {missing!r}")
+    absent = {name: sorted(set(qrels) - set(run)) for name, run in (("a", run_a), ("b", run_b))}
+    for name, run in (("a", run_a), ("b", run_b)):
+        if not set(run) & set(qrels):
+            raise ValueError(f"run {name} answers none of the {len(qrels)} judged queries: wrong run or qrels?")
+        if absent[name] and missing == "error":
+            raise ValueError(f"run {name} has no hits for {len(absent[name])} of {len(qrels)} judged queries "
+                             f"(e.g. {', '.join(absent[name][:5])}): pass --missing zero to score them 0 or "
+                             "--missing drop to test only the queries both runs answer")
+    if missing == "drop":
+        qrels = {q: judged for q, judged in qrels.items() if q in run_a and q in run_b}
     a = per_query(run_a, qrels, [metric])
     b = per_query(run_b, qrels, [metric])
     query_ids = sorted(qrels)
@@ -138,7 +184,8 @@ def paired_ttest(run_a: Run, run_b: Run, qrels: Qrels, metric: str) -> dict:
     values_b = np.array([b[q][metric] for q in query_ids])
     result = stats.ttest_rel(values_b, values_a)
     return {
-        "metric": metric, "num_queries": len(query_ids),
+        "metric": metric, "num_queries": len(query_ids), "missing": missing,
+        "missing_a": len(absent["a"]), "missing_b": len(absent["b"]),
         "mean_a": float(values_a.mean()), "mean_b": float(values_b.mean()),
         "t": float(result.statistic), "p": float(result.pvalue),
         "deltas": {q: float(vb - va) for q, va, vb in zip(query_ids, values_a, values_b)},

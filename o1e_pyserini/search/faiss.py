@@ -1,16 +1,21 @@
-"""python -m o1e_pyserini.search.faiss: Pyserini's own ``pyserini.search.faiss`` with the o1e query encoder.
+"""python -m o1e_pyserini.search.faiss: Pyserini's own ``pyserini.search.faiss`` with o1e's query encoders.
 
 Every Pyserini flag works as documented by Pyserini (--index, --topics with a name or a local TSV,
 --output, --batch-size, --threads, --hits, --device, --encoded-queries, ...). The ``--o1e-*`` flags
-below are taken out of the command line before Pyserini parses it. The o1e encoder is used when
-``--encoder`` is an o1e checkpoint (a folder with o1e_config.json), when its path contains "o1e", or
-with ``--encoder-class o1e``.
+below are taken out of the command line before Pyserini parses it. A family's encoder is used when
+``--encoder`` is its checkpoint (a folder whose o1e_config.json names the family: O1E or DEBATER),
+when its path contains the family's name, or with ``--encoder-class o1e`` / ``--encoder-class debater``.
+For DEBATER, Pyserini's ``--query-prefix`` is the query instruction, and ``--debater-scoring
+max-steps`` searches an index of M step vectors per passage (``o1e_tevatron.driver.encode
+--debater_scoring max-steps``) keeping each passage's best step.
 
     python -m o1e_pyserini.search.faiss --index corpus-index --topics queries.tsv --output run.txt \\
         --encoder ckpt --batch-size 16 --o1e-mode think --o1e-num-thoughts 3 --o1e-save-queries q-enc
 
-Before the search, the index directory is checked (vector count = docid count, and the index
-dimension = the encoder's), and the topics are checked for empty queries, naming their ids.
+Before the search, the index directory is checked (it exists, vector count = docid count, and the
+index dimension = the encoder's), ``--hits`` is at least 1, and a local topics file is checked line by
+line (UTF-8, ``id<TAB>text`` with one tab, no blank line before the last query, no empty query, no
+repeated id), naming the file and line.
 """
 from __future__ import annotations
 
@@ -22,10 +27,16 @@ import runpy
 import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
+from o1e_tevatron.core.redact import install_log_redaction, redact
+from o1e_tevatron.core.textfile import numbered_lines
+from o1e_tevatron.families.debater import SCORINGS, DebaterConfig
 from o1e_tevatron.inference import check_index_dir
 
+from ..arguments import positive_int
+from ..debater import DebaterQueryEncoder
 from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
-                       register, registry_keys)
+                       load_encoded_queries)
+from ..registry import register, registry_keys
 
 logger = logging.getLogger(__name__)
 
@@ -33,10 +44,10 @@ logger = logging.getLogger(__name__)
 def o1e_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     p.add_argument("--o1e-mode", choices=MODES, default="think", help="think (k thoughts, eq. 11) or fast (plain query)")
-    p.add_argument("--o1e-num-thoughts", type=int, default=3)
+    p.add_argument("--o1e-num-thoughts", type=positive_int, default=3)
     p.add_argument("--o1e-temperature", type=float, default=0.1)
     p.add_argument("--o1e-top-p", type=float, default=0.9)
-    p.add_argument("--o1e-max-thought-tokens", type=int, default=128)
+    p.add_argument("--o1e-max-thought-tokens", type=positive_int, default=128)
     p.add_argument("--o1e-seed", type=int, default=None)
     p.add_argument("--o1e-reencode", action="store_true", help="re-encode q + t instead of reading the <emb> "
                    "state from the generation's KV cache")
@@ -45,9 +56,14 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-thought-model", help="model name on that server")
     p.add_argument("--o1e-thoughts-file", help="thoughts.jsonl of an earlier run (--o1e-thoughts file)")
     p.add_argument("--o1e-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    p.add_argument("--o1e-encode-batch-size", type=int, default=16, help="queries per forward on the device")
+    p.add_argument("--o1e-encode-batch-size", type=positive_int, default=16, help="queries per forward on the device")
     p.add_argument("--o1e-base-model", help="where the base model of an adapter checkpoint lives now")
-    p.add_argument("--o1e-save-queries", help="write embedding.pkl (for --encoded-queries) and thoughts.jsonl here")
+    p.add_argument("--o1e-save-queries", help="write embedding.npz (for --encoded-queries) and thoughts.jsonl here")
+    p.add_argument("--o1e-allow-pickle", action="store_true", help="let --encoded-queries read Pyserini's "
+                   "embedding.pkl: loading a pickle runs any code it carries, so only for files you made yourself")
+    p.add_argument("--debater-scoring", choices=SCORINGS, default="last",
+                   help="DEBATER: last (one vector per passage) or max-steps (an index with M vectors per passage, "
+                        "each passage's id repeated; the run keeps each passage's best step, --hits deep)")
     return p
 
 
@@ -57,20 +73,59 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
     p.add_argument("--index")
     p.add_argument("--topics")
     p.add_argument("--topics-format", default="default")
+    p.add_argument("--encoder")
+    p.add_argument("--hits", type=positive_int, default=1000)
     return p
 
 
 def read_topics(topics_name: str, topics_format: str) -> tuple[list[str], list[str]]:
     """(ids, texts) of the topics. Local TSV files are read here: Pyserini's Java reader rejects a whole
     file with an empty query without saying which."""
-    if os.path.isfile(topics_name) and topics_name.endswith((".tsv", ".txt")):
-        with open(topics_name, encoding="utf-8") as f:
-            pairs = [line.rstrip("\n").partition("\t")[::2] for line in f if line.strip()]
-        return [p[0] for p in pairs], [p[1] for p in pairs]
+    if topics_name.endswith((".tsv", ".txt")):
+        if not os.path.isfile(topics_name):
+            raise O1EInputError(f"--topics {topics_name}: no such file (a local topics file has query_id<TAB>text lines)")
+        return read_topics_file(topics_name)
     from pyserini.query_iterator import TopicsFormat, get_query_iterator
 
     topics = get_query_iterator(topics_name, TopicsFormat(topics_format)).topics
     return [str(i) for i in topics], [t["title"] if isinstance(t, dict) else t for t in topics.values()]
+
+
+def read_topics_file(path: str) -> tuple[list[str], list[str]]:
+    """A local ``id<TAB>text`` topics file, checked line by line: Pyserini would search a line with a
+    second tab as other text, keep only the last of two queries with one id, and stop at a blank line."""
+    ids, texts, first_seen, blank = [], [], {}, None
+    try:
+        lines = list(numbered_lines(path))
+    except ValueError as e:
+        raise O1EInputError(str(e)) from None
+    for line_no, line in lines:
+        if not line.strip():
+            blank = blank or line_no
+            continue
+        if blank is not None:
+            raise O1EInputError(f"{path}:{blank}: blank line among the topics: remove it")
+        query_id, sep, text = line.partition("\t")
+        if not sep or "\t" in text:
+            raise O1EInputError(f"{path}:{line_no}: expected query_id<TAB>text with one tab, found "
+                                f"{line.count(chr(9))}: remove the extra tabs from the query text")
+        if query_id in first_seen:
+            raise O1EInputError(f"{path}:{line_no}: query id {query_id!r} again (first on line {first_seen[query_id]}): "
+                                "query ids must be unique")
+        first_seen[query_id] = line_no
+        ids.append(query_id)
+        texts.append(text)
+    return ids, texts
+
+
+def checked_index_path(index: str) -> str | None:
+    """The index directory, or None for a Pyserini prebuilt index name; a path that does not exist is an error."""
+    if os.path.isdir(index):
+        return index
+    if os.path.exists(index) or os.sep in index or index.startswith(("~", ".")):
+        raise O1EInputError(f"--index {index}: no such index directory (a faiss index directory holds "
+                            "'index' and 'docid'; o1e_tevatron.driver.encode --faiss_index_dir writes one)")
+    return None
 
 
 def query_ids_by_text(topics_name: str, topics_format: str) -> dict[str, list[str]]:
@@ -87,6 +142,14 @@ def checked_index_dir(index_dir: str, dimension: int | None = None) -> None:
         raise O1EInputError(str(e)) from e
 
 
+def read_encoded_queries_safely(allow_pickle: bool) -> None:
+    """Pyserini's --encoded-queries unpickles ``embedding.pkl``; here it reads o1e's ``embedding.npz``, and a
+    pickle only with --o1e-allow-pickle."""
+    from pyserini.encode import QueryEncoder
+
+    QueryEncoder._load_embeddings = staticmethod(functools.partial(load_encoded_queries, allow_pickle=allow_pickle))
+
+
 def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: list, **pyserini_kwargs):
     encoder = O1EQueryEncoder(
         mode=opts.o1e_mode, num_thoughts=opts.o1e_num_thoughts, temperature=opts.o1e_temperature,
@@ -94,30 +157,62 @@ def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: 
         fused=not opts.o1e_reencode, thoughts=opts.o1e_thoughts, thought_server=opts.o1e_thought_server,
         thought_model=opts.o1e_thought_model, thoughts_file=opts.o1e_thoughts_file, dtype=opts.o1e_dtype,
         batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+    return checked_encoder(encoder, index_dir, built)
+
+
+def build_debater_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: list, **pyserini_kwargs):
+    """Pyserini's --query-prefix is the query instruction (default: the checkpoint's)."""
+    encoder = DebaterQueryEncoder(dtype=opts.o1e_dtype, batch_size=opts.o1e_encode_batch_size,
+                                  base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+    return checked_encoder(encoder, index_dir, built)
+
+
+def checked_encoder(encoder, index_dir: str | None, built: list):
     if index_dir is not None:
         checked_index_dir(index_dir, encoder.dimension)
     built.append(encoder)
     return encoder
 
 
-def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
+def max_steps_args(rest: list[str], encoder: str | None, hits: int) -> list[str]:
+    """Pyserini's own max-passage output for a max-steps index: ``hits * M`` rows searched (which hold at
+    least ``hits`` passages), each passage kept once at its best step, ``hits`` passages written."""
+    if not encoder:
+        raise O1EInputError("--debater-scoring max-steps needs --encoder (a DEBATER checkpoint: it gives M)")
+    steps = DebaterConfig.load(encoder).num_steps
+    rest = [arg for arg in rest if not arg.startswith("--hits=")]
+    if "--hits" in rest:
+        at = rest.index("--hits")
+        del rest[at:at + 2]
+    return rest + ["--hits", str(hits * steps), "--max-passage", "--max-passage-delimiter=",
+                   "--max-passage-hits", str(hits)]
+
+
+def main(argv: list[str] | None = None) -> list:
     """Runs Pyserini's search; returns the o1e encoders it built (empty when Pyserini used another)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     opts, rest = o1e_parser().parse_known_args(argv)
     rest, keys = registry_keys(rest)
     inputs, _ = pyserini_inputs_parser().parse_known_args(rest)
-    index_dir = inputs.index if inputs.index and os.path.isdir(inputs.index) else None
+    index_dir = checked_index_path(inputs.index) if inputs.index else None
     if index_dir is not None:
         checked_index_dir(index_dir)
     ids_by_text = query_ids_by_text(inputs.topics, inputs.topics_format) if inputs.topics else {}
 
-    built: list[O1EQueryEncoder] = []
-    register(query_encoder=functools.partial(build_query_encoder, opts, index_dir, built), keys=keys)
+    if opts.debater_scoring == "max-steps":
+        rest = max_steps_args(rest, inputs.encoder, inputs.hits)
+    built: list = []
+    register(keys, query_encoders={
+        "o1e": functools.partial(build_query_encoder, opts, index_dir, built),
+        "debater": functools.partial(build_debater_query_encoder, opts, index_dir, built)})
 
+    read_encoded_queries_safely(opts.o1e_allow_pickle)
     sys.argv = ["pyserini.search.faiss"] + rest
     runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
 
     for encoder in built:
+        if not isinstance(encoder, O1EQueryEncoder):
+            continue
         if encoder.empty_thoughts:
             logger.warning("%d thoughts were empty", encoder.empty_thoughts)
         if opts.o1e_save_queries:
@@ -127,7 +222,8 @@ def main(argv: list[str] | None = None) -> list[O1EQueryEncoder]:
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    install_log_redaction()
     try:
         main()
     except O1EInputError as e:
-        sys.exit(f"o1e: error: {e}")
+        sys.exit(f"o1e: error: {redact(str(e))}")

@@ -1,8 +1,9 @@
-"""python -m o1e_tevatron.driver.train: Tevatron's training flags plus O1E's (``--help`` lists both).
+"""python -m o1e_tevatron.driver.train: Tevatron's training flags plus the families' (``--help`` lists all).
 
-Trains the joint loss of eq. 10 (thought generation + contrastive at ``<emb>``) from one query
-forward per step (or in chunks with --grad_cache); works with torchrun (nccl or gloo), DeepSpeed ZeRO-1/2,
-bf16, gradient checkpointing.
+``--family o1e`` (default) trains the joint loss of eq. 10 (thought generation + contrastive at
+``<emb>``) from one query forward per step; ``--family debater`` trains DEBATER's max-step InfoNCE and
+self-distillation. Either in chunks with --grad_cache; works with torchrun (nccl or gloo), DeepSpeed
+ZeRO-1/2, bf16, gradient checkpointing.
 """
 import logging
 import os
@@ -14,10 +15,22 @@ from transformers import set_seed
 from ..arguments import parse_args
 from ..collator import O1ECollator
 from ..data import TrainDataset, load_train_rows
-from ..modeling import O1EModel
+from ..checkpoint import family_class
 from ..trainer import O1ETrainer
 
 logger = logging.getLogger(__name__)
+
+
+def family_training_kwargs(family: str, training_args) -> dict:
+    """The training flags each family's model takes."""
+    if family == "debater":
+        if training_args.kd_weight:
+            raise ValueError("--kd_weight (distillation from pos_scores/neg_scores) is O1E's; DEBATER distils "
+                             "its own best step")
+        return {"negatives_x_device": training_args.negatives_x_device}
+    return dict(gen_loss_weight=training_args.gen_loss_weight, negatives_x_device=training_args.negatives_x_device,
+                gen_loss_chunk_size=training_args.gen_loss_chunk_size, kd_weight=training_args.kd_weight,
+                kd_teacher_temperature=training_args.kd_teacher_temperature)
 
 
 def main(argv=None):
@@ -28,20 +41,20 @@ def main(argv=None):
     )
     set_seed(training_args.seed)
     dtype = "bfloat16" if training_args.bf16 else "float16" if training_args.fp16 else model_args.dtype
-    model = O1EModel.build(
-        model_args.model_name_or_path, model_args.o1e_config(data_args),
+    model = family_class(model_args.family).build(
+        model_args.model_name_or_path, model_args.family_config(data_args),
         tokenizer_name=model_args.tokenizer_name, cache_dir=model_args.cache_dir,
-        lora=model_args.lora, lora_r=model_args.lora_r, lora_alpha=model_args.lora_alpha,
-        lora_dropout=model_args.lora_dropout, lora_target_modules=model_args.lora_target_modules.split(","),
+        lora=model_args.lora, **model_args.lora_settings(),
+        lora_target_modules=model_args.lora_target_modules.split(","),
         train_special_tokens=model_args.train_special_tokens, dtype=dtype,
         attn_implementation=model_args.attn_implementation, trust_remote_code=model_args.trust_remote_code,
-        gen_loss_weight=training_args.gen_loss_weight, negatives_x_device=training_args.negatives_x_device,
-        gen_loss_chunk_size=training_args.gen_loss_chunk_size, kd_weight=training_args.kd_weight,
-        kd_teacher_temperature=training_args.kd_teacher_temperature,
+        **family_training_kwargs(model_args.family, training_args),
     )
+    thinks = model_args.family == "o1e"  # DEBATER's queries never carry a thought
     dataset = TrainDataset(
         load_train_rows(data_args), train_n_passages=data_args.train_n_passages,
-        plain_query_prob=data_args.plain_query_prob, require_thought=data_args.require_thought,
+        plain_query_prob=data_args.plain_query_prob if thinks else 1.0,
+        require_thought=data_args.require_thought and thinks,
         positive_passage_no_shuffle=data_args.positive_passage_no_shuffle,
         negative_passage_no_shuffle=data_args.negative_passage_no_shuffle, seed=training_args.seed,
     )

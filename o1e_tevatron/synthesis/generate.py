@@ -26,8 +26,10 @@ import openai
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
+from o1e_tevatron.core.redact import (install_log_redaction, one_line_errors, redact, redacted_traceback,
+                                     register_secret)
 from o1e_tevatron.synthesis.prompts import TeacherPrompt
-from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, resume_output
+from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, refuse_writing_into_input, resume_output
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class GenerateArguments:
             self.failures_path = self.output_path + ".failures.jsonl"
         if self.num_candidates < 1 or self.num_examples < 0 or self.concurrency < 1 or self.max_retries < 0:
             raise ValueError("num_candidates and concurrency must be >= 1; num_examples and max_retries >= 0")
+        refuse_writing_into_input(self.input_path, output_path=self.output_path, failures_path=self.failures_path)
 
 
 class MalformedResponse(Exception):
@@ -109,7 +112,9 @@ class Teacher:
 
     def __init__(self, args: GenerateArguments, prompt: TeacherPrompt):
         self.args, self.prompt = args, prompt
-        self.client = openai.AsyncOpenAI(base_url=args.base_url, api_key=os.environ.get(args.api_key_env) or "EMPTY",
+        api_key = os.environ.get(args.api_key_env)
+        register_secret(api_key)
+        self.client = openai.AsyncOpenAI(base_url=args.base_url, api_key=api_key or "EMPTY",
                                          timeout=args.request_timeout, max_retries=0)
         self.retries = 0
         self.partial_n_seen = False
@@ -209,7 +214,7 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
                 except (MalformedResponse, openai.OpenAIError) as e:
                     failed += 1
                     failures.write(json.dumps({"row_id": row.row_id, "source": row.source,
-                                               "error": f"{type(e).__name__}: {e}"[:1000]}) + "\n")
+                                               "error": redact(f"{type(e).__name__}: {e}")[:1000]}) + "\n")
                     failures.flush()
                 else:
                     out.write(json.dumps({**row.record, "thought_candidates": thoughts}, ensure_ascii=False) + "\n")
@@ -229,11 +234,21 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
 
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    install_log_redaction()
     for chatty in ("httpx", "httpx2"):  # one line per request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    with one_line_errors():
+        (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
     logger.info("arguments: %s", args)
-    summary = asyncio.run(generate(args))
+    try:
+        with one_line_errors():
+            summary = asyncio.run(generate(args))
+    except openai.OpenAIError as e:  # e.g. a wrong key or model: every row would fail
+        print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        sys.stderr.write(redacted_traceback(e))
+        return 1
     print(json.dumps(asdict(summary)))
     if summary.failed:
         logger.warning("%d rows failed (see %s); run the same command again to retry them",

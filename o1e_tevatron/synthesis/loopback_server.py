@@ -4,7 +4,8 @@ any local Hugging Face causal LM (in tests, a tiny random one from :mod:`o1e_tev
 It serves ``/v1/chat/completions``, ``/v1/completions`` (with ``n``, ``temperature``, ``top_p``,
 ``max_tokens``) and ``/v1/models``, and can inject faults so that clients' retry and failure paths
 run for real: a plan such as ``500,429,timeout,malformed,empty`` is served to the first requests,
-in order, after which every request succeeds. ``GET /loopback/stats`` counts what was served.
+in order, after which every request succeeds. ``echo400`` / ``echo401`` answer an error whose body
+echoes the request's headers, Authorization included, as careless servers and proxies do. ``GET /loopback/stats`` counts what was served.
 
     python -m o1e_tevatron.synthesis.loopback_server --model_name_or_path DIR --port 8000
 
@@ -32,7 +33,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
 from o1e_tevatron.models import resolve_model_path
 
-FAULTS = ("timeout", "500", "429", "malformed", "empty")
+FAULTS = ("timeout", "500", "429", "malformed", "empty", "echo400", "echo401")
 
 
 @dataclass
@@ -162,6 +163,9 @@ def build_app(args: LoopbackServerArguments) -> FastAPI:
         elif fault in ("500", "429"):
             return JSONResponse({"error": {"message": f"injected {fault}", "type": "loopback_fault"}},
                                 status_code=int(fault), headers={"retry-after": "0"} if fault == "429" else None)
+        elif fault in ("echo400", "echo401"):
+            return JSONResponse({"error": {"message": f"bad request, headers: {dict(request.headers)}",
+                                           "type": "loopback_fault"}}, status_code=int(fault[-3:]))
         elif fault == "malformed":
             return Response('{"id": "cmpl-broken", "choices": [{"index": 0, "mess', media_type="application/json")
         prompt = teacher.render_chat(body["messages"]) if chat else body["prompt"]

@@ -140,6 +140,21 @@ def unique_rows(rows: Iterable[TrainingRow]) -> Iterator[TrainingRow]:
         yield row
 
 
+def refuse_writing_into_input(input_path: str, **outputs: str | None) -> None:
+    """Outputs are appended to, and a restart cuts their torn last line: an output that is the input
+    (through a link too) or lies inside an input folder would eat the user's rows. ``outputs``: flag
+    name -> path."""
+    source = Path(input_path).resolve()
+    for flag, path in outputs.items():
+        if path is None:
+            continue
+        target = Path(path).resolve()
+        same = target == source or (target.exists() and source.exists() and os.path.samefile(target, source))
+        if same or source in target.parents:
+            raise ValueError(f"--{flag} {path} is {'the input' if same else 'inside the input folder'} "
+                             f"--input_path {input_path}: it would be overwritten; write the output elsewhere")
+
+
 def resume_output(path: Path) -> set[str]:
     """Row ids already in an output that rows are appended to; a torn last line (the process was
     killed mid-write) is cut off first, so the restart neither loses nor repeats a row."""

@@ -30,9 +30,10 @@ import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
+from o1e_tevatron.core.redact import install_log_redaction, one_line_errors
 from o1e_tevatron.models import resolve_model_path
-from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row, resume_output,
-                                         unique_rows)
+from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row,
+                                         refuse_writing_into_input, resume_output, unique_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class VoteArguments:
     batch_size: int = field(default=64, metadata={"help": "Texts per forward pass of a dense member."})
     max_seq_length: int = field(default=512)
     device: Optional[str] = field(default=None, metadata={"help": "Dense members' device (default: best available)."})
+    trust_remote_code: bool = field(default=False, metadata={
+        "help": "Run the Python code a dense member's folder ships (some models need it, e.g. gte; a folder can "
+                "carry any code, so only for models you trust)."})
     rows_per_chunk: int = field(default=2048, metadata={"help": "Rows scored together (bounds embedding memory)."})
     copy_ngram: int = field(default=4, metadata={"help": "Word n-gram size of the copy check."})
     copy_threshold: float = field(default=0.5, metadata={
@@ -67,6 +71,7 @@ class VoteArguments:
     def __post_init__(self):
         if not self.bm25 and not self.dense_models:
             raise ValueError("the committee is empty: keep --bm25 or give --dense_models")
+        refuse_writing_into_input(self.input_path, output_path=self.output_path, report_path=self.report_path)
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,8 @@ class DenseMember:
         from sentence_transformers import SentenceTransformer
 
         self.name, self.soft_scale, self.batch_size = path, args.dense_score_scale, args.batch_size
-        self.model = SentenceTransformer(resolve_model_path(path), device=args.device, trust_remote_code=True)
+        self.model = SentenceTransformer(resolve_model_path(path), device=args.device,
+                                         trust_remote_code=args.trust_remote_code)
         self.model.max_seq_length = min(args.max_seq_length, self.model.max_seq_length or args.max_seq_length)
 
     def score(self, rows: list[CandidateRow]) -> list[np.ndarray]:
@@ -311,9 +317,11 @@ def vote(args: VoteArguments) -> VoteReport:
 
 def main(argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    (args,) = HfArgumentParser(VoteArguments).parse_args_into_dataclasses(argv)
-    logger.info("arguments: %s", args)
-    report = vote(args)
+    install_log_redaction()
+    with one_line_errors():
+        (args,) = HfArgumentParser(VoteArguments).parse_args_into_dataclasses(argv)
+        logger.info("arguments: %s", args)
+        report = vote(args)
     summary = json.dumps(report.__dict__, indent=1)
     if args.report_path:
         Path(args.report_path).write_text(summary + "\n")

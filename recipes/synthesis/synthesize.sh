@@ -25,10 +25,11 @@ python -m o1e_tevatron.synthesis.generate \
 
 # The paper's committee: BM25 + bge-large-en-v1.5 + gte-large-en-v1.5 + stella_en_1.5B_v5 (local paths or
 # hub ids where the hub is reachable). Soft voting is the authors' default; --voting hard is the paper's.
+# gte and stella ship their own model code: --trust_remote_code runs it (off by default; only for folders you trust).
 python -m o1e_tevatron.synthesis.vote \
   --input_path "$WORK/candidates.jsonl" \
   --output_path "$TRAIN/train.jsonl" \
   --report_path "$WORK/vote_report.json" \
   --dense_models ${DENSE_MODELS:-BAAI/bge-large-en-v1.5 Alibaba-NLP/gte-large-en-v1.5 dunzhang/stella_en_1.5B_v5} \
-  --voting "${VOTING:-soft}" \
+  --voting "${VOTING:-soft}" --trust_remote_code \
   --batch_size 128

@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import logging
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ RUN_B = {"q1": [("d1", 3.0)], "q2": [("d2", 3.0)], "q3": [("d3", 1.0), ("d4", 0.
 
 
 def test_paired_ttest_matches_scipy_and_reports_deltas():
-    result = scoring.paired_ttest(RUN_A, RUN_B, QRELS, "RR@10")
+    result = scoring.paired_ttest(RUN_A, RUN_B, QRELS, "RR@10", missing="zero")
     rr_a, rr_b = [1.0, 0.5, 0.5, 0.0], [1.0, 1.0, 1.0, 0.0]  # by hand; q4 is judged but unanswered by A
     expected = stats.ttest_rel(rr_b, rr_a)
     assert result["t"] == pytest.approx(expected.statistic) and result["p"] == pytest.approx(expected.pvalue)
@@ -29,8 +30,9 @@ def test_ttest_command_reads_trec_runs(tmp_path, capsys):
         scoring.write_run(run, tmp_path / f"{name}.trec", tag=name)
     (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in QRELS.items() for d, r in docs.items()))
     assert o1e_eval.main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
-                          "--run-b", str(tmp_path / "b.trec"), "--metric", "RR@10", "--output", str(tmp_path / "t.json")]) == 0
-    assert "a=0.5000 b=0.7500" in capsys.readouterr().out
+                          "--run-b", str(tmp_path / "b.trec"), "--metric", "RR@10", "--output", str(tmp_path / "t.json"),
+                          "--missing", "zero"]) == 0
+    assert "a=0.5000 b=0.7500 " in capsys.readouterr().out
     assert json.loads((tmp_path / "t.json").read_text())["deltas"]["q2"] == 0.5
 
 
@@ -121,14 +123,101 @@ def test_compare_prints_ours_against_the_paper(tmp_path, capsys):
     assert "+1.70" in out and "missing" in out and "-1.40" in out
 
 
-def test_tevatron_shards_become_the_cached_faiss_index(tmp_path):
-    import pickle
+def test_encoded_shards_become_the_cached_faiss_index(tmp_path):
+    from o1e_tevatron.core.vectors import write_vectors
     vectors = np.eye(4, dtype=np.float32)
     for shard, ids in enumerate((["d0", "d1"], ["d2", "d3"])):
-        with open(tmp_path / f"corpus.{shard}.pkl", "wb") as f:
-            pickle.dump((vectors[2 * shard:2 * shard + 2], ids), f)
+        write_vectors(tmp_path / f"corpus.{shard}.npz", vectors[2 * shard:2 * shard + 2], ids)
     spec = retrievers.RetrieverSpec("o1e:/models/o1e")
-    index_dir = retrievers.import_shards(spec, [tmp_path / "corpus.1.pkl", tmp_path / "corpus.0.pkl"], tmp_path / "index")
-    assert retrievers.index_is_built(index_dir) and retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
+    index_dir = retrievers.import_shards(spec, [tmp_path / "corpus.1.npz", tmp_path / "corpus.0.npz"],
+                                         tmp_path / "index", "key")
+    assert retrievers.reusable_index(index_dir, "key") and not retrievers.reusable_index(index_dir, "other")
+    assert retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
     import faiss
     assert faiss.read_index(str(index_dir / "index")).search(vectors[2:3], 1)[1][0, 0] == 2
+
+
+@pytest.mark.parametrize("ids, problem", [
+    (["d0", "d0"], "document 2: the id 'd0' repeats"), (["d0", "d\n1"], "spans lines"),
+    (["d0", "d\u20281"], "spans lines"), (["d0", "d1 "], "ends with whitespace")],
+    ids=["repeated", "newline", "line-separator", "trailing-space"])
+def test_shards_with_bad_docids_are_refused(tmp_path, ids, problem):
+    """A docid with a line break made an index whose docid count was off; a repeated one was returned twice;
+    Pyserini strips each docid line, so 'd1 ' came back as 'd1'."""
+    from o1e_tevatron.core.vectors import write_vectors
+    write_vectors(tmp_path / "corpus.npz", np.eye(2, dtype=np.float32), ids)
+    with pytest.raises(ValueError, match=problem):
+        retrievers.import_shards(retrievers.RetrieverSpec("o1e:/m"), [tmp_path / "corpus.npz"], tmp_path / "index", "k")
+
+
+def ttest_cli(tmp_path, run_a_text, run_b_text, *flags):
+    (tmp_path / "a.trec").write_text(run_a_text)
+    (tmp_path / "b.trec").write_text(run_b_text)
+    (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in QRELS.items() for d, r in docs.items()))
+    return o1e_eval.main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
+                          "--run-b", str(tmp_path / "b.trec"), "--metric", "RR@10", *flags])
+
+
+def full_run(score=1.0):
+    return "".join(f"{q} Q0 {d} 1 {score} x\n" for q, docs in QRELS.items() for d in list(docs)[:1])
+
+
+@pytest.mark.parametrize("run_a, message", [
+    ("", "a.trec: the run is empty"),
+    ("q1 Q0 d1 1 1.0 x\n", "run a has no hits for 3 of 4 judged queries (e.g. q2, q3, q4): pass --missing zero"),
+    ("z1 Q0 d1 1 1.0 x\n", "run a answers none of the 4 judged queries"),
+    ("q1 Q0 d1 1 high x\n", "a.trec:1: the score (5th column) 'high' is not a number"),
+], ids=["empty", "most-missing", "other-dataset", "bad-score"])
+def test_ttest_refuses_runs_that_are_not_evidence(tmp_path, capsys, run_a, message):
+    """The old command scored an empty run, or one missing most queries, as zeros and called it significant."""
+    assert ttest_cli(tmp_path, run_a, full_run()) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_ttest_missing_policies(tmp_path, capsys):
+    partial = "q1 Q0 d9 1 1.0 x\nq2 Q0 d2 1 1.0 x\n"
+    assert ttest_cli(tmp_path, partial, full_run(), "--missing", "drop") == 0
+    assert "(2 queries, 2 missing from a (drop))" in capsys.readouterr().out
+    assert ttest_cli(tmp_path, partial, full_run(), "--missing", "zero") == 0
+    assert "(4 queries, 2 missing from a (zero))" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("qrels, message", [
+    ("q1\td1\t1\n", "qrels.txt:1: a TREC qrels line has 4 columns (query_id 0 doc_id relevance), this one 3 (a BEIR"),
+    ("q1 0 d1 1\nq2 0 d2 high\n", "qrels.txt:2: the relevance 'high' is not an integer"),
+    (b"q1 0 d\xff1 1\n", "qrels.txt:1: not UTF-8 text"),
+], ids=["beir-tsv", "bad-relevance", "not-utf8"])
+def test_bad_qrels_lines_are_named(tmp_path, qrels, message):
+    path = tmp_path / "qrels.txt"
+    path.write_bytes(qrels if isinstance(qrels, bytes) else qrels.encode())
+    with pytest.raises(ValueError, match=re.escape(message)):
+        scoring.read_qrels(path)
+
+
+def test_compare_with_a_wrong_results_folder_fails(tmp_path, capsys):
+    expected = tmp_path / "expected.yaml"
+    expected.write_text("table: 1\nconditions:\n- name: o1e\n  datasets:\n  - dataset: beir/scifact/test\n"
+                        "    scores: {nDCG@10: 0.7}\n")
+    (tmp_path / "runs").mkdir()
+    assert o1e_eval.main(["compare", "--expected", str(expected), "--results", str(tmp_path / "runs")]) == 2
+    assert "none of the 1 results" in capsys.readouterr().err
+    assert o1e_eval.main(["compare", "--expected", str(expected), "--results", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry", ["{dataset: beir/scifact/test}", "{dataset: beir/scifact/test, scores: {}}",
+                                   "{dataset: beir/scifact/test, scores: {nDCG@10: null}}"])
+def test_regress_refuses_an_entry_that_checks_nothing(tmp_path, capsys, entry):
+    """The old command passed such an entry after running it: a regression that cannot fail."""
+    spec = tmp_path / "regressions.yaml"
+    spec.write_text(f"tolerance: 1.0e-4\nconditions:\n- name: bm25\n  retriever: bm25\n  datasets:\n  - {entry}\n")
+    assert o1e_eval.main(["regress", "--regressions", str(spec)]) == 2
+    assert "checks nothing" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--hits", "--threads", "--batch-size", "--num-thoughts"])
+def test_eval_counts_below_one_are_refused(capsys, flag):
+    """--hits 0 used to search nothing and score every query 0."""
+    with pytest.raises(SystemExit):
+        o1e_eval.main(["--dataset", "beir/scifact/test", "--retriever", "bm25", flag, "0"])
+    assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err

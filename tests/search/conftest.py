@@ -21,6 +21,18 @@ def save_checkpoint(base_dir, out_dir):
     return out_dir
 
 
+def with_other_weights(checkpoint, out_dir):
+    """A copy of ``checkpoint`` whose safetensors weights are all changed (as if retrained), same names."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(checkpoint, out_dir)
+    for path in out_dir.glob("*.safetensors"):
+        save_file({name: t + 0.05 * torch.randn_like(t) for name, t in load_file(path).items()}, path)
+    return out_dir
+
+
 def run_cli(*args, check=True, cwd=None):
     """python -m ARGS in a subprocess, as a user would run it; returns the CompletedProcess."""
     proc = subprocess.run([sys.executable, "-m", *map(str, args)], capture_output=True, text=True, cwd=cwd,

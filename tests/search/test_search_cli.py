@@ -33,13 +33,34 @@ def test_think_search_through_pyserini_cli_and_replay(cli, encoded_corpus, llama
         assert [h[0] for h in hits] == list(range(1, HITS + 1))
         assert [h[2] for h in hits] == sorted((h[2] for h in hits), reverse=True)
         assert {h[1] for h in hits} <= corpus_ids
-    assert (saved / "embedding.pkl").is_file() and (saved / "thoughts.jsonl").is_file(), proc.stderr[-2000:]
+    assert (saved / "embedding.npz").is_file() and (saved / "thoughts.jsonl").is_file(), proc.stderr[-2000:]
 
     # Re-scored from the saved vectors by Pyserini alone: no model, no generation, the same run.
     replay = tmp_path / "replay.txt"
     cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
             "--output", replay, "--encoded-queries", saved, "--hits", HITS)
     assert replay.read_text() == run.read_text()
+
+
+class _RunsCode:
+    """Unpickling this runs code: it leaves a marker file."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_pickled_encoded_queries_file_is_not_loaded_without_the_flag(cli, encoded_corpus, topics_tsv, tmp_path):
+    """Pyserini's --encoded-queries unpickled embedding.pkl: a file from elsewhere ran its code."""
+    hostile, marker = tmp_path / "hostile", tmp_path / "code-ran"
+    hostile.mkdir()
+    (hostile / "embedding.pkl").write_bytes(pickle.dumps(_RunsCode(marker)))
+    proc = cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
+               "--output", tmp_path / "run.txt", "--encoded-queries", hostile, "--hits", HITS, check=False)
+    assert proc.returncode != 0 and not marker.exists()
+    assert "is a pickle, and loading a pickle runs any code it carries" in proc.stderr.splitlines()[-1]
 
 
 def test_tevatron_faiss_retriever_reads_the_pickles(cli, encoded_corpus, llama_checkpoint, topics_tsv, tmp_path):

@@ -2,12 +2,12 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
-from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder
+from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder, load_encoded_queries
+from o1e_pyserini.search.faiss import read_encoded_queries_safely
 from o1e_pyserini.thinking import HFThoughts, NucleusSampler, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
@@ -70,8 +70,7 @@ def test_fused_embedding_equals_reencoding(o1e_checkpoint):
     assert len(lengths) >= 3 and min(lengths) < MAX_NEW, f"want ragged stops, got lengths {lengths}"
     sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(QUERIES), thoughts) for th in ths]
     reencoded = torch.from_numpy(encode_sequences(model, sequences, batch_size=5))
-    cosine = F.cosine_similarity(fused.reshape(len(sequences), -1), reencoded, dim=-1)
-    assert cosine.min().item() >= 0.9999
+    torch.testing.assert_close(fused.reshape(len(sequences), -1), reencoded, atol=1e-5, rtol=0)
 
     # The check can fail: another query's thought-augmented vector is measurably different.
     assert F.cosine_similarity(fused[0, 0], reencoded[-1], dim=-1).item() < 0.9999
@@ -86,8 +85,15 @@ def test_think_mode_averages_normalised_thought_vectors(llama_checkpoint):
     assert a.shape == (len(QUERIES), fused.dimension) and a.dtype == np.float32
     assert fused.encoded.thoughts == reencode.encoded.thoughts  # same seed, same thoughts
     np.testing.assert_allclose(a, b, atol=1e-5)
-    # eq. 11: mean of unit vectors, not renormalised
-    assert np.all(np.linalg.norm(a, axis=1) <= 1 + 1e-5)
+    # eq. 11: the mean of the normalised (q, t_i) vectors, not renormalised (a renormalised mean has norm 1)
+    t = fused.template
+    replay = HFThoughts(fused.model, ThoughtSettings(3, 1.0, 0.9, MAX_NEW, seed=7), sequence_bias={(2,): 2.0})
+    thought_ids = replay.think(QUERIES[:3]) + replay.think(QUERIES[3:])  # the encoder's two batches of 3
+    sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(QUERIES), thought_ids) for th in ths]
+    per_thought = encode_sequences(fused.model, sequences, 4).reshape(len(QUERIES), 3, -1)
+    unit = per_thought / np.linalg.norm(per_thought, axis=-1, keepdims=True)
+    np.testing.assert_allclose(a, unit.mean(axis=1), atol=1e-5)
+    assert np.linalg.norm(a, axis=1).min() < 0.999
 
     single = fused.encode(QUERIES[1])
     assert single.shape == (fused.dimension,) and single.dtype == np.float32
@@ -126,8 +132,8 @@ def test_saved_queries_are_pyserini_encoded_queries(llama_checkpoint, tmp_path):
     vectors = encoder.encode_batch(QUERIES[:3], ids=["a", "b", "c"])
     encoder.encoded.save(tmp_path, {"dna": ["b"], QUERIES[0]: ["a"]})
 
-    frame = pd.read_pickle(tmp_path / "embedding.pkl")
-    assert list(frame.columns) == ["text", "embedding"] and len(frame) == 3
+    assert len(load_encoded_queries(tmp_path)) == 3
+    read_encoded_queries_safely(allow_pickle=False)  # what o1e_pyserini.search.faiss does before Pyserini runs
     replay = QueryEncoder(str(tmp_path))
     np.testing.assert_array_equal(replay.encode("dna"), vectors[1])
     rows = [json.loads(line) for line in (tmp_path / "thoughts.jsonl").read_text().splitlines()]
@@ -163,3 +169,48 @@ def test_vllm_backend_is_optional(llama_checkpoint):
             O1EQueryEncoder(str(llama_checkpoint), thoughts="vllm")
     else:
         pytest.skip("vllm is installed: the backend itself is not exercised on CPU")
+
+
+def test_nucleus_draw_at_the_rounding_edge_stays_in_the_nucleus(monkeypatch):
+    """u = rand * total can round up to the total; the old clamp then took the last candidate, outside
+    the nucleus (probability 0)."""
+    scores = torch.tensor([[5.0, 4.0, -10.0, -11.0]])
+    sampler = NucleusSampler(temperature=1.0, top_p=0.5, candidates=4)
+    ids, probs = sampler.nucleus(scores)
+    assert (probs > 0).sum().item() == 1
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kwargs: torch.ones(*shape))  # the edge: u == total
+    assert sampler.sample(scores).item() == 0
+
+
+def test_seeded_thoughts_leave_the_global_random_state_alone(llama_checkpoint):
+    """The old code called torch.manual_seed(seed) for every batch: the caller's random state was reset,
+    and every batch replayed the same draws."""
+    kwargs = dict(num_thoughts=2, temperature=1.0, max_new_tokens=MAX_NEW, seed=3, batch_size=1,
+                  generate_kwargs={"sequence_bias": {(2,): 2.0}})
+    encoder = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    encoder.encode_batch(["dna", "dna"])
+    assert torch.equal(torch.rand(3), expected_next)
+    first, second = encoder.encoded.thoughts
+    assert first != second  # one stream over the batches, not the seed replayed per batch
+    again = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
+    again.encode_batch(["dna", "dna"])
+    assert again.encoded.thoughts == encoder.encoded.thoughts  # and still reproducible
+
+
+def test_recorded_thoughts_with_different_counts_per_query(llama_checkpoint, tmp_path):
+    """The old _reencode viewed the vectors as (B, k, d) with k of the first query."""
+    path = tmp_path / "thoughts.jsonl"
+    path.write_text(json.dumps({"text": "dna", "thoughts": ["repair"]}) + "\n"
+                    + json.dumps({"text": "rna", "thoughts": ["splicing", "polymerase", "virus"]}) + "\n")
+    encoder = O1EQueryEncoder(str(llama_checkpoint), thoughts="file", thoughts_file=str(path))
+    vectors = encoder.encode_batch(["dna", "rna"])
+    t = encoder.template
+    for row, (query, thoughts) in enumerate((("dna", ["repair"]), ("rna", ["splicing", "polymerase", "virus"]))):
+        q = t.tokenize_batch([query])[0]
+        each = encode_sequences(encoder.model, [t.thought_query(q, t.strip_thought(th))[0]
+                                                for th in t.tokenize_batch(thoughts)], 3)
+        expected = (each / np.linalg.norm(each, axis=1, keepdims=True)).mean(axis=0)
+        np.testing.assert_allclose(vectors[row], expected, atol=1e-5)

@@ -20,7 +20,9 @@ def write_jsonl(path, rows):
 
 
 def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """JSON lines end at "\n" only: str.splitlines would also split at U+2028, U+0085 and the like,
+    which a sampled thought may hold (written raw, ensure_ascii=False)."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").split("\n") if line]
 
 
 def generate_args(input_path, output_path, base_url, **overrides):

@@ -118,14 +118,14 @@ def test_tie_breaking_is_deterministic():
 
 
 def test_collapse_guard_thresholds():
-    args = VoteArguments(input_path="-", output_path="-")
+    args = VoteArguments(input_path="candidates.jsonl", output_path="voted.jsonl")
     positive = "def is_iterable(obj): return hasattr(obj, '__iter__') or hasattr(obj, '__getitem__')"
     query = "python check if a variable is iterable"
     assert rejection_reason(positive, query, positive, args) == "copies_positive"
     assert rejection_reason("Python: check if a variable is iterable?", query, positive, args) == "repeats_query"
     assert rejection_reason("Use hasattr to test for __iter__, a duck-typing check.", query, positive, args) is None
     assert rejection_reason("hasattr", query, positive, args) is None  # too short to copy anything
-    strict = VoteArguments(input_path="-", output_path="-", copy_threshold=0.0)
+    strict = VoteArguments(input_path="candidates.jsonl", output_path="voted.jsonl", copy_threshold=0.0)
     half_copy = "return hasattr(obj, '__iter__') so that every iterable passes the test in practice"
     assert rejection_reason(half_copy, query, positive, args) is None
     assert rejection_reason(half_copy, query, positive, strict) == "copies_positive"

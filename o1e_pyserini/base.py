@@ -1,0 +1,65 @@
+"""What the families' Pyserini encoders share: the input error, loading a checkpoint of the family,
+Pyserini's options that a checkpoint fixes, and the passage side (text -> the family's template ->
+vectors)."""
+from __future__ import annotations
+
+import logging
+from typing import ClassVar, Optional, Sequence
+
+import numpy as np
+from pyserini.encode import DocumentEncoder
+
+from o1e_tevatron.checkpoint import load_model
+from o1e_tevatron.inference import encode_sequences
+from o1e_tevatron.template import passage_text
+
+logger = logging.getLogger(__name__)
+
+
+class O1EInputError(ValueError):
+    """Input that o1e refuses (an empty query, an inconsistent index), with what and where."""
+
+
+def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
+                      base_model_name_or_path: Optional[str]):
+    """A checkpoint of ``family`` (a FamilyModel class) in eval mode; a bad checkpoint is one line."""
+    try:
+        model = load_model(path, family, dtype="float16" if fp16 else dtype, device=device,
+                           base_model_name_or_path=base_model_name_or_path)
+    except ValueError as e:
+        raise O1EInputError(str(e)) from None
+    return model.eval()
+
+
+def report_ignored(cls_name: str, options: dict) -> None:
+    """Pyserini passes pooling / l2_norm / prefix / max_length to some encoders by name matching;
+    the o1e checkpoint's own config fixes those, so they are dropped (visibly)."""
+    if options:
+        logger.info("%s ignores Pyserini options %s: the checkpoint's o1e_config.json fixes them",
+                    cls_name, sorted(options))
+
+
+class FamilyDocumentEncoder(DocumentEncoder):
+    """Passages laid out by the checkpoint's template (``[bos] title text`` + the family's suffix,
+    truncated as the checkpoint says) and embedded in length-sorted batches."""
+
+    family: ClassVar[type]  # the FamilyModel class
+
+    def __init__(self, model_name: str, device: str = "cpu", dtype: str = "float32", fp16: bool = False,
+                 batch_size: int = 32, base_model_name_or_path: Optional[str] = None, **pyserini_options):
+        report_ignored(type(self).__name__, pyserini_options)
+        self.model = load_family_model(self.family, model_name, device, dtype, fp16, base_model_name_or_path)
+        self.batch_size = batch_size
+
+    @property
+    def dimension(self) -> int:
+        return self.model.causal_lm.config.hidden_size
+
+    def passage_vectors(self, texts: Sequence[str], titles: Optional[Sequence[str]] = None) -> np.ndarray:
+        """(n, d) or, for DEBATER, (n, M, d) float32. Pyserini's ``fp16`` / ``max_length`` / ``add_sep``
+        do not apply (the checkpoint fixes them)."""
+        texts = list(texts)
+        if titles is not None:
+            texts = [passage_text(title, text) for title, text in zip(titles, texts)]
+        t = self.model.template
+        return encode_sequences(self.model, [t.passage(p) for p in t.tokenize_batch(texts)], self.batch_size)

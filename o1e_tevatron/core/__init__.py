@@ -1,0 +1,1 @@
+"""Pieces both sides import: no Trainer, no Pyserini."""

@@ -1,0 +1,18 @@
+"""Reading text files line by line with errors that name the file and the line."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+
+def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
+    """(line number, line without its line break) of a UTF-8 file; bytes that are not UTF-8 are an
+    error naming the line (Python's own decoder names only a byte offset)."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: not UTF-8 text (byte {e.start + 1} of the line): "
+                                 "convert the file to UTF-8") from None
+            yield line_no, line.rstrip("\r\n")

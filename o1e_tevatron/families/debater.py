@@ -1,0 +1,161 @@
+"""DEBATER (arXiv 2502.12974): the passage thinks. A passage is followed by a prompt and M step tokens;
+the last-layer hidden state at each step token is one view of it (Chain-of-Deliberation), so a
+passage has M unit vectors (B, M, d). A query is ``{instruction} {query}</s>``, pooled at ``</s>``.
+
+Training scores a passage by its best step (S_max) and distils S_max into the last step
+(:class:`~o1e_tevatron.loss.MaxStepSelfDistillationLoss`); search uses the last step's vector (one
+per passage), or the best of the M steps (``max-steps``, the paper's ablation).
+
+Fixed here, unlike the release: step tokens the tokenizer lacks are added and their embedding rows
+train (LoRA's trainable tokens, as O1E's special tokens); the passage is truncated before the prompt
+and the steps are appended, so they survive any passage length; the loss runs inside the wrapped
+module's forward, so DDP synchronises gradients.
+
+    passage  [bos] passage[:passage_max_len] step_prompt <step_1> ... <step_M>
+    query    [bos] instruction query[:query_max_len] </s>
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..loss import MaxStepSelfDistillationLoss
+from ..objective import Objective
+from ..template import TokenTemplate, add_special_tokens
+from .base import FamilyConfig, FamilyModel, family_output, last_positions
+
+DEFAULT_NUM_STEPS = 8
+DEFAULT_STEP_PROMPT = "Use eight words to represent the above text in multiple aspects: "
+SCORINGS = ("last", "max-steps")
+
+
+def default_step_tokens(num_steps: int) -> list[str]:
+    """MiniCPM's reserved tokens, as in the release (``<reserved_12>`` ...); added where absent."""
+    return [f"<reserved_{12 + k}>" for k in range(num_steps)]
+
+
+@dataclass
+class DebaterConfig(FamilyConfig):
+    """What a DEBATER checkpoint carries: step layout, score scale, query instruction and lengths."""
+
+    family = "debater"
+    num_steps: int = DEFAULT_NUM_STEPS
+    step_prompt: str = DEFAULT_STEP_PROMPT
+    step_tokens: Optional[list] = None
+    scale: float = 30.0
+    query_instruction: str = ""
+    query_max_len: int = 32
+    passage_max_len: int = 192
+
+    def __post_init__(self):
+        if self.num_steps < 1:
+            raise ValueError(f"num_steps must be >= 1, got {self.num_steps}")
+        self.step_tokens = list(self.step_tokens or default_step_tokens(self.num_steps))
+        if len(self.step_tokens) != self.num_steps or len(set(self.step_tokens)) != self.num_steps:
+            raise ValueError(f"need {self.num_steps} distinct step tokens, got {self.step_tokens}")
+        for name in ("query_max_len", "passage_max_len"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+
+class DebaterTemplate(TokenTemplate):
+    """Token-id assembly of DEBATER's queries and passages (ids concatenated, never strings)."""
+
+    def __init__(self, tokenizer, config: DebaterConfig):
+        super().__init__(tokenizer)
+        self.config = config
+        vocab = tokenizer.get_vocab()
+        absent = [t for t in config.step_tokens if t not in vocab]
+        if absent:
+            raise ValueError(f"tokenizer lacks the step tokens {absent}: build or load the model through DebaterModel")
+        if self.eos_id is None:
+            raise ValueError("the tokenizer has no eos token; DEBATER ends every query with it")
+        self.step_ids = [vocab[t] for t in config.step_tokens]
+        self.prompt_ids = self.tokenize(config.step_prompt) if config.step_prompt else []
+        self.instruction_ids = self.tokenize(config.query_instruction) if config.query_instruction else []
+
+    def with_instruction(self, instruction: str) -> "DebaterTemplate":
+        """The same layout with another query instruction (per-task instructions at search time)."""
+        return DebaterTemplate(self.tokenizer, replace(self.config, query_instruction=instruction))
+
+    def tokenize_queries(self, queries: Sequence[str]) -> list[list[int]]:
+        """Query ids as they follow the instruction in ``{instruction} {query}`` (a space before the query)."""
+        return self.tokenize_batch([f" {q}" for q in queries] if self.instruction_ids else queries)
+
+    def plain_query(self, query_ids: Sequence[int]) -> list[int]:
+        return self.bos + self.instruction_ids + list(query_ids[: self.config.query_max_len]) + [self.eos_id]
+
+    def passage(self, passage_ids: Sequence[int]) -> list[int]:
+        """The passage is cut first, so the prompt and every step token are always there."""
+        return self.bos + list(passage_ids[: self.config.passage_max_len]) + self.prompt_ids + self.step_ids
+
+
+DebaterOutput = family_output("DebaterOutput", "ce_loss", "distill_loss")
+
+
+class DebaterModel(FamilyModel):
+    """Query vector at ``</s>``; M step vectors per passage; loss = (CE over S_max + self-distillation) / 2."""
+
+    family = "debater"
+    config_class = DebaterConfig
+    output_class = DebaterOutput
+
+    def __init__(self, lm, tokenizer, config: DebaterConfig, negatives_x_device: bool = False):
+        parts = {"ce_loss", "distill_loss"}
+        super().__init__(lm, tokenizer, config, Objective({name: 0.5 for name in sorted(parts)},
+                                                          parts if negatives_x_device else set()))
+        self.template = DebaterTemplate(tokenizer, config)
+        self.loss = MaxStepSelfDistillationLoss(config.scale, negatives_x_device)
+
+    @classmethod
+    def add_tokens(cls, tokenizer, lm, config: DebaterConfig) -> list[int]:
+        return add_special_tokens(tokenizer, lm, config.step_tokens)
+
+    def pool_query(self, hidden, input_ids, attention_mask) -> torch.Tensor:
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        last = last_positions(attention_mask)
+        if not bool((input_ids[rows, last] == self.template.eos_id).all()):
+            raise ValueError("a query does not end with </s>: build inputs with DebaterTemplate.plain_query")
+        return F.normalize(hidden[rows, last], dim=-1)
+
+    def pool_passage(self, hidden, input_ids, attention_mask) -> torch.Tensor:
+        """(B, M, d): the unit vectors at the M step tokens, the last M attended positions of each row."""
+        steps = len(self.template.step_ids)
+        positions = last_positions(attention_mask)[:, None] + torch.arange(1 - steps, 1, device=hidden.device)
+        rows = torch.arange(hidden.shape[0], device=hidden.device)[:, None]
+        step_ids = torch.tensor(self.template.step_ids, device=input_ids.device)
+        if not bool((input_ids[rows, positions] == step_ids).all()):
+            raise ValueError("a passage does not end with the step tokens: build inputs with DebaterTemplate.passage")
+        return F.normalize(hidden[rows, positions], dim=-1)
+
+    def vector_loss_parts(self, q_reps, p_reps, teacher_scores=None) -> dict[str, torch.Tensor]:
+        return self.loss(q_reps, p_reps)
+
+
+def index_rows(step_vectors: np.ndarray, ids: Sequence[str], scoring: str = "last") -> tuple[np.ndarray, list[str]]:
+    """What a flat inner-product index holds for passages with (n, M, d) step vectors: the last step
+    (one row per passage), or with ``max-steps`` all M steps (M rows per passage, its id repeated, so
+    the best-scoring row of a passage is its best step)."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"DEBATER scoring must be one of {SCORINGS}, not {scoring!r}")
+    if scoring == "last":
+        return np.ascontiguousarray(step_vectors[:, -1]), list(ids)
+    n, steps, dim = step_vectors.shape
+    return np.ascontiguousarray(step_vectors.reshape(n * steps, dim)), [i for i in ids for _ in range(steps)]
+
+
+def best_step_hits(hits: Sequence, k: int) -> list:
+    """Each passage once, at its best step's rank, ``k`` deep: ``hits`` (objects with ``docid``, best
+    first) come from searching ``k * M`` rows of a max-steps index, which always hold ``k`` passages."""
+    seen, best = set(), []
+    for hit in hits:
+        if hit.docid not in seen:
+            seen.add(hit.docid)
+            best.append(hit)
+            if len(best) == k:
+                break
+    return best

@@ -1,0 +1,92 @@
+"""The search CLI refuses bad input up front, naming the file and line (before any model loads)."""
+import re
+
+import pytest
+
+from o1e_pyserini.encoder import O1EInputError
+from o1e_pyserini.search.faiss import main
+
+
+@pytest.mark.parametrize("content, message", [
+    ("q1\tdna repair\tsee also rna\n", "topics.tsv:1: expected query_id<TAB>text with one tab, found 2"),
+    ("q1\tdna repair\nq2\trna\nq1\tprotein\n", "topics.tsv:3: query id 'q1' again (first on line 1)"),
+    ("q1\tdna repair\n\nq2\trna\n", "topics.tsv:2: blank line among the topics"),
+    (b"q1\tdna repair\nq2\tr\xffna\n", "topics.tsv:2: not UTF-8 text"),
+    ("q1 dna repair\n", "topics.tsv:1: expected query_id<TAB>text with one tab, found 0"),
+], ids=["extra-tab", "duplicate-id", "blank-line", "not-utf8", "no-tab"])
+def test_bad_topics_lines_are_named(encoded_corpus, tmp_path, content, message):
+    """The old code searched 'dna repair\\tsee also rna', kept one of two q1 queries, and so on."""
+    topics = tmp_path / "topics.tsv"
+    topics.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(O1EInputError, match=re.escape(message)):
+        main(["--index", str(encoded_corpus / "index"), "--topics", str(topics), "--output", str(tmp_path / "run")])
+
+
+def test_trailing_blank_lines_are_fine(encoded_corpus, tmp_path):
+    from o1e_pyserini.search.faiss import read_topics_file
+    topics = tmp_path / "topics.tsv"
+    topics.write_text("q1\tdna\n\n\n")
+    assert read_topics_file(str(topics)) == (["q1"], ["dna"])
+
+
+def test_missing_index_or_topics_file(encoded_corpus, topics_tsv, tmp_path):
+    argv = ["--index", str(encoded_corpus / "index"), "--topics", str(topics_tsv), "--output", str(tmp_path / "r")]
+    with pytest.raises(O1EInputError, match="--index no/such/index: no such index directory"):
+        main(argv + ["--index", "no/such/index"])
+    with pytest.raises(O1EInputError, match="--topics .*missing.tsv: no such file"):
+        main(argv + ["--topics", str(tmp_path / "missing.tsv")])
+
+
+@pytest.mark.parametrize("flag", ["--hits", "--o1e-num-thoughts", "--o1e-max-thought-tokens", "--o1e-encode-batch-size"])
+def test_counts_below_one_are_refused(encoded_corpus, topics_tsv, tmp_path, capsys, flag):
+    """--hits 0 searched nothing and wrote an empty run."""
+    with pytest.raises(SystemExit):
+        main(["--index", str(encoded_corpus / "index"), "--topics", str(topics_tsv), "--output", str(tmp_path / "r"),
+              flag, "0"])
+    assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_missing_index_exits_non_zero(cli, topics_tsv, tmp_path):
+    """The old command printed a traceback from Pyserini and exited 0."""
+    proc = cli("o1e_pyserini.search.faiss", "--index", tmp_path / "missing", "--topics", topics_tsv,
+               "--output", tmp_path / "run.txt", "--encoder", "o1e", check=False)
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("o1e: error: --index")
+    assert not (tmp_path / "run.txt").exists()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("tokenizer", "no tokenizer (none of tokenizer.json"),
+    ("weights", "adapter_model.safetensors: not a complete safetensors file"),
+], ids=["missing-tokenizer", "truncated-safetensors"])
+def test_a_damaged_checkpoint_is_named(llama_checkpoint, tmp_path, damage, message):
+    import shutil
+
+    from o1e_pyserini.encoder import O1EDocumentEncoder
+    folder = tmp_path / "ckpt"
+    shutil.copytree(llama_checkpoint, folder)
+    if damage == "tokenizer":
+        for path in folder.glob("tokenizer*"):
+            path.unlink()
+    else:
+        weights = folder / "adapter_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(O1EInputError, match=re.escape(message)):
+        O1EDocumentEncoder(str(folder))
+
+
+def test_encode_driver_input_errors_are_one_line(cli, llama_checkpoint, tmp_path):
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"_id": "d1", "text": "dna"}\n{"_id": "d2", "text": "rna"\n')
+    proc = cli("o1e_tevatron.driver.encode", "--model_name_or_path", llama_checkpoint, "--encode_in_path", corpus,
+               "--encoded_save_path", tmp_path / "c.npz", "--output_dir", tmp_path / "tr", check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {corpus}:2: not JSON")
+
+
+def test_recorded_thoughts_must_be_lists_of_strings(tmp_path):
+    """A string was split into one-character thoughts."""
+    from o1e_pyserini.thinking import RecordedThoughts
+    path = tmp_path / "thoughts.jsonl"
+    path.write_text('{"text": "dna", "thoughts": ["repair"]}\n{"text": "rna", "thoughts": "splicing"}\n')
+    with pytest.raises(ValueError, match=re.escape("thoughts.jsonl:2: 'thoughts' must be a list of strings")):
+        RecordedThoughts(path)
