@@ -31,8 +31,10 @@ logger = logging.getLogger(__name__)
 
 def corpus_index(corpus: Path, index_root: Path | None = None) -> Path:
     """The BM25 index of ``corpus``, under a name that is the digest of its content (never a stale one)."""
-    index_dir = (index_root or O1E_CACHE / "indexes") / f"mine-bm25-{file_digest(corpus)[:20]}"
-    return retrievers.build_index(retrievers.RetrieverSpec("bm25"), JsonlDocs(corpus).docs_iter(), index_dir)
+    digest = file_digest(corpus)
+    bm25 = retrievers.RetrieverSpec("bm25")
+    index_dir = (index_root or O1E_CACHE / "indexes") / f"mine-bm25-{digest[:20]}"
+    return retrievers.build_index(bm25, JsonlDocs(corpus).docs_iter(), index_dir, bm25.content_key(digest))
 
 
 def mine(input_dir: Path, split: str, output: Path, depth: int = 30, negatives: int = 7, take: str = "sample",
