@@ -8,8 +8,9 @@
 # Stages (each skipped when its output is there, so a rerun resumes; synthesis resumes row by row):
 #   1 mine     BM25 hard negatives for SciFact train (python -m o1e_pyserini.mine)
 #   2 teacher  `transformers serve` SmolLM2 on loopback -> synthesis.generate (paper prompt, k=3) -> vote
-#   3 train    (a) contrastive only, plain queries; (b) O1E joint (generation + contrastive); same data/steps/seed
-#   4 eval     (a); (b) fast; (b) think; (a) + the teacher's thoughts (Table 4's separate generator)
+#   3 train    (a) contrastive only, plain queries; (b) O1E joint (generation + contrastive); (c) DEBATER
+#              (passage-side steps, max-step InfoNCE + self-distillation); same data, steps and seed
+#   4 eval     (a); (b) fast; (b) think; (a) + the teacher's thoughts (Table 4's separate generator); (c)
 #   5 compare  paired t-tests against (a) and between (b) think and fast
 # Small artifacts (mined rows, candidates, voted thoughts, logs, metrics, runs) stay in recipes/mini/;
 # models and indexes go to $WORK (not committed).
@@ -80,7 +81,7 @@ if ! stamp vote; then
   done_ vote
 fi
 
-echo "== 3/5 training: (a) contrastive only, plain queries; (b) O1E joint"
+echo "== 3/5 training: (a) contrastive only, plain queries; (b) O1E joint; (c) DEBATER"
 train() {
   local arm=$1; shift
   stamp "train-$arm" && return
@@ -95,6 +96,8 @@ train() {
 }
 train a --gen_loss_weight 0 --plain_query_prob 1.0
 train b --gen_loss_weight 0.2 --plain_query_prob 0.1
+train c --family debater --debater_query_instruction \
+  "Given a scientific claim, retrieve documents that support or refute the claim:"
 
 echo "== 4/5 evaluation on SciFact test and CoSQA dev"
 evaluate() {
@@ -110,6 +113,7 @@ for dataset in beir/scifact/test o1e/cosqa/dev; do
   evaluate b-fast "$dataset" "o1e:$WORK/model-b" --mode fast
   evaluate b-think "$dataset" "o1e:$WORK/model-b" --mode think --num-thoughts 3 --max-thought-tokens "$T_LEN" \
     --temperature "$THINK_T" --seed 0
+  evaluate c "$dataset" "debater:$WORK/model-c"  # the task's instruction for each dataset
 done
 if ! stamp eval-a-teacher; then
   [[ -n ${TEACHER_PID:-} ]] || teacher_up
@@ -123,7 +127,7 @@ fi
 echo "== 5/5 paired t-tests"
 for dataset in beir/scifact/test o1e/cosqa/dev; do
   slug=${dataset//\//_}
-  for b in b-fast b-think a-teacher; do
+  for b in b-fast b-think a-teacher c; do
     $PY -m o1e_pyserini.eval ttest --dataset "$dataset" --data-dir "$DATA_DIR" \
       --run-a "$(ls "$MINI"/results/a/*"${slug}"*.trec* | head -1)" --run-b "$(ls "$MINI"/results/$b/*"${slug}"*.trec* | head -1)" \
       --output "$MINI/results/ttest.$slug.a-vs-$b.json"
