@@ -14,6 +14,7 @@ sharding (``index_cpu_to_all_gpus``, ``shard=True``, float16 on the device) and 
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from pathlib import Path
@@ -158,6 +159,7 @@ class ShardedIndex:
         raise NotImplementedError("pseudo-relevance feedback (--prf-depth) needs one index: not on a sharded index")
 
 
+@functools.cache
 def sharded_searcher_class():
     """Pyserini's FaissSearcher that also opens a sharded index directory (see the module docstring)."""
     from pyserini.search.faiss import FaissSearcher

@@ -133,8 +133,11 @@ def test_encoded_shards_become_the_cached_faiss_index(tmp_path):
                                          tmp_path / "index", "key")
     assert retrievers.reusable_index(index_dir, "key") and not retrievers.reusable_index(index_dir, "other")
     assert retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
-    import faiss
-    assert faiss.read_index(str(index_dir / "index")).search(vectors[2:3], 1)[1][0, 0] == 2
+    from o1e_pyserini.search.sharded import ShardedIndex, shard_dirs
+    assert len(shard_dirs(index_dir)) == 2 and not (index_dir / "index").exists()  # searched shard-wise, not merged
+    assert ShardedIndex(shard_dirs(index_dir), gpu=False).search(vectors[2:3], 1)[1][0, 0] == 2
+    (index_dir / "shard-001" / "index").write_bytes(b"torn")
+    assert not retrievers.reusable_index(index_dir, "key")  # a damaged shard is rebuilt, not searched
 
 
 @pytest.mark.parametrize("ids, problem", [
