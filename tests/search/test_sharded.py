@@ -70,8 +70,8 @@ def test_encode_driver_shards_are_found_and_checked(tmp_path, tied_corpus):
 
 
 def test_float16_rankings_agree_with_float32(tmp_path):
-    """Float16 storage: scores within 2e-3, the top-10 overlap >= 0.99 on 768-d random unit vectors (measured: see
-    BENCHMARKS.md; a float32 index would give 1.0 and 0 error, an int8 one fails the score bound)."""
+    """Float16 storage on 768-d unit vectors: the same top hit, top-10 overlap >= 0.99 and scores within 2e-4 of
+    float32 (measured: overlap 1.0, max score difference 4.4e-5; an 8-bit scalar quantizer misses the bound)."""
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((20000, 768)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -84,7 +84,7 @@ def test_float16_rankings_agree_with_float32(tmp_path):
     overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r16, r32)])
     assert (r16[:, 0] == r32[:, 0]).all()
     assert overlap >= 0.99, overlap
-    assert np.abs(s16 - s32).max() < 2e-3
+    assert 0 < np.abs(s16 - s32).max() < 2e-4  # > 0: really stored in float16
     assert os.path.getsize(tmp_path / "f16/shard-0/index") < 0.51 * os.path.getsize(tmp_path / "f32/shard-0/index")
 
 
