@@ -64,6 +64,18 @@ def shard_dirs(index_dir: str | Path) -> list[Path]:
     return [found[i] for i in range(total)]
 
 
+def as_flat(index, chunk: int = 1 << 18):
+    """A float16 scalar quantizer decoded into an IndexFlatIP (what faiss-gpu clones), chunk by chunk."""
+    import faiss
+
+    if isinstance(index, faiss.IndexFlat):
+        return index
+    flat = faiss.IndexFlatIP(index.d)
+    for start in range(0, index.ntotal, chunk):
+        flat.add(index.reconstruct_n(start, min(chunk, index.ntotal - start)))
+    return flat
+
+
 class ShardedIndex:
     """A faiss-like index (``d``, ``ntotal``, ``search``) over shard directories; row ``i`` is the
     ``i``-th docid of the shards in order, so Pyserini's FaissSearcher uses it unchanged."""
@@ -88,7 +100,10 @@ class ShardedIndex:
             self.offsets.append(self.offsets[-1] + len(ids))
         self.ntotal = self.offsets[-1]
         self.docid_array = np.array(self.docids)
-        use_gpu = gpu if gpu is not None else hasattr(faiss, "get_num_gpus") and faiss.get_num_gpus() > 0
+        gpus = faiss.get_num_gpus() if hasattr(faiss, "index_cpu_to_all_gpus") else 0  # faiss-gpu: the gpu extra
+        if gpu and not gpus:
+            logger.warning("no GPU that faiss can use (install the gpu extra, faiss-gpu): searching on the CPU")
+        use_gpu = gpus > 0 and gpu is not False
         self.on_gpus = [self._to_gpus(self._read(folder)) for folder in self.dirs] if use_gpu else None
 
     @staticmethod
@@ -98,18 +113,12 @@ class ShardedIndex:
 
     @staticmethod
     def _to_gpus(index):
-        """One shard on all GPUs (faiss's sharding), float16 there; a float16 scalar quantizer is
-        decoded to a flat float32 index first (faiss-gpu clones flat indexes)."""
+        """One shard on all GPUs (faiss's sharding), float16 there."""
         import faiss
 
-        if not isinstance(index, faiss.IndexFlat):
-            flat = faiss.IndexFlatIP(index.d)
-            for start in range(0, index.ntotal, 1 << 18):
-                flat.add(index.reconstruct_n(start, min(1 << 18, index.ntotal - start)))
-            index = flat
         options = faiss.GpuMultipleClonerOptions()
         options.shard, options.useFloat16 = True, True
-        return faiss.index_cpu_to_all_gpus(index, options)
+        return faiss.index_cpu_to_all_gpus(as_flat(index), options)
 
     def _shard_search(self, shard: int, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         index = self.on_gpus[shard] if self.on_gpus else self._read(self.dirs[shard])

@@ -9,7 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from o1e_pyserini.search.sharded import SHARDS_FILE, ShardedIndex, shard_dirs, write_shards_file
+from o1e_pyserini.search.sharded import ShardedIndex, as_flat, shard_dirs, write_shards_file
 from o1e_tevatron.core.vectors import flat_index, memory_plan, storage_dtype, write_record
 from o1e_tevatron.inference import write_index_dir
 
@@ -86,6 +86,9 @@ def test_float16_rankings_agree_with_float32(tmp_path):
     assert overlap >= 0.99, overlap
     assert 0 < np.abs(s16 - s32).max() < 2e-4  # > 0: really stored in float16
     assert os.path.getsize(tmp_path / "f16/shard-0/index") < 0.51 * os.path.getsize(tmp_path / "f32/shard-0/index")
+    # what the GPU path clones: the float16 shard decoded into a flat index, the same scores (chunked decode)
+    shard = faiss.read_index(str(tmp_path / "f16/shard-1/index"))
+    np.testing.assert_array_equal(as_flat(shard, chunk=3001).search(queries, 10)[1], shard.search(queries, 10)[1])
 
 
 def test_storage_dtype_and_memory_plan():
