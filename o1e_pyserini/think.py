@@ -94,7 +94,10 @@ def make_backend(args, settings: ThoughtSettings):
     from .base import load_family_model
     from .thinking import HFThoughts
 
-    model = load_family_model(O1EModel, args.model, args.device, args.dtype, False, args.base_model)
+    device = args.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per rank
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    model = load_family_model(O1EModel, args.model, device, args.dtype, False, args.base_model)
     return HFThoughts(model, settings), model.template
 
 

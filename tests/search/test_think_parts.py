@@ -65,6 +65,11 @@ def test_a_killed_part_resumes_and_the_parts_merge(llama_checkpoint, topics, tmp
     recorded = RecordedThoughts(merged)  # what later runs read (--thoughts-file)
     assert recorded.texts([rows[5]["text"]]) == [rows[5]["thoughts"]]
 
+    # other sampling settings: the finished part is not taken for theirs, it starts over
+    flags = think_flags(llama_checkpoint, topics_path, out, "--shard-index", "1")
+    main(["run", *flags[:flags.index("--num-thoughts") + 1], "1", *flags[flags.index("--num-thoughts") + 2:]])
+    assert all(len(json.loads(line)["thoughts"]) == 1 for line in part_path(out, 1, 2).read_text().splitlines())
+
 
 def test_merge_refuses_a_query_in_two_parts(topics, tmp_path):
     topics_path, ids = topics
