@@ -68,6 +68,11 @@ def rows(record: dict) -> list[tuple[str, str, str, str]]:
         return [("Search qps, exact IndexFlatIP", f"{r['exact_flat_ip_queries_per_s']}", "report", f"{r['docs']} x {r['dim']}")] + [
             (f"Search HNSW {ef}", f"{v['queries_per_s']} qps ({v['speedup_over_exact']}x exact)", "report",
              f"recall@10 vs exact {v['recall@10_vs_exact']}") for ef, v in h.items()]
+    if name == "scale":
+        search = r["measured_cpu"]["search"]
+        return [(f"Sharded exact search qps, {s['num_docs']} x {s['dim']}, 4 shards, k=1000",
+                 f"float16 {search['float16']['queries_per_s']:.1f}, float32 {search['float32']['queries_per_s']:.1f}",
+                 "report", "MS MARCO projections: BENCHMARKS.md, Scale")]
     return []
 
 

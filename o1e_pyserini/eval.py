@@ -329,6 +329,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     encoding.add_argument("--max-passage-length", type=positive_int, default=256)
     encoding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     encoding.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=True)
+    encoding.add_argument("--vector-dtype", choices=["auto", "float16", "float32"], default="auto",
+                          help="index storage: float16 halves the memory (auto: float16 from 1M passages on)")
     o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
     o1e.add_argument("--mode", choices=["think", "fast"], default=None, help="o1e only")
     o1e.add_argument("--num-thoughts", type=positive_int, default=None)
@@ -367,7 +369,7 @@ def _config(args) -> EvalConfig:
         raise SystemExit("error: --instruction applies to debater: retrievers")
     retriever = retrievers.RetrieverSpec(args.retriever, device=args.device, batch_size=args.batch_size,
                                          max_passage_length=args.max_passage_length, pooling=args.pooling,
-                                         l2_norm=args.l2_norm, debater_scoring=args.debater_scoring,
+                                         l2_norm=args.l2_norm, debater_scoring=args.debater_scoring, vector_dtype=args.vector_dtype,
                                          query_options=options)
     try:
         retriever.validate()

@@ -73,10 +73,14 @@ def read_docid_file(path: Path) -> list[str]:
     return ids[:-1] if ids and ids[-1] == "" else ids
 
 
-def write_index_dir(index_dir: str | Path, vectors: np.ndarray, ids: Sequence[str], rows_per_id: int = 1) -> None:
-    """A flat inner-product index; both files are written under temporary names, then renamed.
-    ``rows_per_id``: consecutive rows per document (a max-steps DEBATER index: M, its id repeated)."""
+def write_index_dir(index_dir: str | Path, vectors: np.ndarray, ids: Sequence[str], rows_per_id: int = 1,
+                    dtype: str = "float32") -> None:
+    """A flat inner-product index (``dtype``: float32 or float16, see ``core.vectors.flat_index``); both
+    files are written under temporary names, then renamed. ``rows_per_id``: consecutive rows per
+    document (a max-steps DEBATER index: M, its id repeated)."""
     import faiss
+
+    from .core.vectors import flat_index
 
     if len(vectors) != len(ids):
         raise ValueError(f"{len(vectors)} vectors but {len(ids)} ids")
@@ -88,7 +92,7 @@ def write_index_dir(index_dir: str | Path, vectors: np.ndarray, ids: Sequence[st
         check(docid)
     out = Path(index_dir)
     out.mkdir(parents=True, exist_ok=True)
-    index = faiss.IndexFlatIP(vectors.shape[1])
+    index = flat_index(vectors.shape[1], dtype)
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     faiss.write_index(index, str(out / "index.tmp"))
     (out / "docid.tmp").write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")

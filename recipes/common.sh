@@ -33,8 +33,10 @@ train_o1e() {
     "$@"
 }
 
-# encode_corpus MODEL_DIR CORPUS_JSONL OUT_DIR: one shard per GPU (Tevatron --encode_num_shard),
-# then the shards become the harness's cached faiss index for that dataset and model.
+# encode_corpus MODEL_DIR CORPUS_JSONL OUT_DIR: one shard per GPU (Tevatron --encode_num_shard), each
+# written as o1e's safe .npz (OUT_DIR/corpus.i.npz) and as a faiss index directory (OUT_DIR/index/i),
+# float16 from 1M passages on (--vector_dtype auto). OUT_DIR/index is then searchable as one sharded
+# index (o1e_pyserini.search.faiss --index OUT_DIR/index), never merged; finished shards are skipped.
 encode_corpus() {
   local model=$1 corpus=$2 out=$3
   mkdir -p "$out"
@@ -45,9 +47,23 @@ encode_corpus() {
       --bf16 --per_device_eval_batch_size 256 --p_max_len 192 \
       --encode_in_path "$corpus" \
       --encode_num_shard "$NPROC" --encode_shard_index "$shard" \
-      --encoded_save_path "$out/corpus.$shard.pkl" &
+      --vector_dtype "${VECTOR_DTYPE:-auto}" \
+      --encoded_save_path "$out/corpus.$shard.npz" --faiss_index_dir "$out/index/$shard" &
   done
   wait
+}
+
+# think_topics MODEL_DIR TOPICS_TSV OUT_DIR: thoughts for every query, one part per GPU (vLLM on a merged
+# checkpoint with THINK_BACKEND=vllm; hf is the reference), resumable, merged into OUT_DIR/thoughts.jsonl.
+think_topics() {
+  local model=$1 topics=$2 out=$3
+  for part in $(seq 0 $((NPROC - 1))); do
+    CUDA_VISIBLE_DEVICES=$part python -m o1e_pyserini.think run --model "$model" --topics "$topics" \
+      --output-dir "$out" --num-shards "$NPROC" --shard-index "$part" --backend "${THINK_BACKEND:-vllm}" \
+      --device cuda --dtype bfloat16 --num-thoughts 3 --temperature 0.1 --top-p 0.9 --max-thought-tokens 128 &
+  done
+  wait
+  python -m o1e_pyserini.think merge --topics "$topics" --output-dir "$out" --num-shards "$NPROC"
 }
 
 # evaluate DATASET RETRIEVER RUNS_DIR [extra eval flags...]
@@ -63,14 +79,17 @@ export_corpus() {
   [[ -s $2 ]] || ir_datasets export "$1" docs --format jsonl > "$2"
 }
 
-# evaluate_o1e DATASET MODEL_DIR RUNS_DIR [SHARDS_DIR]: encoded shards (if given) become the cached
-# index, then the dataset is searched with thoughts (think) and without (fast).
+# evaluate_o1e DATASET MODEL_DIR RUNS_DIR [SHARDS_DIR] [THOUGHTS_JSONL]: encoded shards (if given) become
+# the cached index (one shard directory each, searched shard-wise: on all GPUs when faiss-gpu is
+# installed), then the dataset is searched with thoughts (think; read from THOUGHTS_JSONL if given)
+# and without (fast).
 evaluate_o1e() {
-  local dataset=$1 model=$2 runs=$3 shards=${4:-}
-  if [[ -n $shards ]] && compgen -G "$shards/corpus.*.pkl" > /dev/null; then
+  local dataset=$1 model=$2 runs=$3 shards=${4:-} thoughts=${5:-}
+  if [[ -n $shards ]] && compgen -G "$shards/corpus.*.npz" > /dev/null; then
     python -m o1e_pyserini.eval import-shards --dataset "$dataset" --retriever "o1e:$model" \
-      --max-passage-length 192 --shards "$shards"/corpus.*.pkl
+      --max-passage-length 192 --vector-dtype "${VECTOR_DTYPE:-auto}" --shards "$shards"/corpus.*.npz
   fi
-  evaluate "$dataset" "o1e:$model" "$runs/think" --mode think --num-thoughts 3
-  evaluate "$dataset" "o1e:$model" "$runs/fast" --mode fast
+  evaluate "$dataset" "o1e:$model" "$runs/think" --mode think --num-thoughts 3 \
+    --vector-dtype "${VECTOR_DTYPE:-auto}" ${thoughts:+--thoughts-file "$thoughts"}
+  evaluate "$dataset" "o1e:$model" "$runs/fast" --mode fast --vector-dtype "${VECTOR_DTYPE:-auto}"
 }

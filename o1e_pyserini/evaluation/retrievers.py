@@ -25,8 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is imported)
+from o1e_pyserini.search.sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class, write_shards_file
 from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint
-from o1e_tevatron.inference import DocidCheck, read_docid_file
+from o1e_tevatron.core.vectors import flat_index, memory_plan, storage_dtype
+from o1e_tevatron.inference import DocidCheck, read_docid_file, write_index_dir
 from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.template import passage_text
 
@@ -48,6 +50,7 @@ class RetrieverSpec:
     pooling: str = "mean"
     l2_norm: bool = True
     debater_scoring: str = "last"  # DEBATER's index: the last step, or max-steps (M vectors per passage)
+    vector_dtype: str = "auto"  # how the index stores vectors: float16, float32, auto (float16 from 1M passages)
     # only for queries, so not in the index key: O1EQueryEncoder's options for o1e (mode, thoughts, ...);
     # for other dense retrievers a thought source (thoughts + thoughts_file or thought_server/thought_model)
     query_options: dict = field(default_factory=dict)
@@ -103,6 +106,8 @@ class RetrieverSpec:
                 key.update(pooling=self.pooling, l2_norm=self.l2_norm)
             if self.kind == "debater":
                 key.update(debater_scoring=self.debater_scoring)
+            if self.vector_dtype != "auto":  # auto follows the corpus, which the content key holds
+                key.update(vector_dtype=self.vector_dtype)
         return key
 
     def content_key(self, corpus: str) -> str:
@@ -220,8 +225,11 @@ def reusable_index(index_dir: Path, content_key: str) -> bool:
                        "building it again", index_dir)
         return False
     if "dimension" in meta:
-        import faiss
-        index = faiss.read_index(str(index_dir / "index"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+        try:
+            index = _open_index(index_dir)
+        except (ValueError, OSError, RuntimeError) as e:
+            logger.warning("%s cannot be read (%s): building it again", index_dir, e)
+            return False
         vectors = meta.get("num_vectors", meta["num_docs"])  # M per passage in a max-steps DEBATER index
         if index.d != meta["dimension"] or index.ntotal != vectors:
             logger.warning("%s holds %d %d-d vectors, its record says %d %d-d: building it again", index_dir,
@@ -230,7 +238,18 @@ def reusable_index(index_dir: Path, content_key: str) -> bool:
     return True
 
 
+def _open_index(index_dir: Path):
+    """The index memory-mapped (d, ntotal), one faiss file or a sharded directory."""
+    import faiss
+
+    if is_sharded(index_dir):
+        return ShardedIndex(shard_dirs(index_dir), gpu=False)
+    return faiss.read_index(str(index_dir / "index"), faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY)
+
+
 def read_docids(index_dir: Path) -> list[str]:
+    if is_sharded(index_dir):
+        return [docid for folder in shard_dirs(index_dir) for docid in read_docid_file(folder / "docid")]
     return read_docid_file(index_dir / "docid")
 
 
@@ -253,7 +272,7 @@ def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, conte
         if retriever.is_lucene:
             count, dimension = _build_lucene(_unique_docs(docs), partial, threads, progress), None
         else:
-            count, dimension = _build_faiss(retriever, _unique_docs(docs), partial, progress)
+            count, dimension = _build_faiss(retriever, _unique_docs(docs), partial, progress, num_docs)
     rows = {} if retriever.rows_per_passage == 1 else {"num_vectors": count * retriever.rows_per_passage}
     _write_meta(partial, retriever, content_key, count, dimension, **rows)
     shutil.rmtree(index_dir, ignore_errors=True)
@@ -291,7 +310,7 @@ def _build_lucene(docs: Iterable, index_dir: Path, threads: int, progress: tqdm)
 
 
 def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, progress: tqdm,
-                 chunk_batches: int = 64) -> tuple[int, int]:
+                 num_docs: int | None = None, chunk_batches: int = 64) -> tuple[int, int]:
     """Encode in length-sorted chunks (less padding); ``index`` and ``docid`` share one order."""
     import faiss
     import torch
@@ -316,7 +335,7 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
                     vectors, ids = index_rows(vectors, ids, retriever.debater_scoring)
                 vectors = np.ascontiguousarray(vectors, dtype=np.float32)
                 if index is None:
-                    index = faiss.IndexFlatIP(vectors.shape[1])
+                    index = _new_index(retriever, (num_docs or 0) * retriever.rows_per_passage, vectors.shape[1])
                 index.add(vectors)
                 docids.writelines(doc_id + "\n" for doc_id in ids)
                 count += len(batch)
@@ -325,6 +344,13 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
         raise ValueError("the corpus is empty")
     faiss.write_index(index, str(index_dir / "index"))
     return count, index.d
+
+
+def _new_index(retriever: RetrieverSpec, num_vectors: int, dimension: int):
+    """The flat index in the spec's storage dtype, its memory plan logged before anything is added."""
+    dtype = storage_dtype(retriever.vector_dtype, num_vectors)
+    logger.info("index memory: %s", memory_plan(num_vectors, dimension, dtype))
+    return flat_index(dimension, dtype)
 
 
 def _write_meta(index_dir: Path, retriever: RetrieverSpec, content_key: str, count: int, dimension: int | None,
@@ -338,15 +364,21 @@ def _write_meta(index_dir: Path, retriever: RetrieverSpec, content_key: str, cou
 def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path, content_key: str,
                   allow_pickle: bool = False) -> Path:
     """Turn encoded corpus shards (``.npz`` from ``o1e_tevatron.driver.encode``; Tevatron's ``(reps,
-    lookup)`` pickles only with ``allow_pickle``) into the harness's cached faiss index. A shard whose
-    record names another model than ``retriever``'s is refused."""
-    import faiss
-
+    lookup)`` pickles only with ``allow_pickle``) into the harness's cached index: one shard index
+    directory per shard (a sharded index, searched shard-wise: never merged, one shard in memory at a
+    time), in the spec's vector dtype. A shard whose record names another model than ``retriever``'s
+    is refused; the whole index is written under a temporary name and renamed."""
     from o1e_tevatron.core.vectors import read_record, read_vectors
 
     model = model_fingerprint(retriever.model)
-    index, docids = None, []
-    for path in sorted(shard_paths):
+    shard_paths = sorted(shard_paths)
+    if not shard_paths:
+        raise FileNotFoundError("no encoded shards given")
+    partial = index_dir.with_name(index_dir.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    check, dirs, dimension, dtype = DocidCheck("the shards"), [], None, None
+    for number, path in enumerate(shard_paths):
         record = read_record(path)
         if record is None:
             logger.warning("%s has no o1e record: cannot check that %s encoded it", path, retriever.model)
@@ -354,22 +386,23 @@ def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: 
             raise ValueError(f"{path} was encoded by another model than {retriever.model} (its files differ from "
                              "the ones recorded with the shard): import shards of the retriever's model")
         reps, lookup = read_vectors(path, allow_pickle=allow_pickle)
-        if index is None:
-            index = faiss.IndexFlatIP(reps.shape[1])
-        elif reps.shape[1] != index.d:
-            raise ValueError(f"{path} holds {reps.shape[1]}-d vectors, the shards before it {index.d}-d: "
+        if dimension is None:
+            dimension = reps.shape[1]  # shards are near-equal slices: the first one's size times their count
+            dtype = storage_dtype(retriever.vector_dtype, len(reps) * len(shard_paths))
+            logger.info("index memory: %s", memory_plan(len(reps) * len(shard_paths), dimension, dtype))
+        elif reps.shape[1] != dimension:
+            raise ValueError(f"{path} holds {reps.shape[1]}-d vectors, the shards before it {dimension}-d: "
                              "shards of one corpus come from one model")
-        index.add(reps)
-        docids.extend(lookup)
-    if index is None:
-        raise FileNotFoundError("no encoded shards given")
-    check = DocidCheck("the shards")
-    for docid in docids:
-        check(docid)
-    index_dir.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(index, str(index_dir / "index"))
-    (index_dir / "docid").write_text("".join(d + "\n" for d in docids))
-    _write_meta(index_dir, retriever, content_key, len(docids), index.d, shards=[str(p) for p in sorted(shard_paths)])
+        for docid in lookup:
+            check(docid)
+        dirs.append(partial / f"shard-{number:03d}")
+        write_index_dir(dirs[-1], reps, lookup, dtype=dtype)
+        del reps
+    write_shards_file(partial, dirs)
+    _write_meta(partial, retriever, content_key, len(check.seen), dimension, vector_dtype=dtype,
+                shards=[str(p) for p in shard_paths])
+    shutil.rmtree(index_dir, ignore_errors=True)
+    partial.rename(index_dir)
     return index_dir
 
 
@@ -392,9 +425,8 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
         from pyserini.search.lucene import LuceneSearcher
         searcher = LuceneSearcher(str(index_dir))
     else:
-        from pyserini.search.faiss import FaissSearcher
         query_encoder = query_encoder or retriever.query_encoder()
-        searcher = FaissSearcher(str(index_dir), query_encoder)
+        searcher = sharded_searcher_class()(str(index_dir), query_encoder)  # one index or a sharded one
         check_dimension(index_dir, searcher.index.d, query_encoder, next(iter(queries.values()), None), retriever)
     import torch
 

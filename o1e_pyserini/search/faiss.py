@@ -16,6 +16,12 @@ Before the search, the index directory is checked (it exists, vector count = doc
 index dimension = the encoder's), ``--hits`` is at least 1, and a local topics file is checked line by
 line (UTF-8, ``id<TAB>text`` with one tab, no blank line before the last query, no empty query, no
 repeated id), naming the file and line.
+
+``--index`` may also be a sharded index (``o1e_pyserini.search.sharded``): the directory holding the
+shard directories that ``o1e_tevatron.driver.encode --encode_num_shard n --faiss_index_dir DIR/i``
+wrote (all n must be there) or the eval harness's imported shards. It is searched shard by shard
+and merged exactly, without building one merged index; on GPUs (``--faiss-device cuda``) with
+faiss's own multi-GPU sharding.
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ from ..debater import DebaterQueryEncoder
 from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
 from ..registry import register, registry_keys
+from .sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class
 
 logger = logging.getLogger(__name__)
 
@@ -137,8 +144,14 @@ def query_ids_by_text(topics_name: str, topics_format: str) -> dict[str, list[st
 
 def checked_index_dir(index_dir: str, dimension: int | None = None) -> None:
     try:
-        check_index_dir(index_dir, dimension)
-    except ValueError as e:
+        if not is_sharded(index_dir):
+            check_index_dir(index_dir, dimension)
+            return
+        index = ShardedIndex(shard_dirs(index_dir), gpu=False)  # each shard's count checked against its docid
+        if dimension is not None and index.d != dimension:
+            raise ValueError(f"{index_dir}: the shards hold {index.d}-d vectors but the encoder makes {dimension}-d "
+                             "vectors: search with the model the corpus was encoded with")
+    except (ValueError, RuntimeError) as e:
         raise O1EInputError(str(e)) from e
 
 
@@ -207,6 +220,8 @@ def main(argv: list[str] | None = None) -> list:
         "debater": functools.partial(build_debater_query_encoder, opts, index_dir, built)})
 
     read_encoded_queries_safely(opts.o1e_allow_pickle)
+    import pyserini.search.faiss._searcher as pyserini_searcher
+    pyserini_searcher.FaissSearcher = sharded_searcher_class()  # also opens sharded index directories
     sys.argv = ["pyserini.search.faiss"] + rest
     runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
 

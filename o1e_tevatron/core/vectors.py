@@ -36,9 +36,10 @@ def is_pickle(path: str | Path) -> bool:
     return Path(path).suffix in PICKLE_SUFFIXES
 
 
-def write_vectors(path: str | Path, vectors: np.ndarray, ids: Sequence[str]) -> None:
-    """``.npz`` (safe, the default) or a Tevatron ``(reps, lookup)`` pickle for ``.pkl``; written under a
-    temporary name and renamed, so a killed run never leaves a torn file under the final name."""
+def write_vectors(path: str | Path, vectors: np.ndarray, ids: Sequence[str], dtype: str = "float32") -> None:
+    """``.npz`` (safe, the default; vectors stored in ``dtype``, float32 or float16) or a Tevatron
+    ``(reps, lookup)`` pickle for ``.pkl``; written under a temporary name and renamed, so a killed run
+    never leaves a torn file under the final name."""
     path = Path(path)
     if len(vectors) != len(ids):
         raise ValueError(f"{path}: {len(vectors)} vectors but {len(ids)} ids")
@@ -49,7 +50,7 @@ def write_vectors(path: str | Path, vectors: np.ndarray, ids: Sequence[str]) -> 
             import pickle
             pickle.dump((vectors, list(ids)), f, protocol=4)
         else:
-            np.savez(f, vectors=np.asarray(vectors, dtype=np.float32), ids=np.array(list(ids), dtype=str))
+            np.savez(f, vectors=np.asarray(vectors, dtype=np.dtype(dtype)), ids=np.array(list(ids), dtype=str))
     os.replace(tmp, path)
 
 
@@ -144,3 +145,38 @@ def _size(output: Path) -> int:
         return sum(p.stat().st_size for p in output.iterdir() if p.is_file() and p.name != RECORD_IN_FOLDER
                    and not p.name.startswith(RECORD_IN_FOLDER))
     return output.stat().st_size
+
+
+# --- how vectors are stored in a faiss index ----------------------------------------------------
+VECTOR_DTYPES = ("auto", "float16", "float32")
+LARGE_CORPUS = 1_000_000  # vectors; from here on ``auto`` stores float16 (MS MARCO: 8.8M)
+
+
+def storage_dtype(requested: str, num_vectors: int) -> str:
+    """``auto``: float16 for a large corpus (half the memory, rankings within the measured tolerance of
+    float32, see BENCHMARKS.md), float32 below; any other choice is kept."""
+    if requested not in VECTOR_DTYPES:
+        raise ValueError(f"vector dtype must be one of {VECTOR_DTYPES}, got {requested!r}")
+    if requested == "auto":
+        return "float16" if num_vectors >= LARGE_CORPUS else "float32"
+    return requested
+
+
+def memory_plan(num_vectors: int, dimension: int, chosen: str) -> str:
+    """One line with what the index needs in float32, float16 and 64-byte product quantization (PQ64x8)."""
+    gib = lambda n_bytes: f"{n_bytes / 2**30:.2f} GiB"  # noqa: E731
+    sizes = {"float32": 4 * dimension, "float16": 2 * dimension, "PQ64x8": 64}
+    parts = ", ".join(f"{name} {gib(num_vectors * size)}" for name, size in sizes.items())
+    return f"{num_vectors} x {dimension}-d vectors: {parts}; storing {chosen}"
+
+
+def flat_index(dimension: int, dtype: str = "float32"):
+    """An exact inner-product index: IndexFlatIP (float32) or a float16 scalar quantizer (exact
+    inner products with the float16-rounded vectors). Both are plain faiss indexes Pyserini reads."""
+    import faiss
+
+    if dtype == "float16":
+        return faiss.IndexScalarQuantizer(dimension, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT)
+    if dtype == "float32":
+        return faiss.IndexFlatIP(dimension)
+    raise ValueError(f"index dtype must be float16 or float32, got {dtype!r}")

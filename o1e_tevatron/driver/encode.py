@@ -40,7 +40,8 @@ from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArgument
 from ..checkpoint import load_model
 from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
 from ..core.textfile import numbered_lines
-from ..core.vectors import recorded_dimension, remove_record, write_record, write_vectors
+from ..core.vectors import (VECTOR_DTYPES, memory_plan, recorded_dimension, remove_record, storage_dtype,
+                            write_record, write_vectors)
 from ..families.debater import SCORINGS, index_rows
 from ..inference import DocidCheck, encode_sequences, write_index_dir
 from ..template import passage_text
@@ -61,6 +62,9 @@ class O1EEncodeArguments:
         "help": "DEBATER passages: the last step's vector (one per passage), or max-steps: all M step vectors, "
                 "each passage's id repeated M times (search keeps each passage's best step)",
         "choices": list(SCORINGS)})
+    vector_dtype: str = field(default="auto", metadata={
+        "help": "How vectors are stored (.npz and index): float16 (half the memory), float32, or auto: float16 "
+                "from 1M input texts on (a large corpus), float32 below", "choices": list(VECTOR_DTYPES)})
 
 
 def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
@@ -126,6 +130,7 @@ def main(argv=None) -> int:
         raise ValueError("give --encoded_save_path (.npz, or .pkl for Tevatron) and/or --faiss_index_dir (Pyserini index)")
 
     ids, texts = read_texts(data_args.encode_in_path, data_args.encode_is_qry)
+    vector_dtype = storage_dtype(encode_args.vector_dtype, len(ids))
     part = shard_slice(len(ids), data_args.encode_num_shard, data_args.encode_shard_index)
     ids, texts = ids[part], texts[part]
     lengths = given_lengths(argv, data_args)
@@ -135,7 +140,7 @@ def main(argv=None) -> int:
         model=model_made_from,
         base=model_fingerprint(encode_args.base_model_name_or_path) if encode_args.base_model_name_or_path else None,
         inputs=[path_fingerprint(p) for p in data_args.encode_in_path], is_query=data_args.encode_is_qry,
-        lengths=lengths, dtype=dtype, debater_scoring=encode_args.debater_scoring)
+        lengths=lengths, dtype=dtype, debater_scoring=encode_args.debater_scoring, vector_dtype=vector_dtype)
     outputs = {path: recorded_dimension(path, made_from, ids) for path in (vectors_path, index_dir) if path is not None}
     if all(dim is not None for dim in outputs.values()):
         logger.info("shard %d/%d (%d texts) is already encoded by this model and settings: skipping",
@@ -157,14 +162,16 @@ def main(argv=None) -> int:
                             desc=f"shard {data_args.encode_shard_index}", query=data_args.encode_is_qry)
     rows, row_ids = index_rows(reps, ids, encode_args.debater_scoring) if reps.ndim == 3 else (reps, ids)
     rows_per_id = len(row_ids) // max(len(ids), 1)
+    logger.info("this shard: %s", memory_plan(len(rows), rows.shape[1], vector_dtype))
+    shard = [data_args.encode_shard_index, data_args.encode_num_shard]  # sharded search checks all n are there
     for path, dim in outputs.items():
         if dim is None:
             remove_record(path)
             if path == vectors_path:
-                write_vectors(path, rows, row_ids)
+                write_vectors(path, rows, row_ids, dtype=vector_dtype)
             else:
-                write_index_dir(path, rows, row_ids, rows_per_id)
-            write_record(path, made_from, ids, rows.shape[1], model=model_made_from)  # the shard's ids
+                write_index_dir(path, rows, row_ids, rows_per_id, dtype=vector_dtype)
+            write_record(path, made_from, ids, rows.shape[1], model=model_made_from, shard=shard)  # the shard's ids
             logger.info("wrote %s (%d x %d)", path, *rows.shape)
     return 0
 

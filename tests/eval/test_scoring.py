@@ -134,7 +134,17 @@ def test_encoded_shards_become_the_cached_faiss_index(tmp_path):
     assert retrievers.reusable_index(index_dir, "key") and not retrievers.reusable_index(index_dir, "other")
     assert retrievers.read_docids(index_dir) == ["d0", "d1", "d2", "d3"]
     import faiss
-    assert faiss.read_index(str(index_dir / "index")).search(vectors[2:3], 1)[1][0, 0] == 2
+
+    from o1e_pyserini.search.sharded import ShardedIndex, shard_dirs
+    assert len(shard_dirs(index_dir)) == 2 and not (index_dir / "index").exists()  # searched shard-wise, not merged
+    assert ShardedIndex(shard_dirs(index_dir), gpu=False).search(vectors[2:3], 1)[1][0, 0] == 2
+    (index_dir / "shard-001" / "index").write_bytes(b"torn")
+    assert not retrievers.reusable_index(index_dir, "key")  # a damaged shard is rebuilt, not searched
+
+    spec16 = retrievers.RetrieverSpec("o1e:/models/o1e", vector_dtype="float16")  # --vector-dtype float16
+    index_dir = retrievers.import_shards(spec16, [tmp_path / "corpus.0.npz"], tmp_path / "index16", "key16")
+    assert isinstance(faiss.read_index(str(index_dir / "shard-000" / "index")), faiss.IndexScalarQuantizer)
+    assert spec16.index_key()["vector_dtype"] == "float16" and "vector_dtype" not in spec.index_key()
 
 
 @pytest.mark.parametrize("ids, problem", [

@@ -97,3 +97,20 @@ def test_empty_query_in_input_is_named(llama_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="query q2 is empty"):
         main(["--model_name_or_path", str(llama_checkpoint), "--encode_in_path", str(topics), "--encode_is_qry",
               "--encoded_save_path", str(tmp_path / "q.npz"), "--output_dir", str(tmp_path / "tr")])
+
+
+def test_vector_dtype_float16_halves_the_outputs_and_encodes_again(llama_checkpoint, corpus_slice, tmp_path, caplog):
+    """--vector_dtype float16: the .npz holds float16, the index is faiss's fp16 scalar quantizer; switching
+    the dtype is another setting, so a float32 shard is not reused for it."""
+    import faiss
+
+    encode(llama_checkpoint, corpus_slice, tmp_path, 0)
+    f32 = read_vectors(tmp_path / "corpus.0.npz")[0]
+    with caplog.at_level(logging.INFO):
+        encode(llama_checkpoint, corpus_slice, tmp_path, 0, extra=["--vector_dtype", "float16"])
+    assert "already encoded" not in caplog.text and "storing float16" in caplog.text
+    with np.load(tmp_path / "corpus.0.npz") as data:
+        assert data["vectors"].dtype == np.float16
+    np.testing.assert_allclose(read_vectors(tmp_path / "corpus.0.npz")[0], f32, rtol=1e-3, atol=1e-3)
+    index = faiss.read_index(str(tmp_path / "index0" / "index"))
+    assert isinstance(index, faiss.IndexScalarQuantizer) and index.sq.qtype == faiss.ScalarQuantizer.QT_fp16

@@ -122,3 +122,31 @@ def test_dimension_mismatch_is_an_error(cli, encoded_corpus, llama_checkpoint, t
     write_index_dir(tmp_path / "index32", np.random.default_rng(0).random((len(docids), 32), dtype=np.float32), docids)
     err = search_error(cli, tmp_path / "index32", topics_tsv, llama_checkpoint, tmp_path)
     assert "32-d vectors but the encoder makes 64-d" in err
+
+
+def test_driver_shards_are_searched_by_the_cli_without_merging(cli, encoded_corpus, llama_checkpoint, demo_dir,
+                                                               topics_tsv, tmp_path):
+    """--encode_num_shard 3 --faiss_index_dir shards/i, then --index shards: the run of one flat index (same
+    ids, same scores to float precision); a missing shard is named instead of searching part of the corpus."""
+    from o1e_tevatron.driver.encode import main
+
+    for shard in range(3):
+        assert main(["--model_name_or_path", str(llama_checkpoint), "--encode_in_path", str(demo_dir / "corpus.jsonl"),
+                     "--faiss_index_dir", str(tmp_path / "shards" / str(shard)), "--encode_num_shard", "3",
+                     "--encode_shard_index", str(shard), "--per_device_eval_batch_size", "32",
+                     "--output_dir", str(tmp_path / "trainer")]) == 0
+    runs = {}
+    for name, index in (("flat", encoded_corpus / "index"), ("sharded", tmp_path / "shards")):
+        runs[name] = tmp_path / f"{name}.txt"
+        cli("o1e_pyserini.search.faiss", "--index", index, "--topics", topics_tsv, "--output", runs[name],
+            "--encoder", llama_checkpoint, "--batch-size", 4, "--threads", 1, "--hits", HITS, "--device", "cpu",
+            "--o1e-mode", "fast")
+    flat, sharded = read_run(runs["flat"]), read_run(runs["sharded"])
+    assert flat.keys() == sharded.keys()
+    for qid in flat:
+        assert [h[1] for h in flat[qid]] == [h[1] for h in sharded[qid]]
+        np.testing.assert_allclose([h[2] for h in flat[qid]], [h[2] for h in sharded[qid]], atol=1e-5)
+    shutil.rmtree(tmp_path / "shards" / "1")
+    proc = cli("o1e_pyserini.search.faiss", "--index", tmp_path / "shards", "--topics", topics_tsv, "--output",
+               tmp_path / "x.txt", "--encoder", llama_checkpoint, "--o1e-mode", "fast", check=False)
+    assert proc.returncode != 0 and "shards [1] of 3 are missing" in proc.stderr
