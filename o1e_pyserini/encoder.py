@@ -1,8 +1,9 @@
 """O1 Embedder encoders on Pyserini's interfaces.
 
 ``O1EQueryEncoder`` thinks before it embeds: in ``think`` mode (default) it samples k thoughts per
-query and averages the L2-normalised vectors of (q, t_i) (eq. 11); in ``fast`` mode it embeds the
-plain query (the paper's "w/o T"). ``O1EDocumentEncoder`` embeds passages at ``<emb>``.
+query and averages the L2-normalised vectors of (q, t_i) (eq. 11; optionally with the plain-query
+vector as one more member, and renormalised); in ``fast`` mode it embeds the plain query (the paper's
+"w/o T"). ``O1EDocumentEncoder`` embeds passages at ``<emb>``.
 
 Both take the keyword arguments Pyserini's CLIs pass to every encoder (``encoder_dir`` /
 ``model_name``, ``device``, ``tokenizer_name``, ``fp16``, ...), so ``o1e_pyserini.registry`` can put
@@ -29,12 +30,13 @@ from o1e_tevatron.modeling import O1EModel
 
 from .base import FamilyDocumentEncoder, O1EInputError, load_family_model, report_ignored
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
-                       VLLMThoughts, average_thought_vectors)
+                       VLLMThoughts, average_thought_vectors, prefill_plain_query)
 
 logger = logging.getLogger(__name__)
 
 MODES = ("think", "fast")
 THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
+QUERY_VECTORS = ("thoughts", "thoughts+query")  # eq. 11's mean; the same with the plain query as a member
 ENCODED_QUERIES_NAME = "embedding.npz"  # o1e's pre-encoded queries: texts + vectors, no pickle
 PICKLED_QUERIES_NAME = "embedding.pkl"  # Pyserini's own format: a pandas pickle (read only on opt-in)
 THOUGHTS_NAME = "thoughts.jsonl"
@@ -47,6 +49,8 @@ class EncodedQueries:
     texts: list[str] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     thoughts: list[list[str]] = field(default_factory=list)  # empty lists in fast mode
+    entropy: list[float | None] = field(default_factory=list)  # next-token entropy at <thought> (None: not computed)
+    generated_tokens: list[int] = field(default_factory=list)  # over the query's k thoughts (0 in fast mode)
 
     def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
         """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
@@ -61,7 +65,8 @@ class EncodedQueries:
             for i in rows:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
-                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i])},
+                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i]),
+                                        "generated_tokens": self.generated_tokens[i], "entropy": self.entropy[i]},
                                        ensure_ascii=False) + "\n")
         return out
 
@@ -109,7 +114,10 @@ class O1EQueryEncoder(QueryEncoder):
     ``fused=False`` re-encodes q + t_i from token ids. ``thoughts`` picks where thoughts come from:
     ``hf`` (this model), ``vllm``, ``openai`` (``thought_server`` + ``thought_model``: a separate
     generator) or ``file`` (``thoughts_file``: a ``thoughts.jsonl`` written earlier).
-    ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``).
+    ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``). ``query_vector``:
+    ``thoughts`` (eq. 11, default) or ``thoughts+query`` (the plain-query vector averaged in as one more
+    member; with the HF backend it comes free from the generation's prefill); ``renormalize`` scales
+    the mean to unit length.
     """
 
     def __init__(self, encoder_dir: str, mode: str = "think", num_thoughts: int = 3, temperature: float = 0.1,
@@ -118,12 +126,15 @@ class O1EQueryEncoder(QueryEncoder):
                  thoughts_file: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
                  fp16: bool = False, batch_size: int = 16, base_model_name_or_path: Optional[str] = None,
                  tokenizer_name: Optional[str] = None, prefix: Optional[str] = None,
-                 generate_kwargs: Optional[dict] = None, **pyserini_options):
+                 generate_kwargs: Optional[dict] = None, query_vector: str = "thoughts", renormalize: bool = False,
+                 **pyserini_options):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if thoughts not in THOUGHT_BACKENDS:
             raise ValueError(f"thoughts must be one of {THOUGHT_BACKENDS}, not {thoughts!r}")
+        if query_vector not in QUERY_VECTORS:
+            raise ValueError(f"query_vector must be one of {QUERY_VECTORS}, not {query_vector!r}")
         if prefix:
             raise ValueError("o1e queries follow the checkpoint's template; a query prefix is not supported")
         if tokenizer_name and Path(tokenizer_name).resolve() != Path(encoder_dir).resolve():
@@ -136,6 +147,7 @@ class O1EQueryEncoder(QueryEncoder):
         self.batch_size = batch_size
         self.settings = ThoughtSettings(num_thoughts, temperature, top_p, max_new_tokens, seed)
         self.fused = fused and thoughts == "hf"
+        self.include_query, self.renormalize = query_vector == "thoughts+query", renormalize
         self.backend = None
         if mode == "think":
             self.backend = self._make_backend(thoughts, encoder_dir, thought_server, thought_model, thoughts_file,
@@ -181,23 +193,32 @@ class O1EQueryEncoder(QueryEncoder):
 
     def _encode_chunk(self, queries: list[str]) -> np.ndarray:
         if self.mode == "fast":
-            t = self.template
-            vectors = encode_sequences(self.model, [t.plain_query(q) for q in t.tokenize_batch(queries)],
-                                       self.batch_size, query=True)
-            thought_texts = [[] for _ in queries]
+            plain = prefill_plain_query(self.model, queries)
+            vectors, entropy = plain.vectors.float().cpu().numpy(), plain.entropy.tolist()
+            thought_texts, generated = [[] for _ in queries], [0] * len(queries)
         else:
+            plain_vectors, entropy = None, [None] * len(queries)
             if self.fused:
-                thought_ids, per_thought = self.backend.think_and_embed(queries)
+                thinking = self.backend.think_embed_and_plain(queries)
+                thought_ids, per_thought, generated = thinking.thoughts, thinking.vectors, thinking.generated_tokens
+                plain_vectors, entropy = thinking.plain_vectors, thinking.entropy.tolist()
             else:
                 thought_ids = self.backend.think(queries)
                 per_thought = self._reencode(queries, thought_ids)
-            vectors = average_thought_vectors(per_thought).cpu().numpy()
+                generated = [sum(len(th) for th in ths) for ths in thought_ids]
+            if self.include_query and plain_vectors is None:
+                plain = prefill_plain_query(self.model, queries)
+                plain_vectors, entropy = plain.vectors, plain.entropy.tolist()
+            vectors = average_thought_vectors(per_thought, plain_vectors if self.include_query else None,
+                                              self.renormalize).cpu().numpy()
             self._count_empty(queries, thought_ids)
             thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
         vectors = vectors.astype(np.float32, copy=False)
         self.encoded.texts.extend(queries)
         self.encoded.vectors.extend(vectors)
         self.encoded.thoughts.extend(thought_texts)
+        self.encoded.entropy.extend(entropy)
+        self.encoded.generated_tokens.extend(generated)
         return vectors
 
     def _reencode(self, queries: list[str], thought_ids) -> list[torch.Tensor]:
