@@ -8,6 +8,8 @@
     python -m o1e_pyserini.eval ttest --dataset beir/scifact/test --data-dir ../shared/data --run-a A.trec --run-b B.trec
     python -m o1e_pyserini.eval compare --expected recipes/table2/expected.yaml --results runs/
     python -m o1e_pyserini.eval regress --data-dir ../shared/data
+    python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever auto:... --hybrid bm25 --fusion-weight 0.7
+    python -m o1e_pyserini.eval fuse --runs dense.trec bm25.trec --fusion rrf --output hybrid.trec
 
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
 data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.npz``,
@@ -55,6 +57,9 @@ class EvalConfig:
     hits: int = 1000
     threads: int = 2
     metrics: list[str] = field(default_factory=list)
+    hybrid: str | None = None  # "bm25": fuse the run with BM25's (o1e_pyserini.fusion)
+    fusion: str = "interpolation"
+    fusion_weight: float = 0.5  # the dense run's share under interpolation
 
 
 def _slug(text: str) -> str:
@@ -124,9 +129,13 @@ def evaluate(config: EvalConfig) -> dict:
     run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
     run, report["excluded_hits_removed"] = scoring.drop_excluded(run, excluded)
     run = {q: hits[:config.hits] for q, hits in run.items()}
+    run_name = _run_name(retriever)
+    if config.hybrid:
+        run = _hybrid(config, dataset, queries, run, excluded, depth)
+        run_name += f"-hybrid-{config.hybrid}-{config.fusion}" + (
+            f"-{config.fusion_weight:g}" if config.fusion == "interpolation" else "")
     searched_at = time.time()
 
-    run_name = _run_name(retriever)
     run_dir = config.output_dir / _slug(config.dataset)
     run_path = scoring.write_run(run, run_dir / f"{run_name}.trec", tag=run_name)
     encoded = getattr(query_encoder, "encoded", None)
@@ -139,6 +148,7 @@ def evaluate(config: EvalConfig) -> dict:
         "dataset": config.dataset, "retriever": retrievers.describe(retriever),
         "metrics": scoring.aggregate(values, metrics), "num_queries": len(values),
         **report, "run": str(run_path), "index": str(index_dir),
+        "fusion": {"with": config.hybrid, "method": config.fusion, "weight": config.fusion_weight} if config.hybrid else None,
         "seconds": {"index": round(indexed_at - started, 1), "search": round(searched_at - indexed_at, 1)},
         "per_query": values,
     }
@@ -147,6 +157,40 @@ def evaluate(config: EvalConfig) -> dict:
     _warn_about(report, config.dataset)
     print(summary_line(record))
     return record
+
+
+def _hybrid(config: EvalConfig, dataset, queries: dict[str, str], run: scoring.Run, excluded, depth: int) -> scoring.Run:
+    """``run`` fused with BM25's over the same queries (both `hits` deep after exclusion)."""
+    from dataclasses import replace
+
+    from o1e_pyserini.fusion import fuse
+
+    bm25 = replace(config, retriever=retrievers.RetrieverSpec(config.hybrid))
+    index_dir = _index_dir(bm25)
+    retrievers.build_index(bm25.retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config), index_dir,
+                           _content_key(bm25, dataset), num_docs=dataset.docs_count(), threads=config.threads)
+    sparse = retrievers.search(bm25.retriever, index_dir, queries, k=depth, threads=config.threads)
+    sparse = scoring.drop_excluded(scoring.dedup_run(sparse)[0], excluded)[0]
+    sparse = {q: hits[:config.hits] for q, hits in sparse.items()}
+    return fuse([run, sparse], config.fusion, config.fusion_weight, k=config.hits)
+
+
+def _fuse_files(args) -> None:
+    from o1e_pyserini.fusion import fuse
+
+    fused = fuse([scoring.read_run(path) for path in args.runs], args.fusion, args.fusion_weight, args.rrf_k,
+                 depth=args.depth, k=args.hits)
+    scoring.write_run(fused, args.output, tag=f"fused-{args.fusion}")
+    print(f"wrote {args.output} ({len(fused)} queries, {args.fusion} of {len(args.runs)} runs)")
+
+
+def _add_fusion_args(parser: argparse.ArgumentParser) -> None:
+    from o1e_pyserini.fusion import FUSIONS
+
+    parser.add_argument("--fusion", choices=FUSIONS, default="interpolation",
+                        help="interpolation of per-query min-max normalised scores, or reciprocal rank fusion")
+    parser.add_argument("--fusion-weight", type=float, default=0.5,
+                        help="interpolation: the first (dense) run's weight; pick it on training or dev queries")
 
 
 def _run_name(retriever: retrievers.RetrieverSpec) -> str:
@@ -340,6 +384,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     o1e.add_argument("--thought-server", default=None,
                      help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
     o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
+    hybrid = parser.add_argument_group("hybrid (o1e_pyserini.fusion)")
+    hybrid.add_argument("--hybrid", choices=["bm25"], default=None, help="fuse the dense run with BM25's")
+    _add_fusion_args(hybrid)
     debater = parser.add_argument_group("DEBATER retrievers (debater:MODEL)")
     debater.add_argument("--debater-scoring", choices=["last", "max-steps"], default="last",
                          help="index the last step's vector, or all M steps and keep each passage's best")
@@ -373,15 +420,29 @@ def _config(args) -> EvalConfig:
         retriever.validate()
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    if args.hybrid and retriever.is_lucene:
+        raise SystemExit("error: --hybrid fuses a dense retriever's run with BM25's; the retriever is already bm25")
+    if not 0 <= args.fusion_weight <= 1:
+        raise SystemExit(f"error: --fusion-weight must be in [0, 1], got {args.fusion_weight}")
     return EvalConfig(args.dataset, retriever, args.data_dir, args.topics_dir, args.corpus, args.excluded_ids,
-                      args.output_dir, args.index_root, args.hits, args.threads, args.metrics or [])
+                      args.output_dir, args.index_root, args.hits, args.threads, args.metrics or [],
+                      args.hybrid, args.fusion, args.fusion_weight)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards") else None
+    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards", "fuse") else None
+    if command == "fuse":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval fuse")
+        parser.add_argument("--runs", type=Path, nargs="+", required=True, help="TREC run files (the dense one first)")
+        _add_fusion_args(parser)
+        parser.add_argument("--rrf-k", type=positive_int, default=60)
+        parser.add_argument("--depth", type=positive_int, default=None, help="hits read from each run (default all)")
+        parser.add_argument("--hits", type=positive_int, default=1000, help="hits kept per query")
+        parser.add_argument("--output", type=Path, required=True)
+        return _run_reporting_errors(_fuse_files, parser.parse_args(argv[1:]))
     if command == "compare":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval compare")
         parser.add_argument("--expected", type=Path, required=True)
