@@ -42,6 +42,7 @@ logger = logging.getLogger("o1e_pyserini.eval")
 REGRESSIONS = Path(__file__).parent / "resources" / "regressions.yaml"
 DEFAULT_OUTPUT = Path("runs")
 THOUGHT_FLAGS = ("num_thoughts", "max_new_tokens", "temperature", "seed")  # ThoughtSettings' / O1EQueryEncoder's names
+QUERY_VECTOR_FLAGS = ("query_vector", "renormalize")  # O1EQueryEncoder's own
 
 
 @dataclass
@@ -204,6 +205,8 @@ def _run_name(retriever: retrievers.RetrieverSpec) -> str:
             parts.append(f"thoughts-{Path(value).name}")
         elif name == "instruction":
             parts.append(f"instruction-{hashlib.sha1(value.encode()).hexdigest()[:6]}")
+        elif name == "renormalize":
+            parts.append("renormalized")
         elif name not in ("thoughts", "thought_server"):
             parts.append(str(value))
     return _slug("-".join(parts))
@@ -379,6 +382,10 @@ def _eval_parser() -> argparse.ArgumentParser:
     o1e.add_argument("--max-thought-tokens", type=positive_int, default=None, dest="max_new_tokens")
     o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
     o1e.add_argument("--seed", type=int, default=None, help="thought sampling seed")
+    o1e.add_argument("--query-vector", choices=["thoughts", "thoughts+query"], default=None,
+                     help="o1e think mode: the mean of the thought vectors (eq. 11, default) or with the plain query in it")
+    o1e.add_argument("--renormalize", action="store_true", default=None,
+                     help="o1e think mode: scale the mean query vector to unit length")
     o1e.add_argument("--thoughts-file", type=Path, default=None,
                      help="thoughts.jsonl of an earlier run ({text, thoughts} lines), e.g. <run>.queries/thoughts.jsonl")
     o1e.add_argument("--thought-server", default=None,
@@ -405,7 +412,8 @@ def _config(args) -> EvalConfig:
         if not (args.thought_server and args.thought_model):
             raise SystemExit("error: --thought-server and --thought-model go together")
         options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
-    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS if getattr(args, name) is not None})
+    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS + QUERY_VECTOR_FLAGS
+                    if getattr(args, name) is not None})
     if args.retriever.startswith("debater:"):
         from o1e_pyserini.debater import task_instruction
         instruction = args.instruction if args.instruction is not None else task_instruction(args.dataset)

@@ -34,7 +34,7 @@ from o1e_tevatron.inference import check_index_dir
 
 from ..arguments import positive_int
 from ..debater import DebaterQueryEncoder
-from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
+from ..encoder import (MODES, QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
 from ..registry import register, registry_keys
 
@@ -51,6 +51,9 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-seed", type=int, default=None)
     p.add_argument("--o1e-reencode", action="store_true", help="re-encode q + t instead of reading the <emb> "
                    "state from the generation's KV cache")
+    p.add_argument("--o1e-query-vector", choices=QUERY_VECTORS, default="thoughts",
+                   help="think mode: the mean of the thought vectors (eq. 11) or with the plain query in it (HyDE)")
+    p.add_argument("--o1e-renormalize", action="store_true", help="think mode: scale the mean to unit length")
     p.add_argument("--o1e-thoughts", choices=THOUGHT_BACKENDS, default="hf")
     p.add_argument("--o1e-thought-server", help="base URL of an OpenAI-compatible server (--o1e-thoughts openai)")
     p.add_argument("--o1e-thought-model", help="model name on that server")
@@ -156,7 +159,8 @@ def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: 
         top_p=opts.o1e_top_p, max_new_tokens=opts.o1e_max_thought_tokens, seed=opts.o1e_seed,
         fused=not opts.o1e_reencode, thoughts=opts.o1e_thoughts, thought_server=opts.o1e_thought_server,
         thought_model=opts.o1e_thought_model, thoughts_file=opts.o1e_thoughts_file, dtype=opts.o1e_dtype,
-        batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+        batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model,
+        query_vector=opts.o1e_query_vector, renormalize=opts.o1e_renormalize, **pyserini_kwargs)
     return checked_encoder(encoder, index_dir, built)
 
 
