@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -34,7 +35,7 @@ from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSett
 
 logger = logging.getLogger(__name__)
 
-MODES = ("think", "fast")
+MODES = ("think", "fast", "adaptive")  # adaptive: fast until told to think (``think_now``; o1e_pyserini.adaptive)
 THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
 QUERY_VECTORS = ("thoughts", "thoughts+query")  # eq. 11's mean; the same with the plain query as a member
 ENCODED_QUERIES_NAME = "embedding.npz"  # o1e's pre-encoded queries: texts + vectors, no pickle
@@ -52,9 +53,11 @@ class EncodedQueries:
     entropy: list[float | None] = field(default_factory=list)  # next-token entropy at <thought> (None: not computed)
     generated_tokens: list[int] = field(default_factory=list)  # over the query's k thoughts (0 in fast mode)
 
-    def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
+    def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None,
+             decisions: Mapping[str, dict] | None = None) -> Path:
         """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
-        and ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
+        and ``thoughts.jsonl`` ({query_id, text, thoughts, ...}), so a run can be re-scored without generating;
+        ``decisions``: adaptive thinking's per query id, recorded on its row."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         latest = {text: i for i, text in enumerate(self.texts)}  # a query encoded twice keeps its last vector
@@ -66,8 +69,9 @@ class EncodedQueries:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
                     f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i]),
-                                        "generated_tokens": self.generated_tokens[i], "entropy": self.entropy[i]},
-                                       ensure_ascii=False) + "\n")
+                                        "generated_tokens": self.generated_tokens[i], "entropy": self.entropy[i],
+                                        **({"adaptive": decisions[query_id]} if decisions and query_id in decisions
+                                           else {})}, ensure_ascii=False) + "\n")
         return out
 
 
@@ -149,11 +153,13 @@ class O1EQueryEncoder(QueryEncoder):
         self.fused = fused and thoughts == "hf"
         self.include_query, self.renormalize = query_vector == "thoughts+query", renormalize
         self.backend = None
-        if mode == "think":
+        self.think_now = mode == "think"
+        if mode != "fast":
             self.backend = self._make_backend(thoughts, encoder_dir, thought_server, thought_model, thoughts_file,
                                               generate_kwargs or {})
         self.empty_thoughts = 0
         self.encoded = EncodedQueries()
+        self.seconds = {"fast": 0.0, "think": 0.0}  # query encoding time, without and with thinking
 
     def _make_backend(self, name, encoder_dir, server, model, path, generate_kwargs):
         if name == "hf":
@@ -192,27 +198,36 @@ class O1EQueryEncoder(QueryEncoder):
         return ids, self.encode_batch([topics[i] for i in topics], ids=ids)
 
     def _encode_chunk(self, queries: list[str]) -> np.ndarray:
-        if self.mode == "fast":
-            plain = prefill_plain_query(self.model, queries)
-            vectors, entropy = plain.vectors.float().cpu().numpy(), plain.entropy.tolist()
-            thought_texts, generated = [[] for _ in queries], [0] * len(queries)
+        started = time.perf_counter()
+        vectors = self._think_chunk(queries) if self.think_now else self._fast_chunk(queries)
+        self.seconds["think" if self.think_now else "fast"] += time.perf_counter() - started
+        return vectors
+
+    def _fast_chunk(self, queries: list[str]) -> np.ndarray:
+        plain = prefill_plain_query(self.model, queries)
+        return self._record(queries, plain.vectors.float().cpu().numpy(), [[] for _ in queries], plain.entropy.tolist(),
+                            [0] * len(queries))
+
+    def _think_chunk(self, queries: list[str]) -> np.ndarray:
+        plain_vectors, entropy = None, [None] * len(queries)
+        if self.fused:
+            thinking = self.backend.think_embed_and_plain(queries)
+            thought_ids, per_thought, generated = thinking.thoughts, thinking.vectors, thinking.generated_tokens
+            plain_vectors, entropy = thinking.plain_vectors, thinking.entropy.tolist()
         else:
-            plain_vectors, entropy = None, [None] * len(queries)
-            if self.fused:
-                thinking = self.backend.think_embed_and_plain(queries)
-                thought_ids, per_thought, generated = thinking.thoughts, thinking.vectors, thinking.generated_tokens
-                plain_vectors, entropy = thinking.plain_vectors, thinking.entropy.tolist()
-            else:
-                thought_ids = self.backend.think(queries)
-                per_thought = self._reencode(queries, thought_ids)
-                generated = [sum(len(th) for th in ths) for ths in thought_ids]
-            if self.include_query and plain_vectors is None:
-                plain = prefill_plain_query(self.model, queries)
-                plain_vectors, entropy = plain.vectors, plain.entropy.tolist()
-            vectors = average_thought_vectors(per_thought, plain_vectors if self.include_query else None,
-                                              self.renormalize).cpu().numpy()
-            self._count_empty(queries, thought_ids)
-            thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
+            thought_ids = self.backend.think(queries)
+            per_thought = self._reencode(queries, thought_ids)
+            generated = [sum(len(th) for th in ths) for ths in thought_ids]
+        if self.include_query and plain_vectors is None:
+            plain = prefill_plain_query(self.model, queries)
+            plain_vectors, entropy = plain.vectors, plain.entropy.tolist()
+        vectors = average_thought_vectors(per_thought, plain_vectors if self.include_query else None,
+                                          self.renormalize).cpu().numpy()
+        self._count_empty(queries, thought_ids)
+        thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
+        return self._record(queries, vectors, thought_texts, entropy, generated)
+
+    def _record(self, queries, vectors: np.ndarray, thought_texts, entropy, generated) -> np.ndarray:
         vectors = vectors.astype(np.float32, copy=False)
         self.encoded.texts.extend(queries)
         self.encoded.vectors.extend(vectors)

@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from o1e_pyserini import datasets
+from o1e_pyserini.adaptive import SIGNALS, AdaptivePolicy, uncertainties
 from o1e_pyserini.arguments import positive_int
 from o1e_pyserini.evaluation import retrievers, scoring
 from o1e_tevatron.core.fingerprint import path_fingerprint
@@ -61,6 +62,7 @@ class EvalConfig:
     hybrid: str | None = None  # "bm25": fuse the run with BM25's (o1e_pyserini.fusion)
     fusion: str = "interpolation"
     fusion_weight: float = 0.5  # the dense run's share under interpolation
+    adaptive: AdaptivePolicy | None = None  # o1e --mode adaptive: which queries think
 
 
 def _slug(text: str) -> str:
@@ -127,10 +129,17 @@ def evaluate(config: EvalConfig) -> dict:
     query_encoder = None if retriever.is_lucene else retriever.query_encoder()
     run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads,
                             query_encoder=query_encoder)
+    decisions = None
+    if config.adaptive:
+        decisions = _think_where_uncertain(config, retriever, index_dir, queries, run, excluded, depth, query_encoder)
     run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
     run, report["excluded_hits_removed"] = scoring.drop_excluded(run, excluded)
     run = {q: hits[:config.hits] for q, hits in run.items()}
     run_name = _run_name(retriever)
+    if config.adaptive:
+        policy = config.adaptive
+        run_name += f"-{policy.signal}-" + (f"rate{policy.rate:g}" if policy.rate is not None
+                                            else f"threshold{policy.threshold:g}")
     if config.hybrid:
         run = _hybrid(config, dataset, queries, run, excluded, depth)
         run_name += f"-hybrid-{config.hybrid}-{config.fusion}" + (
@@ -142,7 +151,7 @@ def evaluate(config: EvalConfig) -> dict:
     encoded = getattr(query_encoder, "encoded", None)
     if encoded is not None and any(encoded.thoughts):  # thoughts + vectors, to re-score without generating
         from o1e_pyserini.encoder import ids_by_text
-        saved = encoded.save(run_dir / f"{run_name}.queries", ids_by_text(queries))
+        saved = encoded.save(run_dir / f"{run_name}.queries", ids_by_text(queries), decisions)
         report["thoughts"] = str(saved / "thoughts.jsonl")
     values = scoring.per_query(run, qrels, metrics)
     record = {
@@ -151,6 +160,8 @@ def evaluate(config: EvalConfig) -> dict:
         **report, "run": str(run_path), "index": str(index_dir),
         "fusion": {"with": config.hybrid, "method": config.fusion, "weight": config.fusion_weight} if config.hybrid else None,
         "seconds": {"index": round(indexed_at - started, 1), "search": round(searched_at - indexed_at, 1)},
+        "cost": _cost(query_encoder, queries, decisions, searched_at - indexed_at),
+        "adaptive": {**config.adaptive.__dict__, "decisions": decisions} if config.adaptive else None,
         "per_query": values,
     }
     record = redact(record)  # a thought server's URL may carry credentials
@@ -158,6 +169,49 @@ def evaluate(config: EvalConfig) -> dict:
     _warn_about(report, config.dataset)
     print(summary_line(record))
     return record
+
+
+def _think_where_uncertain(config: EvalConfig, retriever, index_dir: Path, queries: dict[str, str],
+                           run: scoring.Run, excluded, depth: int, query_encoder) -> dict[str, dict]:
+    """Adaptive thinking: ``run`` is the fast run (searched in full); the queries the policy sends to
+    thinking are searched again thinking, and their hits replace the fast ones in ``run``."""
+    fast = scoring.drop_excluded(scoring.dedup_run(run)[0], excluded)[0]
+    encoded = query_encoder.encoded
+    entropy = dict(zip(encoded.texts, encoded.entropy))
+    decisions = config.adaptive.decide(uncertainties(config.adaptive.signal, fast,
+                                                     {q: entropy[text] for q, text in queries.items()}))
+    thinking = {q: text for q, text in queries.items() if decisions[q]["think"]}
+    query_encoder.think_now = True
+    if thinking:
+        run.update(retrievers.search(retriever, index_dir, thinking, k=depth, threads=config.threads,
+                                     query_encoder=query_encoder))
+    logger.info("adaptive (%s): %d of %d queries thought", config.adaptive.signal, len(thinking), len(queries))
+    return decisions
+
+
+def _cost(query_encoder, queries: dict[str, str], decisions: dict | None, search_seconds: float) -> dict:
+    """What the run cost: queries that thought, generated tokens and thinking seconds per query, query
+    encoding and search throughput (queries per second; search excludes encoding), and the hardware."""
+    n = max(len(queries), 1)
+    encoded = getattr(query_encoder, "encoded", None)
+    seconds = getattr(query_encoder, "seconds", {})
+    encoding = sum(seconds.values())
+    thought = (sum(d["think"] for d in decisions.values()) if decisions is not None
+               else len(queries) if getattr(query_encoder, "think_now", False) else 0)
+    return {"queries_thought": thought,
+            "generated_tokens_per_query": round(sum(encoded.generated_tokens) / n, 2) if encoded else 0.0,
+            "thinking_seconds_per_query": round(seconds.get("think", 0.0) / n, 4),
+            "query_encoding_qps": round(len(encoded.texts) / encoding, 2) if encoded and encoding else None,
+            "search_qps": round(n / max(search_seconds - encoding, 1e-9), 2),
+            "hardware": _hardware()}
+
+
+def _hardware() -> str:
+    import platform
+
+    import torch
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.get_num_threads()} threads{gpu}"
 
 
 def _hybrid(config: EvalConfig, dataset, queries: dict[str, str], run: scoring.Run, excluded, depth: int) -> scoring.Run:
@@ -231,7 +285,11 @@ def _warn_about(report: dict, dataset_id: str) -> None:
 
 def summary_line(record: dict) -> str:
     scores = "  ".join(f"{m}={v:.4f}" for m, v in record["metrics"].items())
-    return f"{record['dataset']}  {record['retriever']['spec']}  {scores}  ({record['num_queries']} queries)"
+    cost = record.get("cost") or {}
+    costs = (f"  thought {cost['queries_thought']}/{record['num_queries']}, {cost['generated_tokens_per_query']} "
+             f"tokens/q, {cost['thinking_seconds_per_query']} s/q thinking, encode {cost['query_encoding_qps']} q/s, "
+             f"search {cost['search_qps']} q/s on {cost['hardware']}") if cost else ""
+    return f"{record['dataset']}  {record['retriever']['spec']}  {scores}  ({record['num_queries']} queries){costs}"
 
 
 # --- compare / regress / ttest ---------------------------------------------------------------
@@ -377,7 +435,15 @@ def _eval_parser() -> argparse.ArgumentParser:
     encoding.add_argument("--pooling", choices=["mean", "cls"], default="mean")
     encoding.add_argument("--l2-norm", action=argparse.BooleanOptionalAction, default=True)
     o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
-    o1e.add_argument("--mode", choices=["think", "fast"], default=None, help="o1e only")
+    o1e.add_argument("--mode", choices=["think", "fast", "adaptive"], default=None,
+                     help="o1e only; adaptive: fast first, then think where --adaptive-signal says uncertain")
+    o1e.add_argument("--adaptive-signal", choices=SIGNALS, default="margin",
+                     help="margin: top-1 minus top-2 fast score; score-entropy: of the top fast scores; "
+                          "model-entropy: the model's next-token entropy at <thought>")
+    o1e.add_argument("--think-threshold", type=float, default=None,
+                     help="adaptive: think when the signal's uncertainty is at least this (margin: minus the gap)")
+    o1e.add_argument("--think-rate", type=float, default=None,
+                     help="adaptive: the fraction of queries that think (the most uncertain ones)")
     o1e.add_argument("--num-thoughts", type=positive_int, default=None)
     o1e.add_argument("--max-thought-tokens", type=positive_int, default=None, dest="max_new_tokens")
     o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
@@ -428,13 +494,21 @@ def _config(args) -> EvalConfig:
         retriever.validate()
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    adaptive = None
+    if args.mode == "adaptive":
+        try:
+            adaptive = AdaptivePolicy(args.adaptive_signal, args.think_threshold, args.think_rate)
+        except ValueError as e:
+            raise SystemExit(f"error: {e} (--think-threshold or --think-rate)") from None
+    elif args.think_threshold is not None or args.think_rate is not None:
+        raise SystemExit("error: --think-threshold and --think-rate apply to --mode adaptive")
     if args.hybrid and retriever.is_lucene:
         raise SystemExit("error: --hybrid fuses a dense retriever's run with BM25's; the retriever is already bm25")
     if not 0 <= args.fusion_weight <= 1:
         raise SystemExit(f"error: --fusion-weight must be in [0, 1], got {args.fusion_weight}")
     return EvalConfig(args.dataset, retriever, args.data_dir, args.topics_dir, args.corpus, args.excluded_ids,
                       args.output_dir, args.index_root, args.hits, args.threads, args.metrics or [],
-                      args.hybrid, args.fusion, args.fusion_weight)
+                      args.hybrid, args.fusion, args.fusion_weight, adaptive)
 
 
 def main(argv: list[str] | None = None) -> int:
