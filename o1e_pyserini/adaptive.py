@@ -83,3 +83,46 @@ class AdaptivePolicy:
             reason = f"uncertainty >= {self.threshold:g}"
         return {q: {"think": q in chosen, "signal": self.signal, "value": uncertainty[q],
                     "reason": reason if q in chosen else "not " + reason} for q in uncertainty}
+
+
+def adaptive_curve(fast_values: dict[str, float], think_values: dict[str, float],
+                   signal_values: dict[str, dict[str, float]], tokens: dict[str, float] | None = None) -> dict:
+    """The score against the fraction of queries that think, per signal: at each count m (0..n) the m
+    most uncertain queries (ties by id) take their think-run score, the others their fast-run score.
+    Each point carries the threshold that picks those m (the m-th uncertainty) and, given ``tokens``
+    (generated per query when thinking), the tokens per query. m = 0 is never-think, m = n always."""
+    queries = sorted(fast_values)
+    n = len(queries)
+    curves = {}
+    for signal, uncertainty in signal_values.items():
+        order = sorted(queries, key=lambda q: (-uncertainty[q], q))
+        total, spent, points = sum(fast_values.values()), 0.0, []
+        for m in range(n + 1):
+            if m:
+                q = order[m - 1]
+                total += think_values[q] - fast_values[q]
+                spent += (tokens or {}).get(q, 0.0)
+            points.append({"think_rate": m / n, "queries_thought": m, "score": total / n,
+                           "threshold": uncertainty[order[m - 1]] if m else None,
+                           "generated_tokens_per_query": spent / n if tokens is not None else None})
+        curves[signal] = points
+    never, always = sum(fast_values.values()) / n, sum(think_values.values()) / n
+    return {"num_queries": n, "never_think": never, "always_think": always, "curves": curves}
+
+
+def plot_curve(curve: dict, metric: str, path) -> None:
+    """score vs think-rate, one line per signal, never/always as the ends (PNG)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for signal, points in curve["curves"].items():
+        ax.plot([p["think_rate"] for p in points], [p["score"] for p in points], label=signal)
+    ax.plot([0, 1], [curve["never_think"], curve["always_think"]], "k:", label="random (expected)")
+    ax.set_xlabel("fraction of queries that think")
+    ax.set_ylabel(metric)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

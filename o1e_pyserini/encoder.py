@@ -53,6 +53,15 @@ class EncodedQueries:
     entropy: list[float | None] = field(default_factory=list)  # next-token entropy at <thought> (None: not computed)
     generated_tokens: list[int] = field(default_factory=list)  # over the query's k thoughts (0 in fast mode)
 
+    def add(self, texts: Sequence[str], vectors: np.ndarray, thoughts: Sequence[list[str]],
+            entropy: Sequence[float | None] | None = None, generated_tokens: Sequence[int] | None = None) -> None:
+        """One row per query (``entropy`` and ``generated_tokens`` unknown: None and 0)."""
+        self.texts.extend(texts)
+        self.vectors.extend(vectors)
+        self.thoughts.extend(thoughts)
+        self.entropy.extend(entropy if entropy is not None else [None] * len(texts))
+        self.generated_tokens.extend(generated_tokens if generated_tokens is not None else [0] * len(texts))
+
     def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None,
              decisions: Mapping[str, dict] | None = None) -> Path:
         """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
@@ -229,11 +238,7 @@ class O1EQueryEncoder(QueryEncoder):
 
     def _record(self, queries, vectors: np.ndarray, thought_texts, entropy, generated) -> np.ndarray:
         vectors = vectors.astype(np.float32, copy=False)
-        self.encoded.texts.extend(queries)
-        self.encoded.vectors.extend(vectors)
-        self.encoded.thoughts.extend(thought_texts)
-        self.encoded.entropy.extend(entropy)
-        self.encoded.generated_tokens.extend(generated)
+        self.encoded.add(queries, vectors, thought_texts, entropy, generated)
         return vectors
 
     def _reencode(self, queries: list[str], thought_ids) -> list[torch.Tensor]:

@@ -149,7 +149,8 @@ def evaluate(config: EvalConfig) -> dict:
     run_dir = config.output_dir / _slug(config.dataset)
     run_path = scoring.write_run(run, run_dir / f"{run_name}.trec", tag=run_name)
     encoded = getattr(query_encoder, "encoded", None)
-    if encoded is not None and any(encoded.thoughts):  # thoughts + vectors, to re-score without generating
+    if encoded is not None and (any(encoded.thoughts) or any(e is not None for e in encoded.entropy)):
+        # thoughts (or the fast pass's entropy) + vectors, to re-score without generating
         from o1e_pyserini.encoder import ids_by_text
         saved = encoded.save(run_dir / f"{run_name}.queries", ids_by_text(queries), decisions)
         report["thoughts"] = str(saved / "thoughts.jsonl")
@@ -228,6 +229,45 @@ def _hybrid(config: EvalConfig, dataset, queries: dict[str, str], run: scoring.R
     sparse = scoring.drop_excluded(scoring.dedup_run(sparse)[0], excluded)[0]
     sparse = {q: hits[:config.hits] for q, hits in sparse.items()}
     return fuse([run, sparse], config.fusion, config.fusion_weight, k=config.hits)
+
+
+def _adaptive_curve(args) -> dict:
+    """nDCG@10 (or ``--metric``) against the think-rate per signal, from a fast and a think run of one split."""
+    from o1e_pyserini.adaptive import adaptive_curve, plot_curve
+
+    qrels = _dataset_qrels(args)
+    fast_run, think_run = scoring.read_run(args.fast_run), scoring.read_run(args.think_run)
+    fast = {q: v[args.metric] for q, v in scoring.per_query(fast_run, qrels, [args.metric]).items()}
+    think = {q: v[args.metric] for q, v in scoring.per_query(think_run, qrels, [args.metric]).items()}
+    signals = {name: uncertainties(name, {q: fast_run.get(q, []) for q in fast}) for name in ("margin", "score-entropy")}
+    if args.fast_queries:
+        entropy = _thoughts_field(args.fast_queries, "entropy")
+        signals["model-entropy"] = {q: entropy[q] for q in fast}
+    tokens = _thoughts_field(args.think_queries, "generated_tokens") if args.think_queries else None
+    curve = {"metric": args.metric, "fast_run": str(args.fast_run), "think_run": str(args.think_run),
+             **adaptive_curve(fast, think, signals, tokens)}
+    args.output.write_text(json.dumps(curve, indent=1))
+    if args.plot:
+        plot_curve(curve, args.metric, args.plot)
+    print(f"{args.metric}: never {curve['never_think']:.4f}, always {curve['always_think']:.4f} "
+          f"({curve['num_queries']} queries)")
+    for signal, points in curve["curves"].items():
+        marks = [points[round(r * curve["num_queries"])] for r in (0.25, 0.5, 0.75)]
+        print(f"  {signal:14} " + "  ".join(f"rate {p['think_rate']:.2f}: {p['score']:.4f} (threshold "
+                                           f"{p['threshold']:.4g})" for p in marks))
+    return curve
+
+
+def _thoughts_field(path: Path, name: str) -> dict[str, float]:
+    """{query_id: row[name]} of a thoughts.jsonl, naming the line that lacks it."""
+    values = {}
+    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
+        if line.strip():
+            row = json.loads(line)
+            if row.get(name) is None or row.get("query_id") is None:
+                raise ValueError(f"{path}:{line_no}: no {name!r} (a thoughts.jsonl of o1e with query ids)")
+            values[row["query_id"]] = row[name]
+    return values
 
 
 def _fuse_files(args) -> None:
@@ -515,7 +555,24 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards", "fuse") else None
+    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards", "fuse",
+                                              "adaptive-curve") else None
+    if command == "adaptive-curve":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval adaptive-curve",
+                                         description="pick adaptive thresholds on training or dev queries, not test")
+        _add_data_args(parser, dataset_required=False)
+        parser.add_argument("--qrels", type=Path, help="TREC qrels file (instead of --dataset)")
+        parser.add_argument("--fast-run", type=Path, required=True)
+        parser.add_argument("--think-run", type=Path, required=True)
+        parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
+        parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
+        parser.add_argument("--metric", default="nDCG@10")
+        parser.add_argument("--output", type=Path, required=True, help="the curve as JSON")
+        parser.add_argument("--plot", type=Path, help="and as a PNG")
+        args = parser.parse_args(argv[1:])
+        if not (args.qrels or args.dataset):
+            parser.error("give --dataset or --qrels")
+        return _run_reporting_errors(_adaptive_curve, args)
     if command == "fuse":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval fuse")
         parser.add_argument("--runs", type=Path, nargs="+", required=True, help="TREC run files (the dense one first)")

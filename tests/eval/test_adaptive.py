@@ -79,3 +79,39 @@ def _top_two(out_dir):
 
 def _without_tags(run_text):
     return [line.split()[:5] for line in run_text.splitlines()]
+
+
+def test_adaptive_curve_on_literal_runs(tmp_path, capsys):
+    from o1e_pyserini.evaluation import scoring
+
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("a 0 d1 1\nb 0 d2 1\nc 0 d3 1\n")
+    fast = {"a": [("d1", 0.9), ("d2", 0.1)], "b": [("d1", 0.5), ("d2", 0.45)], "c": [("d1", 0.6), ("d3", 0.2)]}
+    think = {"a": [("d2", 0.9), ("d1", 0.8)], "b": [("d2", 0.9), ("d1", 0.1)], "c": [("d3", 0.9), ("d1", 0.1)]}
+    paths = {}
+    for name, run in (("fast", fast), ("think", think)):
+        paths[name] = scoring.write_run(run, tmp_path / f"{name}.trec", tag=name)
+    (tmp_path / "fast.jsonl").write_text("".join(json.dumps({"query_id": q, "text": q, "thoughts": [], "entropy": e})
+                                                 + "\n" for q, e in (("a", 3.0), ("b", 1.0), ("c", 2.0))))
+    (tmp_path / "think.jsonl").write_text("".join(json.dumps({"query_id": q, "text": q, "thoughts": ["t"],
+                                                              "generated_tokens": n}) + "\n"
+                                                  for q, n in (("a", 30), ("b", 60), ("c", 90))))
+    out, plot = tmp_path / "curve.json", tmp_path / "curve.png"
+    assert o1e_eval.main(["adaptive-curve", "--qrels", str(qrels), "--fast-run", str(paths["fast"]), "--think-run",
+                          str(paths["think"]), "--fast-queries", str(tmp_path / "fast.jsonl"), "--think-queries",
+                          str(tmp_path / "think.jsonl"), "--output", str(out), "--plot", str(plot)]) == 0
+    curve = json.loads(out.read_text())
+    # nDCG@10 per query: fast a 1, b 1/log2(3), c 1/log2(3); think a 1/log2(3), b 1, c 1
+    low = 1 / math.log2(3)
+    assert curve["never_think"] == pytest.approx((1 + 2 * low) / 3) and curve["always_think"] == pytest.approx((2 + low) / 3)
+    # margin uncertainty: b (-0.05) > c (-0.4) > a (-0.8): b thinks first, then c, then a
+    assert [p["score"] for p in curve["curves"]["margin"]] == pytest.approx(
+        [(1 + 2 * low) / 3, (2 + low) / 3, 1.0, (2 + low) / 3])
+    assert [p["generated_tokens_per_query"] for p in curve["curves"]["margin"]] == pytest.approx([0, 20, 50, 60])
+    assert curve["curves"]["margin"][1]["threshold"] == pytest.approx(-0.05)
+    # model entropy: a (3) > c (2) > b (1)
+    assert [p["score"] for p in curve["curves"]["model-entropy"]] == pytest.approx(
+        [(1 + 2 * low) / 3, low, (2 * low + 1) / 3, (2 + low) / 3])
+    assert set(curve["curves"]) == {"margin", "score-entropy", "model-entropy"}
+    assert plot.stat().st_size > 1000
+    assert "never" in capsys.readouterr().out
