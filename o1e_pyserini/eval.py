@@ -338,7 +338,9 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
 
     ``expected.yaml``: ``{table, metric_scale, conditions: [{name, datasets: [{dataset, scores:
     {metric: value}}]}]}``; a dataset ``average`` with ``over: [ids]`` is the mean of ours over those
-    ids. The paper prints percentages, hence ``metric_scale`` (100)."""
+    ids. The paper prints percentages, hence ``metric_scale`` (100). Cost columns beside the scores:
+    the share of queries that thought, generated tokens and thinking seconds per query (means over
+    ``over``), blank for results written before o1e recorded cost."""
     expected = yaml.safe_load(Path(expected_path).read_text())
     scale = expected.get("metric_scale", 1)
     if not Path(results_dir).is_dir():
@@ -349,28 +351,49 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
         for entry in condition["datasets"]:
             for dataset_id in entry.get("over", [entry["dataset"]]):
                 if dataset_id not in ours_by_dataset:
-                    ours_by_dataset[dataset_id] = _metrics_of(Path(results_dir) / condition["name"], dataset_id)
+                    ours_by_dataset[dataset_id] = _record_of(Path(results_dir) / condition["name"], dataset_id)
+            records = [ours_by_dataset[d] for d in entry.get("over", [entry["dataset"]])]
+            cost = {name: _mean([_cost_value(r, name) for r in records]) for name in COST_COLUMNS}
             for metric, paper in entry["scores"].items():
-                values = [ours_by_dataset[d].get(metric) for d in entry.get("over", [entry["dataset"]])]
-                ours = None if None in values else scale * sum(values) / len(values)
+                ours = _mean([r.get("metrics", {}).get(metric) for r in records])
                 rows.append({"condition": condition["name"], "dataset": entry["dataset"], "metric": metric,
-                             "paper": paper, "ours": ours})
-    print(f"{'condition':16} {'dataset':38} {'metric':8} {'paper':>8} {'ours':>8} {'delta':>8}")
+                             "paper": paper, "ours": None if ours is None else scale * ours, **cost})
+    print(f"{'condition':16} {'dataset':38} {'metric':8} {'paper':>8} {'ours':>8} {'delta':>8} "
+          f"{'thought':>8} {'tok/q':>8} {'think s/q':>10}")
     for row in rows:
         ours = "missing" if row["ours"] is None else f"{row['ours']:.2f}"
         delta = "" if row["ours"] is None else f"{row['ours'] - row['paper']:+.2f}"
-        print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8}")
+        costs = [("" if row[name] is None else f"{row[name]:{spec}}") for name, spec in
+                 zip(COST_COLUMNS, (".0%", ".1f", ".3f"))]
+        print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8} "
+              f"{costs[0]:>8} {costs[1]:>8} {costs[2]:>10}")
     if all(row["ours"] is None for row in rows):
         raise ValueError(f"--results {results_dir}: none of the {len(rows)} results of {expected_path} is there "
                          "(expected <results>/<condition>/<dataset>/*.metrics.json): wrong folder?")
     return rows
 
 
-def _metrics_of(condition_dir: Path, dataset_id: str) -> dict:
+COST_COLUMNS = ("think_rate", "generated_tokens_per_query", "thinking_seconds_per_query")
+
+
+def _record_of(condition_dir: Path, dataset_id: str) -> dict:
     found = sorted((condition_dir / _slug(dataset_id)).glob("*.metrics.json"))
     if len(found) > 1:
         raise ValueError(f"{condition_dir / _slug(dataset_id)}: several metrics files {found}; keep one per condition")
-    return json.loads(found[0].read_text())["metrics"] if found else {}
+    return json.loads(found[0].read_text()) if found else {}
+
+
+def _cost_value(record: dict, name: str) -> float | None:
+    cost = record.get("cost")
+    if not cost:
+        return None
+    if name == "think_rate":
+        return cost["queries_thought"] / max(record.get("num_queries", 0), 1)
+    return cost[name]
+
+
+def _mean(values: list) -> float | None:
+    return None if not values or None in values else sum(values) / len(values)
 
 
 def regress(regressions: Path, base: EvalConfig) -> list[str]:
