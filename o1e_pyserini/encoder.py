@@ -24,12 +24,14 @@ import pandas as pd
 import torch
 from pyserini.encode import QueryEncoder
 
+from o1e_tevatron.core.fingerprint import model_fingerprint
 from o1e_tevatron.core.redact import redact
 from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
 
 from .base import FamilyDocumentEncoder, O1EInputError, load_family_model, report_ignored
+from .thought_cache import ThoughtCache
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
                        VLLMThoughts, average_thought_vectors, prefill_plain_query)
 
@@ -130,7 +132,8 @@ class O1EQueryEncoder(QueryEncoder):
     ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``). ``query_vector``:
     ``thoughts`` (eq. 11, default) or ``thoughts+query`` (the plain-query vector averaged in as one more
     member; with the HF backend it comes free from the generation's prefill); ``renormalize`` scales
-    the mean to unit length.
+    the mean to unit length. ``thought_cache``: a folder (``o1e_pyserini.thought_cache``) where the HF
+    backend's reproducible thoughts (seeded or greedy) are kept and reused, re-encoded instead of generated.
     """
 
     def __init__(self, encoder_dir: str, mode: str = "think", num_thoughts: int = 3, temperature: float = 0.1,
@@ -140,7 +143,7 @@ class O1EQueryEncoder(QueryEncoder):
                  fp16: bool = False, batch_size: int = 16, base_model_name_or_path: Optional[str] = None,
                  tokenizer_name: Optional[str] = None, prefix: Optional[str] = None,
                  generate_kwargs: Optional[dict] = None, query_vector: str = "thoughts", renormalize: bool = False,
-                 **pyserini_options):
+                 thought_cache: Optional[str] = None, **pyserini_options):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -166,6 +169,15 @@ class O1EQueryEncoder(QueryEncoder):
         if mode != "fast":
             self.backend = self._make_backend(thoughts, encoder_dir, thought_server, thought_model, thoughts_file,
                                               generate_kwargs or {})
+        self.cache = None
+        if thought_cache and thoughts == "hf" and mode != "fast" and (seed is not None or temperature == 0):
+            self.cache = ThoughtCache(thought_cache, {
+                "model": model_fingerprint(encoder_dir), "base": base_model_name_or_path and model_fingerprint(
+                    base_model_name_or_path), "template": self.template.config.to_dict(),
+                "sampling": {"num_thoughts": num_thoughts, "temperature": temperature, "top_p": top_p,
+                             "max_new_tokens": self.backend.max_new_tokens, "generate_kwargs": generate_kwargs},
+                "seed": seed, "dtype": "float16" if fp16 else dtype, "device": torch.device(device).type})
+        self.cache_hits = 0
         self.empty_thoughts = 0
         self.encoded = EncodedQueries()
         self.seconds = {"fast": 0.0, "think": 0.0}  # query encoding time, without and with thinking
@@ -218,23 +230,40 @@ class O1EQueryEncoder(QueryEncoder):
                             [0] * len(queries))
 
     def _think_chunk(self, queries: list[str]) -> np.ndarray:
-        plain_vectors, entropy = None, [None] * len(queries)
-        if self.fused:
-            thinking = self.backend.think_embed_and_plain(queries)
-            thought_ids, per_thought, generated = thinking.thoughts, thinking.vectors, thinking.generated_tokens
-            plain_vectors, entropy = thinking.plain_vectors, thinking.entropy.tolist()
-        else:
-            thought_ids = self.backend.think(queries)
-            per_thought = self._reencode(queries, thought_ids)
-            generated = [sum(len(th) for th in ths) for ths in thought_ids]
-        if self.include_query and plain_vectors is None:
+        known = self.cache.get(queries) if self.cache is not None else {}
+        fresh = list(dict.fromkeys(q for q in queries if q not in known))
+        results = {}  # query -> (thought ids, (k, d) vectors, tokens generated, plain vector, entropy)
+        if fresh:
+            results.update(self._think_fresh(fresh))
+            if self.cache is not None:
+                self.cache.put({q: results[q][0] for q in fresh})
+        if known:
+            cached = list(known)
+            plain = prefill_plain_query(self.model, cached)
+            per_thought = self._reencode(cached, [known[q] for q in cached])
+            results.update({q: (known[q], per_thought[i], 0, plain.vectors[i], plain.entropy[i].item())
+                            for i, q in enumerate(cached)})
+            self.cache_hits += sum(q in known for q in queries)
+        thought_ids, per_thought, generated, plain_vectors, entropy = zip(*(results[q] for q in queries))
+        if self.include_query and any(v is None for v in plain_vectors):
             plain = prefill_plain_query(self.model, queries)
             plain_vectors, entropy = plain.vectors, plain.entropy.tolist()
-        vectors = average_thought_vectors(per_thought, plain_vectors if self.include_query else None,
+        vectors = average_thought_vectors(per_thought, torch.stack(list(plain_vectors)) if self.include_query else None,
                                           self.renormalize).cpu().numpy()
         self._count_empty(queries, thought_ids)
         thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
-        return self._record(queries, vectors, thought_texts, entropy, generated)
+        return self._record(queries, vectors, thought_texts, list(entropy), list(generated))
+
+    def _think_fresh(self, queries: list[str]) -> dict:
+        """Thoughts generated now: {query: (thought ids, (k, d) vectors, tokens generated, plain vector, entropy)}."""
+        if self.fused:
+            thinking = self.backend.think_embed_and_plain(queries)
+            return {q: (thinking.thoughts[i], thinking.vectors[i], thinking.generated_tokens[i],
+                        thinking.plain_vectors[i], thinking.entropy[i].item()) for i, q in enumerate(queries)}
+        thought_ids = self.backend.think(queries)
+        per_thought = self._reencode(queries, thought_ids)
+        return {q: (ids, per_thought[i], sum(len(th) for th in ids), None, None)
+                for i, (q, ids) in enumerate(zip(queries, thought_ids))}
 
     def _record(self, queries, vectors: np.ndarray, thought_texts, entropy, generated) -> np.ndarray:
         vectors = vectors.astype(np.float32, copy=False)

@@ -199,7 +199,7 @@ def _cost(query_encoder, queries: dict[str, str], decisions: dict | None, search
     encoding = sum(seconds.values())
     thought = (sum(d["think"] for d in decisions.values()) if decisions is not None
                else len(queries) if getattr(query_encoder, "think_now", False) else 0)
-    return {"queries_thought": thought,
+    return {"queries_thought": thought, "queries_from_thought_cache": getattr(query_encoder, "cache_hits", 0),
             "generated_tokens_per_query": round(sum(encoded.generated_tokens) / n, 2) if encoded else 0.0,
             "thinking_seconds_per_query": round(seconds.get("think", 0.0) / n, 4),
             "query_encoding_qps": round(len(encoded.texts) / encoding, 2) if encoded and encoding else None,
@@ -301,7 +301,7 @@ def _run_name(retriever: retrievers.RetrieverSpec) -> str:
             parts.append(f"instruction-{hashlib.sha1(value.encode()).hexdigest()[:6]}")
         elif name == "renormalize":
             parts.append("renormalized")
-        elif name not in ("thoughts", "thought_server"):
+        elif name not in ("thoughts", "thought_server", "thought_cache"):
             parts.append(str(value))
     return _slug("-".join(parts))
 
@@ -515,6 +515,10 @@ def _eval_parser() -> argparse.ArgumentParser:
                      help="o1e think mode: the mean of the thought vectors (eq. 11, default) or with the plain query in it")
     o1e.add_argument("--renormalize", action="store_true", default=None,
                      help="o1e think mode: scale the mean query vector to unit length")
+    o1e.add_argument("--thought-cache", type=Path, default=datasets.O1E_CACHE / "thoughts",
+                     help="o1e: keep and reuse seeded (or greedy) thoughts here, keyed by the checkpoint's content, "
+                          "template, sampling settings, seed and query (default $O1E_CACHE/thoughts)")
+    o1e.add_argument("--no-thought-cache", action="store_true", help="o1e: generate every thought afresh")
     o1e.add_argument("--thoughts-file", type=Path, default=None,
                      help="thoughts.jsonl of an earlier run ({text, thoughts} lines), e.g. <run>.queries/thoughts.jsonl")
     o1e.add_argument("--thought-server", default=None,
@@ -543,6 +547,8 @@ def _config(args) -> EvalConfig:
         options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
     options.update({name: getattr(args, name) for name in THOUGHT_FLAGS + QUERY_VECTOR_FLAGS
                     if getattr(args, name) is not None})
+    if args.retriever.startswith("o1e:") and args.mode != "fast" and not args.no_thought_cache:
+        options["thought_cache"] = str(args.thought_cache)
     if args.retriever.startswith("debater:"):
         from o1e_pyserini.debater import task_instruction
         instruction = args.instruction if args.instruction is not None else task_instruction(args.dataset)

@@ -18,6 +18,7 @@ embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -72,16 +73,17 @@ class NucleusSampler(LogitsProcessor):
     of that bound it is exact (a token stays while the mass above it is below top_p of the total, the
     warper's rule). Otherwise the step sorts the full vocabulary as the warper does. The draw inverts
     the nucleus's cumulative distribution with one uniform number per row, and the drawn token gets
-    the only infinite score, so generate's greedy step takes it. Draws come from ``generator`` (a
-    ``torch.Generator``; None: the global one), so a seed never touches the caller's random state.
+    the only infinite score, so generate's greedy step takes it. Draws come from ``generators`` (one
+    ``torch.Generator`` per group of consecutive rows, e.g. per query for its k thoughts; None: the
+    global one), so a seed never touches the caller's random state.
     """
 
     def __init__(self, temperature: float, top_p: float, candidates: int = 64,
-                 generator: torch.Generator | None = None):
+                 generators: Sequence[torch.Generator] | None = None):
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
         self.temperature, self.top_p, self.candidates = temperature, top_p, candidates
-        self.generator = generator
+        self.generators = generators
 
     def _weights(self, values: torch.Tensor) -> torch.Tensor:
         """exp((logit - max) / T) of logits sorted best first: probabilities up to the total mass."""
@@ -113,11 +115,17 @@ class NucleusSampler(LogitsProcessor):
         """One token id per row (B, 1), drawn from the nucleus."""
         ids, probs = self.nucleus(scores)
         cdf = probs.cumsum(-1)
-        u = torch.rand(len(cdf), 1, device=cdf.device, generator=self.generator) * cdf[:, -1:]  # the total: rounding
+        u = self._uniform(len(cdf), cdf.device) * cdf[:, -1:]  # the total: rounding
         # u can round up to the total, past every token: take the last one of the nucleus (a prefix), never
         # a zero-probability candidate after it
         last_inside = (probs > 0).sum(-1, keepdim=True) - 1
         return ids.gather(1, torch.minimum(torch.searchsorted(cdf, u, right=True), last_inside))
+
+    def _uniform(self, rows: int, device: torch.device) -> torch.Tensor:
+        if not self.generators:
+            return torch.rand(rows, 1, device=device)
+        per_group = rows // len(self.generators)
+        return torch.cat([torch.rand(per_group, 1, device=device, generator=g) for g in self.generators])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         return scores.scatter_(1, self.sample(scores), float("inf"))  # generate passes its own copy
@@ -150,15 +158,13 @@ class HFThoughts(ThoughtBackend):
             logger.warning("max_new_tokens %d > thought_max_len %d of the checkpoint: generating %d",
                            settings.max_new_tokens, limit, limit)
         self.max_new_tokens = min(settings.max_new_tokens, limit)
-        self.generator = None  # seeded once, on the model's device, at the first batch
 
-    def _sampler_generator(self, device: torch.device) -> torch.Generator | None:
-        """One generator for the whole run: batches continue its stream instead of replaying the seed."""
+    def _sampler_generators(self, queries: Sequence[str], device: torch.device) -> list[torch.Generator] | None:
+        """One generator per query, seeded by hash(seed, query): a query's thoughts do not depend on the
+        other queries of its batch, nor on its position in the run, so they can be cached per query."""
         if self.settings.seed is None:
             return None
-        if self.generator is None:
-            self.generator = torch.Generator(device=device).manual_seed(self.settings.seed)
-        return self.generator
+        return [torch.Generator(device=device).manual_seed(query_seed(self.settings.seed, q)) for q in queries]
 
     def _generate(self, queries: Sequence[str]):
         """Sampled continuations (B*k, T), the prompt mask repeated k-fold, the KV cache after them, and
@@ -174,7 +180,8 @@ class HFThoughts(ThoughtBackend):
         kwargs = dict(self.generate_kwargs)
         processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
         if s.temperature > 0:  # sampled by our last processor; generate itself stays greedy
-            processors.append(NucleusSampler(s.temperature, s.top_p, generator=self._sampler_generator(prompt_ids.device)))
+            processors.append(NucleusSampler(s.temperature, s.top_p,
+                                             generators=self._sampler_generators(queries, prompt_ids.device)))
         t = self.template
         out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache,
                           max_new_tokens=self.max_new_tokens, eos_token_id=t.eos_id, pad_token_id=t.pad_id,
@@ -232,6 +239,12 @@ class HFThoughts(ThoughtBackend):
         k = self.settings.num_thoughts
         return Thinking(thoughts, vectors.view(len(queries), k, -1), plain.vectors, plain.entropy,
                         real_mask.view(len(queries), k, -1).sum((1, 2)).tolist())
+
+
+def query_seed(seed: int, query: str) -> int:
+    """The sampling seed of one query's thoughts: a 63-bit hash of the run's seed and the query text."""
+    digest = hashlib.blake2b(f"{seed}\n{query}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2 ** 63 - 1)
 
 
 @dataclass

@@ -10,7 +10,7 @@ from o1e_pyserini import eval as o1e_eval
 from o1e_pyserini.adaptive import AdaptivePolicy, margin_uncertainty, score_entropy, uncertainties
 
 DEMO_ID = "o1e/demo/test"
-THINK = ["--num-thoughts", "2", "--max-thought-tokens", "4", "--seed", "5", "--temperature", "0.7"]
+THINK = ["--num-thoughts", "2", "--max-thought-tokens", "4", "--seed", "5", "--temperature", "0.7", "--no-thought-cache"]
 
 
 def test_signals_and_policies_on_literal_runs():

@@ -184,20 +184,21 @@ def test_nucleus_draw_at_the_rounding_edge_stays_in_the_nucleus(monkeypatch):
 
 def test_seeded_thoughts_leave_the_global_random_state_alone(llama_checkpoint):
     """The old code called torch.manual_seed(seed) for every batch: the caller's random state was reset,
-    and every batch replayed the same draws."""
+    and every batch replayed the same draws. Now each query draws from its own generator, seeded by
+    hash(seed, query): the same query gets the same thoughts in any batch, other queries others."""
     kwargs = dict(num_thoughts=2, temperature=1.0, max_new_tokens=MAX_NEW, seed=3, batch_size=1,
                   generate_kwargs={"sequence_bias": {(2,): 2.0}})
     encoder = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    encoder.encode_batch(["dna", "dna"])
+    encoder.encode_batch(["dna", "rna", "dna"])
     assert torch.equal(torch.rand(3), expected_next)
-    first, second = encoder.encoded.thoughts
-    assert first != second  # one stream over the batches, not the seed replayed per batch
-    again = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
-    again.encode_batch(["dna", "dna"])
-    assert again.encoded.thoughts == encoder.encoded.thoughts  # and still reproducible
+    first, other, second = encoder.encoded.thoughts
+    assert first == second and first != other  # per query, not one stream over the batches
+    again = O1EQueryEncoder(str(llama_checkpoint), **{**kwargs, "batch_size": 3})
+    again.encode_batch(["rna", "dna", "dna"])
+    assert again.encoded.thoughts == [other, first, first]  # the batch does not matter
 
 
 def test_recorded_thoughts_with_different_counts_per_query(llama_checkpoint, tmp_path):
