@@ -26,7 +26,7 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
@@ -198,7 +198,7 @@ def _cost(query_encoder, queries: dict[str, str], decisions: dict | None, search
     seconds = getattr(query_encoder, "seconds", {})
     encoding = sum(seconds.values())
     thought = (sum(d["think"] for d in decisions.values()) if decisions is not None
-               else len(queries) if getattr(query_encoder, "think_now", False) else 0)
+               else sum(bool(t) for t in encoded.thoughts) if encoded else 0)
     return {"queries_thought": thought, "queries_from_thought_cache": getattr(query_encoder, "cache_hits", 0),
             "generated_tokens_per_query": round(sum(encoded.generated_tokens) / n, 2) if encoded else 0.0,
             "thinking_seconds_per_query": round(seconds.get("think", 0.0) / n, 4),
@@ -217,8 +217,6 @@ def _hardware() -> str:
 
 def _hybrid(config: EvalConfig, dataset, queries: dict[str, str], run: scoring.Run, excluded, depth: int) -> scoring.Run:
     """``run`` fused with BM25's over the same queries (both `hits` deep after exclusion)."""
-    from dataclasses import replace
-
     from o1e_pyserini.fusion import fuse
 
     bm25 = replace(config, retriever=retrievers.RetrieverSpec(config.hybrid))
