@@ -54,7 +54,5 @@ class ThoughtAugmentedQueryEncoder(QueryEncoder):
         flat /= np.maximum(np.linalg.norm(flat, axis=1, keepdims=True), 1e-12)
         bounds = np.cumsum([0] + [len(ts) for ts in thoughts])
         vectors = np.stack([flat[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:])]).astype(np.float32)
-        self.encoded.texts.extend(queries)
-        self.encoded.vectors.extend(vectors)
-        self.encoded.thoughts.extend(thoughts)
+        self.encoded.add(queries, vectors, thoughts)
         return vectors

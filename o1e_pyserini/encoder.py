@@ -1,8 +1,9 @@
 """O1 Embedder encoders on Pyserini's interfaces.
 
 ``O1EQueryEncoder`` thinks before it embeds: in ``think`` mode (default) it samples k thoughts per
-query and averages the L2-normalised vectors of (q, t_i) (eq. 11); in ``fast`` mode it embeds the
-plain query (the paper's "w/o T"). ``O1EDocumentEncoder`` embeds passages at ``<emb>``.
+query and averages the L2-normalised vectors of (q, t_i) (eq. 11; optionally with the plain-query
+vector as one more member, and renormalised); in ``fast`` mode it embeds the plain query (the paper's
+"w/o T"). ``O1EDocumentEncoder`` embeds passages at ``<emb>``.
 
 Both take the keyword arguments Pyserini's CLIs pass to every encoder (``encoder_dir`` /
 ``model_name``, ``device``, ``tokenizer_name``, ``fp16``, ...), so ``o1e_pyserini.registry`` can put
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
@@ -22,19 +24,22 @@ import pandas as pd
 import torch
 from pyserini.encode import QueryEncoder
 
+from o1e_tevatron.core.fingerprint import model_fingerprint
 from o1e_tevatron.core.redact import redact
 from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
 
 from .base import FamilyDocumentEncoder, O1EInputError, load_family_model, report_ignored
+from .thought_cache import ThoughtCache
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
-                       VLLMThoughts, average_thought_vectors)
+                       VLLMThoughts, average_thought_vectors, prefill_plain_query)
 
 logger = logging.getLogger(__name__)
 
-MODES = ("think", "fast")
+MODES = ("think", "fast", "adaptive")  # adaptive: fast until told to think (``think_now``; o1e_pyserini.adaptive)
 THOUGHT_BACKENDS = ("hf", "vllm", "openai", "file")
+QUERY_VECTORS = ("thoughts", "thoughts+query")  # eq. 11's mean; the same with the plain query as a member
 ENCODED_QUERIES_NAME = "embedding.npz"  # o1e's pre-encoded queries: texts + vectors, no pickle
 PICKLED_QUERIES_NAME = "embedding.pkl"  # Pyserini's own format: a pandas pickle (read only on opt-in)
 THOUGHTS_NAME = "thoughts.jsonl"
@@ -47,10 +52,23 @@ class EncodedQueries:
     texts: list[str] = field(default_factory=list)
     vectors: list[np.ndarray] = field(default_factory=list)
     thoughts: list[list[str]] = field(default_factory=list)  # empty lists in fast mode
+    entropy: list[float | None] = field(default_factory=list)  # next-token entropy at <thought> (None: not computed)
+    generated_tokens: list[int] = field(default_factory=list)  # over the query's k thoughts (0 in fast mode)
 
-    def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None) -> Path:
+    def add(self, texts: Sequence[str], vectors: np.ndarray, thoughts: Sequence[list[str]],
+            entropy: Sequence[float | None] | None = None, generated_tokens: Sequence[int] | None = None) -> None:
+        """One row per query (``entropy`` and ``generated_tokens`` unknown: None and 0)."""
+        self.texts.extend(texts)
+        self.vectors.extend(vectors)
+        self.thoughts.extend(thoughts)
+        self.entropy.extend(entropy if entropy is not None else [None] * len(texts))
+        self.generated_tokens.extend(generated_tokens if generated_tokens is not None else [0] * len(texts))
+
+    def save(self, folder: str | Path, ids_by_text: Mapping[str, Sequence[str]] | None = None,
+             decisions: Mapping[str, dict] | None = None) -> Path:
         """``embedding.npz`` (query texts and vectors; ``--encoded-queries`` of ``o1e_pyserini.search.faiss``)
-        and ``thoughts.jsonl`` ({query_id, text, thoughts}), so a run can be re-scored without generating."""
+        and ``thoughts.jsonl`` ({query_id, text, thoughts, ...}), so a run can be re-scored without generating;
+        ``decisions``: adaptive thinking's per query id, recorded on its row."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         latest = {text: i for i, text in enumerate(self.texts)}  # a query encoded twice keeps its last vector
@@ -61,8 +79,10 @@ class EncodedQueries:
             for i in rows:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
-                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i])},
-                                       ensure_ascii=False) + "\n")
+                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i]),
+                                        "generated_tokens": self.generated_tokens[i], "entropy": self.entropy[i],
+                                        **({"adaptive": decisions[query_id]} if decisions and query_id in decisions
+                                           else {})}, ensure_ascii=False) + "\n")
         return out
 
 
@@ -109,7 +129,11 @@ class O1EQueryEncoder(QueryEncoder):
     ``fused=False`` re-encodes q + t_i from token ids. ``thoughts`` picks where thoughts come from:
     ``hf`` (this model), ``vllm``, ``openai`` (``thought_server`` + ``thought_model``: a separate
     generator) or ``file`` (``thoughts_file``: a ``thoughts.jsonl`` written earlier).
-    ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``).
+    ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``). ``query_vector``:
+    ``thoughts`` (eq. 11, default) or ``thoughts+query`` (the plain-query vector averaged in as one more
+    member; with the HF backend it comes free from the generation's prefill); ``renormalize`` scales
+    the mean to unit length. ``thought_cache``: a folder (``o1e_pyserini.thought_cache``) where the HF
+    backend's reproducible thoughts (seeded or greedy) are kept and reused, re-encoded instead of generated.
     """
 
     def __init__(self, encoder_dir: str, mode: str = "think", num_thoughts: int = 3, temperature: float = 0.1,
@@ -118,12 +142,15 @@ class O1EQueryEncoder(QueryEncoder):
                  thoughts_file: Optional[str] = None, device: str = "cpu", dtype: str = "float32",
                  fp16: bool = False, batch_size: int = 16, base_model_name_or_path: Optional[str] = None,
                  tokenizer_name: Optional[str] = None, prefix: Optional[str] = None,
-                 generate_kwargs: Optional[dict] = None, **pyserini_options):
+                 generate_kwargs: Optional[dict] = None, query_vector: str = "thoughts", renormalize: bool = False,
+                 thought_cache: Optional[str] = None, **pyserini_options):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
         if thoughts not in THOUGHT_BACKENDS:
             raise ValueError(f"thoughts must be one of {THOUGHT_BACKENDS}, not {thoughts!r}")
+        if query_vector not in QUERY_VECTORS:
+            raise ValueError(f"query_vector must be one of {QUERY_VECTORS}, not {query_vector!r}")
         if prefix:
             raise ValueError("o1e queries follow the checkpoint's template; a query prefix is not supported")
         if tokenizer_name and Path(tokenizer_name).resolve() != Path(encoder_dir).resolve():
@@ -136,12 +163,24 @@ class O1EQueryEncoder(QueryEncoder):
         self.batch_size = batch_size
         self.settings = ThoughtSettings(num_thoughts, temperature, top_p, max_new_tokens, seed)
         self.fused = fused and thoughts == "hf"
+        self.include_query, self.renormalize = query_vector == "thoughts+query", renormalize
         self.backend = None
-        if mode == "think":
+        self.think_now = mode == "think"
+        if mode != "fast":
             self.backend = self._make_backend(thoughts, encoder_dir, thought_server, thought_model, thoughts_file,
                                               generate_kwargs or {})
+        self.cache = None
+        if thought_cache and thoughts == "hf" and mode != "fast" and (seed is not None or temperature == 0):
+            self.cache = ThoughtCache(thought_cache, {
+                "model": model_fingerprint(encoder_dir), "base": base_model_name_or_path and model_fingerprint(
+                    base_model_name_or_path), "template": self.template.config.to_dict(),
+                "sampling": {"num_thoughts": num_thoughts, "temperature": temperature, "top_p": top_p,
+                             "max_new_tokens": self.backend.max_new_tokens, "generate_kwargs": generate_kwargs},
+                "seed": seed, "dtype": "float16" if fp16 else dtype, "device": torch.device(device).type})
+        self.cache_hits = 0
         self.empty_thoughts = 0
         self.encoded = EncodedQueries()
+        self.seconds = {"fast": 0.0, "think": 0.0}  # query encoding time, without and with thinking
 
     def _make_backend(self, name, encoder_dir, server, model, path, generate_kwargs):
         if name == "hf":
@@ -180,24 +219,55 @@ class O1EQueryEncoder(QueryEncoder):
         return ids, self.encode_batch([topics[i] for i in topics], ids=ids)
 
     def _encode_chunk(self, queries: list[str]) -> np.ndarray:
-        if self.mode == "fast":
-            t = self.template
-            vectors = encode_sequences(self.model, [t.plain_query(q) for q in t.tokenize_batch(queries)],
-                                       self.batch_size, query=True)
-            thought_texts = [[] for _ in queries]
-        else:
-            if self.fused:
-                thought_ids, per_thought = self.backend.think_and_embed(queries)
-            else:
-                thought_ids = self.backend.think(queries)
-                per_thought = self._reencode(queries, thought_ids)
-            vectors = average_thought_vectors(per_thought).cpu().numpy()
-            self._count_empty(queries, thought_ids)
-            thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
+        started = time.perf_counter()
+        vectors = self._think_chunk(queries) if self.think_now else self._fast_chunk(queries)
+        self.seconds["think" if self.think_now else "fast"] += time.perf_counter() - started
+        return vectors
+
+    def _fast_chunk(self, queries: list[str]) -> np.ndarray:
+        plain = prefill_plain_query(self.model, queries)
+        return self._record(queries, plain.vectors.float().cpu().numpy(), [[] for _ in queries], plain.entropy.tolist(),
+                            [0] * len(queries))
+
+    def _think_chunk(self, queries: list[str]) -> np.ndarray:
+        known = self.cache.get(queries) if self.cache is not None else {}
+        fresh = list(dict.fromkeys(q for q in queries if q not in known))
+        results = {}  # query -> (thought ids, (k, d) vectors, tokens generated, plain vector, entropy)
+        if fresh:
+            results.update(self._think_fresh(fresh))
+            if self.cache is not None:
+                self.cache.put({q: results[q][0] for q in fresh})
+        if known:
+            cached = list(known)
+            plain = prefill_plain_query(self.model, cached)
+            per_thought = self._reencode(cached, [known[q] for q in cached])
+            results.update({q: (known[q], per_thought[i], 0, plain.vectors[i], plain.entropy[i].item())
+                            for i, q in enumerate(cached)})
+            self.cache_hits += sum(q in known for q in queries)
+        thought_ids, per_thought, generated, plain_vectors, entropy = zip(*(results[q] for q in queries))
+        if self.include_query and any(v is None for v in plain_vectors):
+            plain = prefill_plain_query(self.model, queries)
+            plain_vectors, entropy = plain.vectors, plain.entropy.tolist()
+        vectors = average_thought_vectors(per_thought, torch.stack(list(plain_vectors)) if self.include_query else None,
+                                          self.renormalize).cpu().numpy()
+        self._count_empty(queries, thought_ids)
+        thought_texts = [self.template.tokenizer.batch_decode(ts) for ts in thought_ids]
+        return self._record(queries, vectors, thought_texts, list(entropy), list(generated))
+
+    def _think_fresh(self, queries: list[str]) -> dict:
+        """Thoughts generated now: {query: (thought ids, (k, d) vectors, tokens generated, plain vector, entropy)}."""
+        if self.fused:
+            thinking = self.backend.think_embed_and_plain(queries)
+            return {q: (thinking.thoughts[i], thinking.vectors[i], thinking.generated_tokens[i],
+                        thinking.plain_vectors[i], thinking.entropy[i].item()) for i, q in enumerate(queries)}
+        thought_ids = self.backend.think(queries)
+        per_thought = self._reencode(queries, thought_ids)
+        return {q: (ids, per_thought[i], sum(len(th) for th in ids), None, None)
+                for i, (q, ids) in enumerate(zip(queries, thought_ids))}
+
+    def _record(self, queries, vectors: np.ndarray, thought_texts, entropy, generated) -> np.ndarray:
         vectors = vectors.astype(np.float32, copy=False)
-        self.encoded.texts.extend(queries)
-        self.encoded.vectors.extend(vectors)
-        self.encoded.thoughts.extend(thought_texts)
+        self.encoded.add(queries, vectors, thought_texts, entropy, generated)
         return vectors
 
     def _reencode(self, queries: list[str], thought_ids) -> list[torch.Tensor]:

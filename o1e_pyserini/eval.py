@@ -8,6 +8,8 @@
     python -m o1e_pyserini.eval ttest --dataset beir/scifact/test --data-dir ../shared/data --run-a A.trec --run-b B.trec
     python -m o1e_pyserini.eval compare --expected recipes/table2/expected.yaml --results runs/
     python -m o1e_pyserini.eval regress --data-dir ../shared/data
+    python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever auto:... --hybrid bm25 --fusion-weight 0.7
+    python -m o1e_pyserini.eval fuse --runs dense.trec bm25.trec --fusion rrf --output hybrid.trec
 
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
 data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.npz``,
@@ -24,12 +26,13 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import yaml
 
 from o1e_pyserini import datasets
+from o1e_pyserini.adaptive import SIGNALS, AdaptivePolicy, uncertainties
 from o1e_pyserini.arguments import positive_int
 from o1e_pyserini.evaluation import retrievers, scoring
 from o1e_tevatron.core.fingerprint import path_fingerprint
@@ -40,6 +43,7 @@ logger = logging.getLogger("o1e_pyserini.eval")
 REGRESSIONS = Path(__file__).parent / "resources" / "regressions.yaml"
 DEFAULT_OUTPUT = Path("runs")
 THOUGHT_FLAGS = ("num_thoughts", "max_new_tokens", "temperature", "seed")  # ThoughtSettings' / O1EQueryEncoder's names
+QUERY_VECTOR_FLAGS = ("query_vector", "renormalize")  # O1EQueryEncoder's own
 
 
 @dataclass
@@ -55,6 +59,10 @@ class EvalConfig:
     hits: int = 1000
     threads: int = 2
     metrics: list[str] = field(default_factory=list)
+    hybrid: str | None = None  # "bm25": fuse the run with BM25's (o1e_pyserini.fusion)
+    fusion: str = "interpolation"
+    fusion_weight: float = 0.5  # the dense run's share under interpolation
+    adaptive: AdaptivePolicy | None = None  # o1e --mode adaptive: which queries think
 
 
 def _slug(text: str) -> str:
@@ -121,25 +129,40 @@ def evaluate(config: EvalConfig) -> dict:
     query_encoder = None if retriever.is_lucene else retriever.query_encoder()
     run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads,
                             query_encoder=query_encoder)
+    decisions = None
+    if config.adaptive:
+        decisions = _think_where_uncertain(config, retriever, index_dir, queries, run, excluded, depth, query_encoder)
     run, report["duplicate_hits_removed"] = scoring.dedup_run(run)
     run, report["excluded_hits_removed"] = scoring.drop_excluded(run, excluded)
     run = {q: hits[:config.hits] for q, hits in run.items()}
+    run_name = _run_name(retriever)
+    if config.adaptive:
+        policy = config.adaptive
+        run_name += f"-{policy.signal}-" + (f"rate{policy.rate:g}" if policy.rate is not None
+                                            else f"threshold{policy.threshold:g}")
+    if config.hybrid:
+        run = _hybrid(config, dataset, queries, run, excluded, depth)
+        run_name += f"-hybrid-{config.hybrid}-{config.fusion}" + (
+            f"-{config.fusion_weight:g}" if config.fusion == "interpolation" else "")
     searched_at = time.time()
 
-    run_name = _run_name(retriever)
     run_dir = config.output_dir / _slug(config.dataset)
     run_path = scoring.write_run(run, run_dir / f"{run_name}.trec", tag=run_name)
     encoded = getattr(query_encoder, "encoded", None)
-    if encoded is not None and any(encoded.thoughts):  # thoughts + vectors, to re-score without generating
+    if encoded is not None and (any(encoded.thoughts) or any(e is not None for e in encoded.entropy)):
+        # thoughts (or the fast pass's entropy) + vectors, to re-score without generating
         from o1e_pyserini.encoder import ids_by_text
-        saved = encoded.save(run_dir / f"{run_name}.queries", ids_by_text(queries))
+        saved = encoded.save(run_dir / f"{run_name}.queries", ids_by_text(queries), decisions)
         report["thoughts"] = str(saved / "thoughts.jsonl")
     values = scoring.per_query(run, qrels, metrics)
     record = {
         "dataset": config.dataset, "retriever": retrievers.describe(retriever),
         "metrics": scoring.aggregate(values, metrics), "num_queries": len(values),
         **report, "run": str(run_path), "index": str(index_dir),
+        "fusion": {"with": config.hybrid, "method": config.fusion, "weight": config.fusion_weight} if config.hybrid else None,
         "seconds": {"index": round(indexed_at - started, 1), "search": round(searched_at - indexed_at, 1)},
+        "cost": _cost(query_encoder, queries, decisions, searched_at - indexed_at),
+        "adaptive": {**config.adaptive.__dict__, "decisions": decisions} if config.adaptive else None,
         "per_query": values,
     }
     record = redact(record)  # a thought server's URL may carry credentials
@@ -147,6 +170,120 @@ def evaluate(config: EvalConfig) -> dict:
     _warn_about(report, config.dataset)
     print(summary_line(record))
     return record
+
+
+def _think_where_uncertain(config: EvalConfig, retriever, index_dir: Path, queries: dict[str, str],
+                           run: scoring.Run, excluded, depth: int, query_encoder) -> dict[str, dict]:
+    """Adaptive thinking: ``run`` is the fast run (searched in full); the queries the policy sends to
+    thinking are searched again thinking, and their hits replace the fast ones in ``run``."""
+    fast = scoring.drop_excluded(scoring.dedup_run(run)[0], excluded)[0]
+    encoded = query_encoder.encoded
+    entropy = dict(zip(encoded.texts, encoded.entropy))
+    decisions = config.adaptive.decide(uncertainties(config.adaptive.signal, fast,
+                                                     {q: entropy[text] for q, text in queries.items()}))
+    thinking = {q: text for q, text in queries.items() if decisions[q]["think"]}
+    query_encoder.think_now = True
+    if thinking:
+        run.update(retrievers.search(retriever, index_dir, thinking, k=depth, threads=config.threads,
+                                     query_encoder=query_encoder))
+    logger.info("adaptive (%s): %d of %d queries thought", config.adaptive.signal, len(thinking), len(queries))
+    return decisions
+
+
+def _cost(query_encoder, queries: dict[str, str], decisions: dict | None, search_seconds: float) -> dict:
+    """What the run cost: queries that thought, generated tokens and thinking seconds per query, query
+    encoding and search throughput (queries per second; search excludes encoding), and the hardware."""
+    n = max(len(queries), 1)
+    encoded = getattr(query_encoder, "encoded", None)
+    seconds = getattr(query_encoder, "seconds", {})
+    encoding = sum(seconds.values())
+    thought = (sum(d["think"] for d in decisions.values()) if decisions is not None
+               else sum(bool(t) for t in encoded.thoughts) if encoded else 0)
+    return {"queries_thought": thought, "queries_from_thought_cache": getattr(query_encoder, "cache_hits", 0),
+            "generated_tokens_per_query": round(sum(encoded.generated_tokens) / n, 2) if encoded else 0.0,
+            "thinking_seconds_per_query": round(seconds.get("think", 0.0) / n, 4),
+            "query_encoding_qps": round(len(encoded.texts) / encoding, 2) if encoded and encoding else None,
+            "search_qps": round(n / max(search_seconds - encoding, 1e-9), 2),
+            "hardware": _hardware()}
+
+
+def _hardware() -> str:
+    import platform
+
+    import torch
+    gpu = f", {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{platform.machine()} {os.cpu_count()} CPU cores, torch {torch.get_num_threads()} threads{gpu}"
+
+
+def _hybrid(config: EvalConfig, dataset, queries: dict[str, str], run: scoring.Run, excluded, depth: int) -> scoring.Run:
+    """``run`` fused with BM25's over the same queries (both `hits` deep after exclusion)."""
+    from o1e_pyserini.fusion import fuse
+
+    bm25 = replace(config, retriever=retrievers.RetrieverSpec(config.hybrid))
+    index_dir = _index_dir(bm25)
+    retrievers.build_index(bm25.retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config), index_dir,
+                           _content_key(bm25, dataset), num_docs=dataset.docs_count(), threads=config.threads)
+    sparse = retrievers.search(bm25.retriever, index_dir, queries, k=depth, threads=config.threads)
+    sparse = scoring.drop_excluded(scoring.dedup_run(sparse)[0], excluded)[0]
+    sparse = {q: hits[:config.hits] for q, hits in sparse.items()}
+    return fuse([run, sparse], config.fusion, config.fusion_weight, k=config.hits)
+
+
+def _adaptive_curve(args) -> dict:
+    """nDCG@10 (or ``--metric``) against the think-rate per signal, from a fast and a think run of one split."""
+    from o1e_pyserini.adaptive import adaptive_curve, plot_curve
+
+    qrels = _dataset_qrels(args)
+    fast_run, think_run = scoring.read_run(args.fast_run), scoring.read_run(args.think_run)
+    fast = {q: v[args.metric] for q, v in scoring.per_query(fast_run, qrels, [args.metric]).items()}
+    think = {q: v[args.metric] for q, v in scoring.per_query(think_run, qrels, [args.metric]).items()}
+    signals = {name: uncertainties(name, {q: fast_run.get(q, []) for q in fast}) for name in ("margin", "score-entropy")}
+    if args.fast_queries:
+        entropy = _thoughts_field(args.fast_queries, "entropy")
+        signals["model-entropy"] = {q: entropy[q] for q in fast}
+    tokens = _thoughts_field(args.think_queries, "generated_tokens") if args.think_queries else None
+    curve = {"metric": args.metric, "fast_run": str(args.fast_run), "think_run": str(args.think_run),
+             **adaptive_curve(fast, think, signals, tokens)}
+    args.output.write_text(json.dumps(curve, indent=1))
+    if args.plot:
+        plot_curve(curve, args.metric, args.plot)
+    print(f"{args.metric}: never {curve['never_think']:.4f}, always {curve['always_think']:.4f} "
+          f"({curve['num_queries']} queries)")
+    for signal, points in curve["curves"].items():
+        marks = [points[round(r * curve["num_queries"])] for r in (0.25, 0.5, 0.75)]
+        print(f"  {signal:14} " + "  ".join(f"rate {p['think_rate']:.2f}: {p['score']:.4f} (threshold "
+                                           f"{p['threshold']:.4g})" for p in marks))
+    return curve
+
+
+def _thoughts_field(path: Path, name: str) -> dict[str, float]:
+    """{query_id: row[name]} of a thoughts.jsonl, naming the line that lacks it."""
+    values = {}
+    for line_no, line in enumerate(Path(path).read_text(encoding="utf-8").split("\n"), 1):
+        if line.strip():
+            row = json.loads(line)
+            if row.get(name) is None or row.get("query_id") is None:
+                raise ValueError(f"{path}:{line_no}: no {name!r} (a thoughts.jsonl of o1e with query ids)")
+            values[row["query_id"]] = row[name]
+    return values
+
+
+def _fuse_files(args) -> None:
+    from o1e_pyserini.fusion import fuse
+
+    fused = fuse([scoring.read_run(path) for path in args.runs], args.fusion, args.fusion_weight, args.rrf_k,
+                 depth=args.depth, k=args.hits)
+    scoring.write_run(fused, args.output, tag=f"fused-{args.fusion}")
+    print(f"wrote {args.output} ({len(fused)} queries, {args.fusion} of {len(args.runs)} runs)")
+
+
+def _add_fusion_args(parser: argparse.ArgumentParser) -> None:
+    from o1e_pyserini.fusion import FUSIONS
+
+    parser.add_argument("--fusion", choices=FUSIONS, default="interpolation",
+                        help="interpolation of per-query min-max normalised scores, or reciprocal rank fusion")
+    parser.add_argument("--fusion-weight", type=float, default=0.5,
+                        help="interpolation: the first (dense) run's weight; pick it on training or dev queries")
 
 
 def _run_name(retriever: retrievers.RetrieverSpec) -> str:
@@ -160,7 +297,9 @@ def _run_name(retriever: retrievers.RetrieverSpec) -> str:
             parts.append(f"thoughts-{Path(value).name}")
         elif name == "instruction":
             parts.append(f"instruction-{hashlib.sha1(value.encode()).hexdigest()[:6]}")
-        elif name not in ("thoughts", "thought_server"):
+        elif name == "renormalize":
+            parts.append("renormalized")
+        elif name not in ("thoughts", "thought_server", "thought_cache"):
             parts.append(str(value))
     return _slug("-".join(parts))
 
@@ -184,7 +323,11 @@ def _warn_about(report: dict, dataset_id: str) -> None:
 
 def summary_line(record: dict) -> str:
     scores = "  ".join(f"{m}={v:.4f}" for m, v in record["metrics"].items())
-    return f"{record['dataset']}  {record['retriever']['spec']}  {scores}  ({record['num_queries']} queries)"
+    cost = record.get("cost") or {}
+    costs = (f"  thought {cost['queries_thought']}/{record['num_queries']}, {cost['generated_tokens_per_query']} "
+             f"tokens/q, {cost['thinking_seconds_per_query']} s/q thinking, encode {cost['query_encoding_qps']} q/s, "
+             f"search {cost['search_qps']} q/s on {cost['hardware']}") if cost else ""
+    return f"{record['dataset']}  {record['retriever']['spec']}  {scores}  ({record['num_queries']} queries){costs}"
 
 
 # --- compare / regress / ttest ---------------------------------------------------------------
@@ -193,7 +336,9 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
 
     ``expected.yaml``: ``{table, metric_scale, conditions: [{name, datasets: [{dataset, scores:
     {metric: value}}]}]}``; a dataset ``average`` with ``over: [ids]`` is the mean of ours over those
-    ids. The paper prints percentages, hence ``metric_scale`` (100)."""
+    ids. The paper prints percentages, hence ``metric_scale`` (100). Cost columns beside the scores:
+    the share of queries that thought, generated tokens and thinking seconds per query (means over
+    ``over``), blank for results written before o1e recorded cost."""
     expected = yaml.safe_load(Path(expected_path).read_text())
     scale = expected.get("metric_scale", 1)
     if not Path(results_dir).is_dir():
@@ -204,28 +349,49 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
         for entry in condition["datasets"]:
             for dataset_id in entry.get("over", [entry["dataset"]]):
                 if dataset_id not in ours_by_dataset:
-                    ours_by_dataset[dataset_id] = _metrics_of(Path(results_dir) / condition["name"], dataset_id)
+                    ours_by_dataset[dataset_id] = _record_of(Path(results_dir) / condition["name"], dataset_id)
+            records = [ours_by_dataset[d] for d in entry.get("over", [entry["dataset"]])]
+            cost = {name: _mean([_cost_value(r, name) for r in records]) for name in COST_COLUMNS}
             for metric, paper in entry["scores"].items():
-                values = [ours_by_dataset[d].get(metric) for d in entry.get("over", [entry["dataset"]])]
-                ours = None if None in values else scale * sum(values) / len(values)
+                ours = _mean([r.get("metrics", {}).get(metric) for r in records])
                 rows.append({"condition": condition["name"], "dataset": entry["dataset"], "metric": metric,
-                             "paper": paper, "ours": ours})
-    print(f"{'condition':16} {'dataset':38} {'metric':8} {'paper':>8} {'ours':>8} {'delta':>8}")
+                             "paper": paper, "ours": None if ours is None else scale * ours, **cost})
+    print(f"{'condition':16} {'dataset':38} {'metric':8} {'paper':>8} {'ours':>8} {'delta':>8} "
+          f"{'thought':>8} {'tok/q':>8} {'think s/q':>10}")
     for row in rows:
         ours = "missing" if row["ours"] is None else f"{row['ours']:.2f}"
         delta = "" if row["ours"] is None else f"{row['ours'] - row['paper']:+.2f}"
-        print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8}")
+        costs = [("" if row[name] is None else f"{row[name]:{spec}}") for name, spec in
+                 zip(COST_COLUMNS, (".0%", ".1f", ".3f"))]
+        print(f"{row['condition']:16} {row['dataset']:38} {row['metric']:8} {row['paper']:8.2f} {ours:>8} {delta:>8} "
+              f"{costs[0]:>8} {costs[1]:>8} {costs[2]:>10}")
     if all(row["ours"] is None for row in rows):
         raise ValueError(f"--results {results_dir}: none of the {len(rows)} results of {expected_path} is there "
                          "(expected <results>/<condition>/<dataset>/*.metrics.json): wrong folder?")
     return rows
 
 
-def _metrics_of(condition_dir: Path, dataset_id: str) -> dict:
+COST_COLUMNS = ("think_rate", "generated_tokens_per_query", "thinking_seconds_per_query")
+
+
+def _record_of(condition_dir: Path, dataset_id: str) -> dict:
     found = sorted((condition_dir / _slug(dataset_id)).glob("*.metrics.json"))
     if len(found) > 1:
         raise ValueError(f"{condition_dir / _slug(dataset_id)}: several metrics files {found}; keep one per condition")
-    return json.loads(found[0].read_text())["metrics"] if found else {}
+    return json.loads(found[0].read_text()) if found else {}
+
+
+def _cost_value(record: dict, name: str) -> float | None:
+    cost = record.get("cost")
+    if not cost:
+        return None
+    if name == "think_rate":
+        return cost["queries_thought"] / max(record.get("num_queries", 0), 1)
+    return cost[name]
+
+
+def _mean(values: list) -> float | None:
+    return None if not values or None in values else sum(values) / len(values)
 
 
 def regress(regressions: Path, base: EvalConfig) -> list[str]:
@@ -332,16 +498,35 @@ def _eval_parser() -> argparse.ArgumentParser:
     encoding.add_argument("--vector-dtype", choices=["auto", "float16", "float32"], default="auto",
                           help="index storage: float16 halves the memory (auto: float16 from 1M passages on)")
     o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
-    o1e.add_argument("--mode", choices=["think", "fast"], default=None, help="o1e only")
+    o1e.add_argument("--mode", choices=["think", "fast", "adaptive"], default=None,
+                     help="o1e only; adaptive: fast first, then think where --adaptive-signal says uncertain")
+    o1e.add_argument("--adaptive-signal", choices=SIGNALS, default="margin",
+                     help="margin: top-1 minus top-2 fast score; score-entropy: of the top fast scores; "
+                          "model-entropy: the model's next-token entropy at <thought>")
+    o1e.add_argument("--think-threshold", type=float, default=None,
+                     help="adaptive: think when the signal's uncertainty is at least this (margin: minus the gap)")
+    o1e.add_argument("--think-rate", type=float, default=None,
+                     help="adaptive: the fraction of queries that think (the most uncertain ones)")
     o1e.add_argument("--num-thoughts", type=positive_int, default=None)
     o1e.add_argument("--max-thought-tokens", type=positive_int, default=None, dest="max_new_tokens")
     o1e.add_argument("--temperature", type=float, default=None, help="thought sampling temperature")
     o1e.add_argument("--seed", type=int, default=None, help="thought sampling seed")
+    o1e.add_argument("--query-vector", choices=["thoughts", "thoughts+query"], default=None,
+                     help="o1e think mode: the mean of the thought vectors (eq. 11, default) or with the plain query in it")
+    o1e.add_argument("--renormalize", action="store_true", default=None,
+                     help="o1e think mode: scale the mean query vector to unit length")
+    o1e.add_argument("--thought-cache", type=Path, default=datasets.O1E_CACHE / "thoughts",
+                     help="o1e: keep and reuse seeded (or greedy) thoughts here, keyed by the checkpoint's content, "
+                          "template, sampling settings, seed and query (default $O1E_CACHE/thoughts)")
+    o1e.add_argument("--no-thought-cache", action="store_true", help="o1e: generate every thought afresh")
     o1e.add_argument("--thoughts-file", type=Path, default=None,
                      help="thoughts.jsonl of an earlier run ({text, thoughts} lines), e.g. <run>.queries/thoughts.jsonl")
     o1e.add_argument("--thought-server", default=None,
                      help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
     o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
+    hybrid = parser.add_argument_group("hybrid (o1e_pyserini.fusion)")
+    hybrid.add_argument("--hybrid", choices=["bm25"], default=None, help="fuse the dense run with BM25's")
+    _add_fusion_args(hybrid)
     debater = parser.add_argument_group("DEBATER retrievers (debater:MODEL)")
     debater.add_argument("--debater-scoring", choices=["last", "max-steps"], default="last",
                          help="index the last step's vector, or all M steps and keep each passage's best")
@@ -360,7 +545,10 @@ def _config(args) -> EvalConfig:
         if not (args.thought_server and args.thought_model):
             raise SystemExit("error: --thought-server and --thought-model go together")
         options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
-    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS if getattr(args, name) is not None})
+    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS + QUERY_VECTOR_FLAGS
+                    if getattr(args, name) is not None})
+    if args.retriever.startswith("o1e:") and args.mode != "fast" and not args.no_thought_cache:
+        options["thought_cache"] = str(args.thought_cache)
     if args.retriever.startswith("debater:"):
         from o1e_pyserini.debater import task_instruction
         instruction = args.instruction if args.instruction is not None else task_instruction(args.dataset)
@@ -375,15 +563,54 @@ def _config(args) -> EvalConfig:
         retriever.validate()
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
+    adaptive = None
+    if args.mode == "adaptive":
+        try:
+            adaptive = AdaptivePolicy(args.adaptive_signal, args.think_threshold, args.think_rate)
+        except ValueError as e:
+            raise SystemExit(f"error: {e} (--think-threshold or --think-rate)") from None
+    elif args.think_threshold is not None or args.think_rate is not None:
+        raise SystemExit("error: --think-threshold and --think-rate apply to --mode adaptive")
+    if args.hybrid and retriever.is_lucene:
+        raise SystemExit("error: --hybrid fuses a dense retriever's run with BM25's; the retriever is already bm25")
+    if not 0 <= args.fusion_weight <= 1:
+        raise SystemExit(f"error: --fusion-weight must be in [0, 1], got {args.fusion_weight}")
     return EvalConfig(args.dataset, retriever, args.data_dir, args.topics_dir, args.corpus, args.excluded_ids,
-                      args.output_dir, args.index_root, args.hits, args.threads, args.metrics or [])
+                      args.output_dir, args.index_root, args.hits, args.threads, args.metrics or [],
+                      args.hybrid, args.fusion, args.fusion_weight, adaptive)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     install_log_redaction()
-    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards") else None
+    command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards", "fuse",
+                                              "adaptive-curve") else None
+    if command == "adaptive-curve":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval adaptive-curve",
+                                         description="pick adaptive thresholds on training or dev queries, not test")
+        _add_data_args(parser, dataset_required=False)
+        parser.add_argument("--qrels", type=Path, help="TREC qrels file (instead of --dataset)")
+        parser.add_argument("--fast-run", type=Path, required=True)
+        parser.add_argument("--think-run", type=Path, required=True)
+        parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
+        parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
+        parser.add_argument("--metric", default="nDCG@10")
+        parser.add_argument("--output", type=Path, required=True, help="the curve as JSON")
+        parser.add_argument("--plot", type=Path, help="and as a PNG")
+        args = parser.parse_args(argv[1:])
+        if not (args.qrels or args.dataset):
+            parser.error("give --dataset or --qrels")
+        return _run_reporting_errors(_adaptive_curve, args)
+    if command == "fuse":
+        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval fuse")
+        parser.add_argument("--runs", type=Path, nargs="+", required=True, help="TREC run files (the dense one first)")
+        _add_fusion_args(parser)
+        parser.add_argument("--rrf-k", type=positive_int, default=60)
+        parser.add_argument("--depth", type=positive_int, default=None, help="hits read from each run (default all)")
+        parser.add_argument("--hits", type=positive_int, default=1000, help="hits kept per query")
+        parser.add_argument("--output", type=Path, required=True)
+        return _run_reporting_errors(_fuse_files, parser.parse_args(argv[1:]))
     if command == "compare":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval compare")
         parser.add_argument("--expected", type=Path, required=True)

@@ -18,6 +18,7 @@ embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + 
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -72,16 +73,17 @@ class NucleusSampler(LogitsProcessor):
     of that bound it is exact (a token stays while the mass above it is below top_p of the total, the
     warper's rule). Otherwise the step sorts the full vocabulary as the warper does. The draw inverts
     the nucleus's cumulative distribution with one uniform number per row, and the drawn token gets
-    the only infinite score, so generate's greedy step takes it. Draws come from ``generator`` (a
-    ``torch.Generator``; None: the global one), so a seed never touches the caller's random state.
+    the only infinite score, so generate's greedy step takes it. Draws come from ``generators`` (one
+    ``torch.Generator`` per group of consecutive rows, e.g. per query for its k thoughts; None: the
+    global one), so a seed never touches the caller's random state.
     """
 
     def __init__(self, temperature: float, top_p: float, candidates: int = 64,
-                 generator: torch.Generator | None = None):
+                 generators: Sequence[torch.Generator] | None = None):
         if temperature <= 0 or not 0 < top_p <= 1:
             raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
         self.temperature, self.top_p, self.candidates = temperature, top_p, candidates
-        self.generator = generator
+        self.generators = generators
 
     def _weights(self, values: torch.Tensor) -> torch.Tensor:
         """exp((logit - max) / T) of logits sorted best first: probabilities up to the total mass."""
@@ -113,11 +115,17 @@ class NucleusSampler(LogitsProcessor):
         """One token id per row (B, 1), drawn from the nucleus."""
         ids, probs = self.nucleus(scores)
         cdf = probs.cumsum(-1)
-        u = torch.rand(len(cdf), 1, device=cdf.device, generator=self.generator) * cdf[:, -1:]  # the total: rounding
+        u = self._uniform(len(cdf), cdf.device) * cdf[:, -1:]  # the total: rounding
         # u can round up to the total, past every token: take the last one of the nucleus (a prefix), never
         # a zero-probability candidate after it
         last_inside = (probs > 0).sum(-1, keepdim=True) - 1
         return ids.gather(1, torch.minimum(torch.searchsorted(cdf, u, right=True), last_inside))
+
+    def _uniform(self, rows: int, device: torch.device) -> torch.Tensor:
+        if not self.generators:
+            return torch.rand(rows, 1, device=device)
+        per_group = rows // len(self.generators)
+        return torch.cat([torch.rand(per_group, 1, device=device, generator=g) for g in self.generators])
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.Tensor) -> torch.Tensor:
         return scores.scatter_(1, self.sample(scores), float("inf"))  # generate passes its own copy
@@ -150,38 +158,36 @@ class HFThoughts(ThoughtBackend):
             logger.warning("max_new_tokens %d > thought_max_len %d of the checkpoint: generating %d",
                            settings.max_new_tokens, limit, limit)
         self.max_new_tokens = min(settings.max_new_tokens, limit)
-        self.generator = None  # seeded once, on the model's device, at the first batch
 
-    def _sampler_generator(self, device: torch.device) -> torch.Generator | None:
-        """One generator for the whole run: batches continue its stream instead of replaying the seed."""
+    def _sampler_generators(self, queries: Sequence[str], device: torch.device) -> list[torch.Generator] | None:
+        """One generator per query, seeded by hash(seed, query): a query's thoughts do not depend on the
+        other queries of its batch, nor on its position in the run, so they can be cached per query."""
         if self.settings.seed is None:
             return None
-        if self.generator is None:
-            self.generator = torch.Generator(device=device).manual_seed(self.settings.seed)
-        return self.generator
+        return [torch.Generator(device=device).manual_seed(query_seed(self.settings.seed, q)) for q in queries]
 
     def _generate(self, queries: Sequence[str]):
-        """Sampled continuations (B*k, T), the prompt mask repeated k-fold, and the KV cache after it."""
-        t, s, lm = self.template, self.settings, self.model.causal_lm
-        device = model_device(self.model)
-        prompt_ids, prompt_mask = pad([t.query_prefix(q) for q in t.tokenize_batch(queries)], t.pad_id, "left")
-        prompt_ids, prompt_mask = prompt_ids.to(device), prompt_mask.to(device)
+        """Sampled continuations (B*k, T), the prompt mask repeated k-fold, the KV cache after them, and
+        the prefill's :class:`PlainQuery` (the fast vector and the entropy at ``<thought>``)."""
+        s, lm = self.settings, self.model.causal_lm
         cache = DynamicCache(config=lm.config)
-        head_mask = prompt_mask[:, :-1]
-        lm.get_decoder()(input_ids=prompt_ids[:, :-1], attention_mask=head_mask,
-                         position_ids=position_ids_from_mask(head_mask), cache=cache, use_cache=True)
+        plain = prefill_plain_query(self.model, queries, cache)
+        prompt_ids, prompt_mask = plain.prompt_ids, plain.prompt_mask
+        cache.crop(prompt_ids.shape[1] - 1 - cache.get_seq_length())  # drop <emb> and <thought>: generate computes the prompt's last token
         cache.batch_repeat_interleave(s.num_thoughts)
         prompt_ids = prompt_ids.repeat_interleave(s.num_thoughts, dim=0)
         prompt_mask = prompt_mask.repeat_interleave(s.num_thoughts, dim=0)
         kwargs = dict(self.generate_kwargs)
         processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
         if s.temperature > 0:  # sampled by our last processor; generate itself stays greedy
-            processors.append(NucleusSampler(s.temperature, s.top_p, generator=self._sampler_generator(device)))
+            processors.append(NucleusSampler(s.temperature, s.top_p,
+                                             generators=self._sampler_generators(queries, prompt_ids.device)))
+        t = self.template
         out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache,
                           max_new_tokens=self.max_new_tokens, eos_token_id=t.eos_id, pad_token_id=t.pad_id,
                           do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=processors,
                           return_dict_in_generate=True, **kwargs)
-        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.cache
+        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.cache, plain
 
     def _split(self, generated: torch.Tensor):
         """Mask of the real generated tokens (up to and including the first eos) and the thoughts."""
@@ -194,11 +200,16 @@ class HFThoughts(ThoughtBackend):
 
     def think(self, queries: Sequence[str]) -> ThoughtIds:
         with torch.inference_mode():
-            generated, _, _ = self._generate(queries)
+            generated, _, _, _ = self._generate(queries)
         return self._split(generated)[2]
 
     def think_and_embed(self, queries: Sequence[str]) -> tuple[ThoughtIds, torch.Tensor]:
-        """Thoughts and their (q, t_i) vectors (B, k, d), from the generation's KV cache.
+        """Thoughts and their (q, t_i) vectors (B, k, d), from the generation's KV cache."""
+        thinking = self.think_embed_and_plain(queries)
+        return thinking.thoughts, thinking.vectors
+
+    def think_embed_and_plain(self, queries: Sequence[str]) -> "Thinking":
+        """Thoughts, their (q, t_i) vectors (B, k, d), and the prefill's plain-query vector and entropy.
 
         The cache holds the prompt and all generated tokens but the last. Fed next, per row: that last
         token, then ``</s> <emb>`` (or ``<emb>`` after a thought that ended with ``</s>``), left-padded
@@ -210,7 +221,7 @@ class HFThoughts(ThoughtBackend):
                              f"{self.model.o1e_config.pooling!r}: use the re-encode path")
         t = self.template
         with torch.inference_mode():
-            generated, prompt_mask, cache = self._generate(queries)
+            generated, prompt_mask, cache, plain = self._generate(queries)
             real_mask, rows, thoughts = self._split(generated)
             expected = prompt_mask.shape[1] + generated.shape[1] - 1
             if cache.get_seq_length() != expected:
@@ -225,7 +236,58 @@ class HFThoughts(ThoughtBackend):
                 cache=cache, use_cache=True,
             ).last_hidden_state
             vectors = self.model.pool(hidden, feed_ids, full_mask[:, -width:])
-        return thoughts, vectors.view(len(queries), self.settings.num_thoughts, -1)
+        k = self.settings.num_thoughts
+        return Thinking(thoughts, vectors.view(len(queries), k, -1), plain.vectors, plain.entropy,
+                        real_mask.view(len(queries), k, -1).sum((1, 2)).tolist())
+
+
+def query_seed(seed: int, query: str) -> int:
+    """The sampling seed of one query's thoughts: a 63-bit hash of the run's seed and the query text."""
+    digest = hashlib.blake2b(f"{seed}\n{query}".encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2 ** 63 - 1)
+
+
+@dataclass
+class PlainQuery:
+    """One decoder pass over ``[bos] <query> q </query> <thought> <emb>`` (left-padded): the fast-mode
+    vector at ``<emb>`` and the model's next-token entropy at ``<thought>`` (nats; an uncertainty signal
+    of adaptive thinking), and the prompt it generates from (without ``<emb>``)."""
+
+    vectors: torch.Tensor  # (B, d)
+    entropy: torch.Tensor  # (B,)
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+
+
+def prefill_plain_query(model, queries: Sequence[str], cache: DynamicCache | None = None) -> PlainQuery:
+    """The plain query's vector and entropy from one pass; with ``cache``, that pass is also the prefill of
+    thought generation (crop the cache to the prompt less its last token before generating)."""
+    t = model.template
+    sequences = [t.plain_query(q) for q in t.tokenize_batch(queries)]
+    ids, mask = pad(sequences, t.pad_id, "left")
+    device = model_device(model)
+    ids, mask = ids.to(device), mask.to(device)
+    with torch.inference_mode():
+        hidden = model.causal_lm.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                                               cache=cache, use_cache=cache is not None).last_hidden_state
+        vectors = model.pool(hidden, ids, mask)
+        at_thought = hidden.shape[1] - 1 - len(t.emb)
+        logits = model.lm_head(hidden[:, at_thought]).float()
+        entropy = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
+    width = at_thought + 1
+    return PlainQuery(vectors, entropy, ids[:, :width], mask[:, :width])
+
+
+@dataclass
+class Thinking:
+    """What thinking for a batch of queries gave: per query its thoughts, their (q, t_i) vectors
+    (B, k, d), the plain-query vector and entropy from the same prefill, and the tokens generated."""
+
+    thoughts: ThoughtIds
+    vectors: torch.Tensor
+    plain_vectors: torch.Tensor
+    entropy: torch.Tensor
+    generated_tokens: list[int]
 
 
 class VLLMThoughts(ThoughtBackend):
@@ -335,7 +397,17 @@ class TokenizedThoughts(ThoughtBackend):
         return [[t.strip_thought(ids) for ids in t.tokenize_batch(list(texts))] for texts in self.source.texts(queries)]
 
 
-def average_thought_vectors(vectors: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+def average_thought_vectors(vectors: torch.Tensor | Sequence[torch.Tensor], plain: torch.Tensor | None = None,
+                            renormalize: bool = False) -> torch.Tensor:
     """Eq. 11: per query, the mean over its thoughts of the L2-normalised (q, t_i) vectors, not
-    renormalised. ``vectors``: (B, k, d), or one (k_i, d) tensor per query when counts differ."""
-    return torch.stack([F.normalize(v.float(), dim=-1).mean(dim=0) for v in vectors])
+    renormalised. ``vectors``: (B, k, d), or one (k_i, d) tensor per query when counts differ.
+    ``plain`` (B, d): the plain-query vectors, averaged in as one more member (HyDE keeps the query);
+    ``renormalize``: scale each mean to unit length (cosine instead of the paper's inner product)."""
+    means = []
+    for i, v in enumerate(vectors):
+        members = F.normalize(v.float(), dim=-1)
+        if plain is not None:
+            members = torch.cat([members, F.normalize(plain[i:i + 1].float().to(members.device), dim=-1)])
+        means.append(members.mean(dim=0))
+    means = torch.stack(means)
+    return F.normalize(means, dim=-1) if renormalize else means

@@ -33,6 +33,7 @@ import runpy
 import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
+from o1e_tevatron.core.fingerprint import O1E_CACHE
 from o1e_tevatron.core.redact import install_log_redaction, redact
 from o1e_tevatron.core.textfile import numbered_lines
 from o1e_tevatron.families.debater import SCORINGS, DebaterConfig
@@ -40,7 +41,7 @@ from o1e_tevatron.inference import check_index_dir
 
 from ..arguments import positive_int
 from ..debater import DebaterQueryEncoder
-from ..encoder import (MODES, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
+from ..encoder import (QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
 from ..registry import register, registry_keys
 from .sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class
@@ -50,7 +51,8 @@ logger = logging.getLogger(__name__)
 
 def o1e_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    p.add_argument("--o1e-mode", choices=MODES, default="think", help="think (k thoughts, eq. 11) or fast (plain query)")
+    p.add_argument("--o1e-mode", choices=("think", "fast"), default="think",
+                   help="think (k thoughts, eq. 11) or fast (plain query); adaptive thinking: python -m o1e_pyserini.eval --mode adaptive")
     p.add_argument("--o1e-num-thoughts", type=positive_int, default=3)
     p.add_argument("--o1e-temperature", type=float, default=0.1)
     p.add_argument("--o1e-top-p", type=float, default=0.9)
@@ -58,6 +60,12 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-seed", type=int, default=None)
     p.add_argument("--o1e-reencode", action="store_true", help="re-encode q + t instead of reading the <emb> "
                    "state from the generation's KV cache")
+    p.add_argument("--o1e-query-vector", choices=QUERY_VECTORS, default="thoughts",
+                   help="think mode: the mean of the thought vectors (eq. 11) or with the plain query in it (HyDE)")
+    p.add_argument("--o1e-renormalize", action="store_true", help="think mode: scale the mean to unit length")
+    p.add_argument("--o1e-thought-cache", default=str(O1E_CACHE / "thoughts"),
+                   help="keep and reuse seeded (or greedy) thoughts here, keyed by content (default $O1E_CACHE/thoughts)")
+    p.add_argument("--o1e-no-thought-cache", action="store_true", help="generate every thought afresh")
     p.add_argument("--o1e-thoughts", choices=THOUGHT_BACKENDS, default="hf")
     p.add_argument("--o1e-thought-server", help="base URL of an OpenAI-compatible server (--o1e-thoughts openai)")
     p.add_argument("--o1e-thought-model", help="model name on that server")
@@ -169,7 +177,9 @@ def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: 
         top_p=opts.o1e_top_p, max_new_tokens=opts.o1e_max_thought_tokens, seed=opts.o1e_seed,
         fused=not opts.o1e_reencode, thoughts=opts.o1e_thoughts, thought_server=opts.o1e_thought_server,
         thought_model=opts.o1e_thought_model, thoughts_file=opts.o1e_thoughts_file, dtype=opts.o1e_dtype,
-        batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+        batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model,
+        query_vector=opts.o1e_query_vector, renormalize=opts.o1e_renormalize,
+        thought_cache=None if opts.o1e_no_thought_cache else opts.o1e_thought_cache, **pyserini_kwargs)
     return checked_encoder(encoder, index_dir, built)
 
 

@@ -114,13 +114,18 @@ def test_compare_prints_ours_against_the_paper(tmp_path, capsys):
         "      - dataset: beir/scifact/test\n        scores: {nDCG@10: 78.3}\n"
         "      - dataset: beir/nq\n        scores: {nDCG@10: 60.1}\n"
         "      - dataset: average\n        over: [beir/scifact/test, o1e/cosqa/dev]\n        scores: {nDCG@10: 61.4}\n")
-    for dataset, value in (("beir__scifact__test", 0.8), ("o1e__cosqa__dev", 0.4)):
+    for dataset, value, thought, tokens in (("beir__scifact__test", 0.8, 150, 40.0), ("o1e__cosqa__dev", 0.4, 500, 90.0)):
         (tmp_path / "runs" / "o1e-think" / dataset).mkdir(parents=True)
-        (tmp_path / "runs" / "o1e-think" / dataset / "o1e_model.metrics.json").write_text(json.dumps({"metrics": {"nDCG@10": value}}))
+        cost = {"queries_thought": thought, "generated_tokens_per_query": tokens, "thinking_seconds_per_query": 0.5}
+        (tmp_path / "runs" / "o1e-think" / dataset / "o1e_model.metrics.json").write_text(
+            json.dumps({"metrics": {"nDCG@10": value}, "num_queries": 300 if "scifact" in dataset else 500, "cost": cost}))
     rows = o1e_eval.compare(tmp_path / "expected.yaml", tmp_path / "runs")
     assert [row["ours"] for row in rows] == [pytest.approx(80.0), None, pytest.approx(60.0)]
+    assert [row["think_rate"] for row in rows] == [pytest.approx(0.5), None, pytest.approx(0.75)]
+    assert rows[2]["generated_tokens_per_query"] == pytest.approx(65.0)
     out = capsys.readouterr().out
     assert "+1.70" in out and "missing" in out and "-1.40" in out
+    assert "tok/q" in out and "50%" in out and "65.0" in out
 
 
 def test_encoded_shards_become_the_cached_faiss_index(tmp_path):

@@ -150,3 +150,20 @@ def test_driver_shards_are_searched_by_the_cli_without_merging(cli, encoded_corp
     proc = cli("o1e_pyserini.search.faiss", "--index", tmp_path / "shards", "--topics", topics_tsv, "--output",
                tmp_path / "x.txt", "--encoder", llama_checkpoint, "--o1e-mode", "fast", check=False)
     assert proc.returncode != 0 and "shards [1] of 3 are missing" in proc.stderr
+
+
+def test_query_vector_flags_reach_the_encoder(cli, encoded_corpus, llama_checkpoint, topics_tsv, demo_queries, tmp_path):
+    from o1e_pyserini.encoder import O1EQueryEncoder, load_encoded_queries
+
+    saved = tmp_path / "queries"
+    cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
+        "--output", tmp_path / "run.txt", "--encoder", llama_checkpoint, "--batch-size", 4, "--threads", 1,
+        "--hits", HITS, "--device", "cpu", "--o1e-num-thoughts", 2, "--o1e-max-thought-tokens", 8, "--o1e-seed", 0,
+        "--o1e-query-vector", "thoughts+query", "--o1e-renormalize", "--o1e-save-queries", saved)
+    texts = list(demo_queries.values())
+    encoder = O1EQueryEncoder(str(llama_checkpoint), num_thoughts=2, max_new_tokens=8, seed=0,
+                              query_vector="thoughts+query", renormalize=True)
+    expected = np.concatenate([encoder.encode_batch(texts[i:i + 4]) for i in range(0, len(texts), 4)])  # --batch-size 4
+    got = load_encoded_queries(saved)
+    np.testing.assert_allclose(np.stack([got[t] for t in texts]), expected, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1, atol=1e-5)

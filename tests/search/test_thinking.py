@@ -184,20 +184,21 @@ def test_nucleus_draw_at_the_rounding_edge_stays_in_the_nucleus(monkeypatch):
 
 def test_seeded_thoughts_leave_the_global_random_state_alone(llama_checkpoint):
     """The old code called torch.manual_seed(seed) for every batch: the caller's random state was reset,
-    and every batch replayed the same draws."""
+    and every batch replayed the same draws. Now each query draws from its own generator, seeded by
+    hash(seed, query): the same query gets the same thoughts in any batch, other queries others."""
     kwargs = dict(num_thoughts=2, temperature=1.0, max_new_tokens=MAX_NEW, seed=3, batch_size=1,
                   generate_kwargs={"sequence_bias": {(2,): 2.0}})
     encoder = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)
-    encoder.encode_batch(["dna", "dna"])
+    encoder.encode_batch(["dna", "rna", "dna"])
     assert torch.equal(torch.rand(3), expected_next)
-    first, second = encoder.encoded.thoughts
-    assert first != second  # one stream over the batches, not the seed replayed per batch
-    again = O1EQueryEncoder(str(llama_checkpoint), **kwargs)
-    again.encode_batch(["dna", "dna"])
-    assert again.encoded.thoughts == encoder.encoded.thoughts  # and still reproducible
+    first, other, second = encoder.encoded.thoughts
+    assert first == second and first != other  # per query, not one stream over the batches
+    again = O1EQueryEncoder(str(llama_checkpoint), **{**kwargs, "batch_size": 3})
+    again.encode_batch(["rna", "dna", "dna"])
+    assert again.encoded.thoughts == [other, first, first]  # the batch does not matter
 
 
 def test_recorded_thoughts_with_different_counts_per_query(llama_checkpoint, tmp_path):
@@ -214,3 +215,47 @@ def test_recorded_thoughts_with_different_counts_per_query(llama_checkpoint, tmp
                                                 for th in t.tokenize_batch(thoughts)], 3)
         expected = (each / np.linalg.norm(each, axis=1, keepdims=True)).mean(axis=0)
         np.testing.assert_allclose(vectors[row], expected, atol=1e-5)
+
+
+def test_plain_query_vector_comes_free_from_the_prefill(llama_checkpoint):
+    """Think mode's prefill gives fast mode's vector (one more token, <emb>) and the entropy at <thought>."""
+    model = O1EModel.load(llama_checkpoint).eval()
+    t = model.template
+    settings = ThoughtSettings(num_thoughts=2, temperature=1.0, max_new_tokens=MAX_NEW, seed=3)
+    thinking = HFThoughts(model, settings).think_embed_and_plain(QUERIES)
+    fast_reference = encode_sequences(model, [t.plain_query(q) for q in t.tokenize_batch(QUERIES)], 1, query=True)
+    np.testing.assert_allclose(thinking.plain_vectors.numpy(), fast_reference, atol=1e-5, rtol=0)
+    fast = O1EQueryEncoder(str(llama_checkpoint), mode="fast", batch_size=3)
+    np.testing.assert_allclose(fast.encode_batch(QUERIES), fast_reference, atol=1e-5, rtol=0)
+    # the entropy of the next token after <thought>, from the full model's logits of the prompt alone
+    with torch.inference_mode():
+        for i, q in enumerate(t.tokenize_batch(QUERIES)):
+            logits = model.causal_lm(torch.tensor([t.query_prefix(q)])).logits[0, -1].double()
+            expected = -(logits.softmax(-1) * logits.log_softmax(-1)).sum().item()
+            assert abs(thinking.entropy[i].item() - expected) < 1e-4
+            assert abs(fast.encoded.entropy[i] - expected) < 1e-4
+    # the prefill did not disturb generation: same seed, same thoughts as think() (a separate replay)
+    assert thinking.thoughts == HFThoughts(model, settings).think(QUERIES)
+    assert thinking.generated_tokens == [sum(min(len(th) + 1, MAX_NEW) for th in ths) for ths in thinking.thoughts]
+
+
+@pytest.mark.parametrize("query_vector, renormalize", [("thoughts", True), ("thoughts+query", False),
+                                                       ("thoughts+query", True)])
+def test_query_vector_options_against_a_literal_mean(llama_checkpoint, query_vector, renormalize):
+    kwargs = dict(num_thoughts=3, temperature=1.0, max_new_tokens=MAX_NEW, seed=11, batch_size=4)
+    encoder = O1EQueryEncoder(str(llama_checkpoint), query_vector=query_vector, renormalize=renormalize, **kwargs)
+    got = encoder.encode_batch(QUERIES)
+    t = encoder.template
+    thought_ids = HFThoughts(encoder.model, ThoughtSettings(3, 1.0, 0.9, MAX_NEW, seed=11)).think(QUERIES)
+    sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(QUERIES), thought_ids) for th in ths]
+    members = encode_sequences(encoder.model, sequences, 4, query=True).reshape(len(QUERIES), 3, -1)
+    members = members / np.linalg.norm(members, axis=-1, keepdims=True)
+    if query_vector == "thoughts+query":
+        plain = encode_sequences(encoder.model, [t.plain_query(q) for q in t.tokenize_batch(QUERIES)], 4, query=True)
+        members = np.concatenate([members, plain[:, None] / np.linalg.norm(plain, axis=-1)[:, None, None]], axis=1)
+    expected = members.mean(axis=1)
+    if renormalize:
+        expected = expected / np.linalg.norm(expected, axis=-1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    default = O1EQueryEncoder(str(llama_checkpoint), **kwargs).encode_batch(QUERIES)
+    assert not np.allclose(got, default, atol=1e-3)  # each option changes the vector
