@@ -177,7 +177,7 @@ class HFThoughts(ThoughtBackend):
         cache.batch_repeat_interleave(s.num_thoughts)
         prompt_ids = prompt_ids.repeat_interleave(s.num_thoughts, dim=0)
         prompt_mask = prompt_mask.repeat_interleave(s.num_thoughts, dim=0)
-        kwargs = dict(self.generate_kwargs)
+        kwargs = {"suppress_tokens": self.template.not_in_thoughts, **self.generate_kwargs}
         processors = LogitsProcessorList(kwargs.pop("logits_processor", None) or [])
         if s.temperature > 0:  # sampled by our last processor; generate itself stays greedy
             processors.append(NucleusSampler(s.temperature, s.top_p,

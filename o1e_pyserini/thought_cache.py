@@ -18,6 +18,9 @@ from typing import Sequence
 from o1e_tevatron.core.fingerprint import fingerprint
 
 DATABASE_NAME = "thoughts.sqlite"
+#: How o1e turns those inputs into thoughts (sampler, suppressed tokens, seeding); bumped whenever that
+#: changes, so thoughts cached by an older o1e are missed rather than served.
+GENERATION_SCHEME = 2  # 2: the layout's markers are suppressed in thoughts
 
 
 class ThoughtCache:
@@ -27,7 +30,7 @@ class ThoughtCache:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / DATABASE_NAME
-        self.context = fingerprint(**context)
+        self.context = fingerprint(scheme=GENERATION_SCHEME, **context)
         with self._connect() as db:
             db.execute("CREATE TABLE IF NOT EXISTS thoughts (key TEXT PRIMARY KEY, ids TEXT NOT NULL)")
 

@@ -154,6 +154,14 @@ class Template(TokenTemplate):
         ended = len(generated_ids) > 0 and generated_ids[-1] == self.eos_id
         return ([] if ended else [self.eos_id]) + self.emb
 
+    @property
+    def not_in_thoughts(self) -> list[int]:
+        """Token ids a generated thought must never contain: the layout's own markers (and a bos that is
+        not the eos). A freshly added row, tied to the LM head, can otherwise win the next-token
+        softmax and fill a thought with ``<query><query>...`` (seen on SmolLM2 after 24 LoRA steps)."""
+        markers = [self.query_id, self.query_end_id, self.thought_id, self.emb_id]
+        return markers + [b for b in self.bos if b != self.eos_id]
+
     def strip_thought(self, generated_ids: Sequence[int]) -> list[int]:
         """A generated thought up to (without) its first eos, cut to ``thought_max_len``."""
         ids = list(generated_ids)

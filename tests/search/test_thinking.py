@@ -259,3 +259,15 @@ def test_query_vector_options_against_a_literal_mean(llama_checkpoint, query_vec
     np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
     default = O1EQueryEncoder(str(llama_checkpoint), **kwargs).encode_batch(QUERIES)
     assert not np.allclose(got, default, atol=1e-3)  # each option changes the vector
+
+
+def test_thoughts_never_contain_the_layout_markers(o1e_checkpoint):
+    """The added rows are tied to the LM head on many models and can win the softmax; a thought must not
+    be made of <query> / </query> / <thought> / <emb> (or bos) whatever the model prefers."""
+    model = O1EModel.load(o1e_checkpoint).eval()
+    t = model.template
+    favoured = {(i,): 50.0 for i in t.not_in_thoughts}  # the model would pick nothing else
+    settings = ThoughtSettings(num_thoughts=2, temperature=1.0, max_new_tokens=MAX_NEW, seed=0)
+    thoughts, _ = HFThoughts(model, settings, sequence_bias=favoured).think_and_embed(QUERIES[:2])
+    generated = [i for ths in thoughts for th in ths for i in th]
+    assert generated and not set(generated) & set(t.not_in_thoughts)
