@@ -27,7 +27,7 @@ train_o1e() {
     --lora --lora_r 32 --lora_alpha 64 \
     --negatives_x_device \
     --gen_loss_weight 0.2 --plain_query_prob 0.1 --temperature 0.02 \
-    --gradient_checkpointing \
+    --activation_checkpointing \
     --num_train_epochs 1 --warmup_ratio 0.1 \
     ${DEEPSPEED:+--deepspeed "$DEEPSPEED"} \
     "$@"

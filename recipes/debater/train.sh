@@ -15,5 +15,5 @@ torchrun --nproc_per_node "$NPROC" -m o1e_tevatron.driver.train --family debater
   --model_name_or_path "$BACKBONE" --train_dir "$TRAIN_DIR" --output_dir "$MODEL" \
   --q_max_len 512 --p_max_len 448 --train_n_passages 2 --per_device_train_batch_size 64 \
   --learning_rate 2e-4 --warmup_steps 300 --max_steps 1000 --bf16 --lora --negatives_x_device \
-  --gradient_checkpointing --trust_remote_code \
+  --activation_checkpointing --trust_remote_code \
   ${DEEPSPEED:+--deepspeed "$DEEPSPEED"} "$@"
