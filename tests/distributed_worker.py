@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -39,6 +40,17 @@ def torchrun(*args, timeout=300) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stderr[-4000:]
+
+
+def two_ranks_against_one_process(*args) -> dict:
+    """torchrun a worker whose last argument is the JSON it writes, and check what every such comparison
+    shares: gradients of the same parameters, some of them, equal to the single process's. Returns the
+    JSON for the test's own loss checks."""
+    torchrun(*args)
+    result = json.loads(Path(args[-1]).read_text())
+    assert result["n_grads"] > 0 and result["same_names"]
+    assert result["max_grad_diff"] <= 1e-5 * max(result["max_grad"], 1.0)
+    return result
 
 
 def build(model_dir, x_device):

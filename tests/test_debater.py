@@ -16,7 +16,8 @@ from o1e_tevatron.families.debater import DebaterConfig, DebaterModel
 from o1e_tevatron.grad_cache import grad_cache_step
 from o1e_tevatron.modeling import O1EConfig, O1EModel
 
-from distributed_worker import finish, gradient_report, torchrun  # tests/ is on sys.path
+from distributed_worker import (finish, gradient_report,  # tests/ is on sys.path
+                                two_ranks_against_one_process)
 
 QUERIES = ["what causes colorectal cancer", "vitamin d", "does aspirin reduce the risk of heart attacks in adults"]
 PASSAGES = [f"passage {i} about {w} and more words {i * 'x'}" for i, w in
@@ -140,11 +141,8 @@ def test_grad_cache_equals_the_unchunked_step(tiny_llama_dir, q_chunk, p_chunk, 
 def test_ddp_with_gathered_negatives_equals_one_process(tiny_llama_dir, tmp_path):
     """Two gloo ranks through torch's DistributedDataParallel (the wrapped module's forward computes the
     loss, so DDP averages the gradients): the single-process gradients of the whole global batch."""
-    torchrun(__file__, str(tiny_llama_dir), str(tmp_path / "result.json"))
-    r = json.loads((tmp_path / "result.json").read_text())
-    assert r["n_grads"] > 0 and r["same_names"]
+    r = two_ranks_against_one_process(__file__, str(tiny_llama_dir), str(tmp_path / "result.json"))
     assert r["loss"] == pytest.approx(r["ref_loss"], rel=1e-5)
-    assert r["max_grad_diff"] <= 1e-5 * max(r["max_grad"], 1.0)
 
 
 def test_driver_trains_saves_loads_by_family_and_encodes(tiny_llama_dir, demo_dir, tmp_path):
