@@ -29,6 +29,9 @@ def add_backbone_args(p, hidden: int, layers: int, heads: int, kv_heads: int, in
     """Flags for the shape of a random Qwen2-style backbone, or --arch-preset for a paper architecture."""
     p.add_argument("--arch-preset", choices=sorted(QWEN25), default=None,
                    help="a Qwen2.5 architecture with random weights (overrides the shape flags)")
+    p.add_argument("--model", default=None,
+                   help="a real model instead of a random backbone (a folder or a name o1e resolves offline, "
+                        "e.g. HuggingFaceTB/SmolLM2-135M-Instruct); overrides the shape flags")
     p.add_argument("--vocab", type=int, default=32000)
     p.add_argument("--hidden", type=int, default=hidden)
     p.add_argument("--layers", type=int, default=layers)
@@ -38,7 +41,10 @@ def add_backbone_args(p, hidden: int, layers: int, heads: int, kv_heads: int, in
 
 
 def backbone_from_args(args, dtype: str = "float32") -> str:
-    """A random backbone folder of the shape the flags of :func:`add_backbone_args` ask for."""
+    """A random backbone folder of the shape the flags of :func:`add_backbone_args` ask for, or ``--model``'s."""
+    if args.model:
+        from o1e_tevatron.models import resolve_model_path
+        return resolve_model_path(args.model)
     shape = dict(QWEN25[args.arch_preset]) if args.arch_preset else dict(
         hidden=args.hidden, layers=args.layers, heads=args.heads, kv_heads=args.kv_heads,
         intermediate=args.intermediate, vocab_size=args.vocab)

@@ -243,7 +243,7 @@ def cmd_grad_cache(args) -> None:
 
 
 def settings(args) -> dict:
-    keep = ("arch_preset", "vocab", "hidden", "layers", "heads", "kv_heads", "intermediate", "batch", "group",
+    keep = ("model", "arch_preset", "vocab", "hidden", "layers", "heads", "kv_heads", "intermediate", "batch", "group",
             "query_len", "thought_len", "passage_len", "dtype", "device", "gradient_checkpointing", "full",
             "gen_loss_weight", "gc_q", "gc_p", "repeats", "batches")
     return {k: getattr(args, k) for k in keep if hasattr(args, k)}

@@ -110,6 +110,16 @@ def adaptive_curve(fast_values: dict[str, float], think_values: dict[str, float]
     return {"num_queries": n, "never_think": never, "always_think": always, "curves": curves}
 
 
+def operating_points(curve: dict, target: float) -> dict[str, dict | None]:
+    """Per signal, the curve's first point (fewest queries thinking) whose gain over never-think reaches
+    ``target`` of always-think's; None when always-think gains nothing (thinking does not pay here)."""
+    gain = curve["always_think"] - curve["never_think"]
+    if gain <= 0:
+        return {signal: None for signal in curve["curves"]}
+    return {signal: next(p for p in points if p["score"] - curve["never_think"] >= target * gain - 1e-12)
+            for signal, points in curve["curves"].items()}
+
+
 def plot_curve(curve: dict, metric: str, path) -> None:
     """score vs think-rate, one line per signal, never/always as the ends (PNG)."""
     import matplotlib

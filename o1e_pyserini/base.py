@@ -22,12 +22,25 @@ class O1EInputError(ValueError):
 
 def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
                       base_model_name_or_path: Optional[str]):
-    """A checkpoint of ``family`` (a FamilyModel class) in eval mode; a bad checkpoint is one line."""
+    """A checkpoint of ``family`` (a FamilyModel class) in eval mode; a bad checkpoint is one line.
+
+    An adapter is merged into its base for inference, in float32, and only then are the weights cast
+    to ``dtype``: unmerged LoRA on every linear layer encoded SciFact 3.4x slower in bfloat16 (SmolLM2,
+    2 CPU cores), and merging in bfloat16 moved the vectors (cosine 0.995 to float32's)."""
+    import torch
+
     try:
-        model = load_model(path, family, dtype="float16" if fp16 else dtype, device=device,
+        model = load_model(path, family, dtype="float32", device=device,
                            base_model_name_or_path=base_model_name_or_path)
     except ValueError as e:
         raise O1EInputError(str(e)) from None
+    if model.is_peft:
+        model.lm = model.lm.merge_and_unload()
+    dtype = "float16" if fp16 else dtype
+    if dtype != "float32":
+        with torch.no_grad():
+            for parameter in model.parameters():  # buffers (rotary frequencies) stay as loaded, as from_pretrained keeps them
+                parameter.data = parameter.data.to(getattr(torch, dtype))
     return model.eval()
 
 

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from o1e_pyserini.thinking import HFThoughts, ThoughtSettings

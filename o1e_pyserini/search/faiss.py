@@ -17,6 +17,11 @@ index dimension = the encoder's), ``--hits`` is at least 1, and a local topics f
 line (UTF-8, ``id<TAB>text`` with one tab, no blank line before the last query, no empty query, no
 repeated id), naming the file and line.
 
+``--o1e-mode adaptive`` searches every query fast, then searches again thinking only the queries whose
+fast result looks uncertain (``--o1e-adaptive-signal`` with ``--o1e-think-threshold`` or
+``--o1e-think-rate``; o1e_pyserini.adaptive), one model for both passes; their hits replace the fast ones
+in ``--output``, and ``--o1e-save-queries`` records each query's decision.
+
 ``--index`` may also be a sharded index (``o1e_pyserini.search.sharded``): the directory holding the
 shard directories that ``o1e_tevatron.driver.encode --encode_num_shard n --faiss_index_dir DIR/i``
 wrote (all n must be there) or the eval harness's imported shards. It is searched shard by shard
@@ -41,7 +46,8 @@ from o1e_tevatron.inference import check_index_dir
 
 from ..arguments import positive_int
 from ..debater import DebaterQueryEncoder
-from ..encoder import (QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
+from ..adaptive import SIGNALS, AdaptivePolicy, uncertainties
+from ..encoder import (MODES, QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
 from ..registry import register, registry_keys
 from .sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class
@@ -51,8 +57,14 @@ logger = logging.getLogger(__name__)
 
 def o1e_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    p.add_argument("--o1e-mode", choices=("think", "fast"), default="think",
-                   help="think (k thoughts, eq. 11) or fast (plain query); adaptive thinking: python -m o1e_pyserini.eval --mode adaptive")
+    p.add_argument("--o1e-mode", choices=MODES, default="think",
+                   help="think (k thoughts, eq. 11), fast (plain query) or adaptive (fast, then think where uncertain)")
+    p.add_argument("--o1e-adaptive-signal", choices=SIGNALS, default="margin",
+                   help="adaptive: margin (top-1 minus top-2 fast score), score-entropy, or model-entropy at <thought>")
+    p.add_argument("--o1e-think-threshold", type=float, default=None,
+                   help="adaptive: think when the signal's uncertainty is at least this")
+    p.add_argument("--o1e-think-rate", type=float, default=None,
+                   help="adaptive: the fraction of queries that think (the most uncertain ones)")
     p.add_argument("--o1e-num-thoughts", type=positive_int, default=3)
     p.add_argument("--o1e-temperature", type=float, default=0.1)
     p.add_argument("--o1e-top-p", type=float, default=0.9)
@@ -88,6 +100,8 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
     p.add_argument("--index")
     p.add_argument("--topics")
     p.add_argument("--topics-format", default="default")
+    p.add_argument("--output")
+    p.add_argument("--encoded-queries")
     p.add_argument("--encoder")
     p.add_argument("--hits", type=positive_int, default=1000)
     return p
@@ -211,12 +225,72 @@ def max_steps_args(rest: list[str], encoder: str | None, hits: int) -> list[str]
                    "--max-passage-hits", str(hits)]
 
 
+def adaptive_policy(opts: argparse.Namespace, inputs: argparse.Namespace) -> AdaptivePolicy | None:
+    if opts.o1e_mode != "adaptive":
+        if opts.o1e_think_threshold is not None or opts.o1e_think_rate is not None:
+            raise O1EInputError("--o1e-think-threshold and --o1e-think-rate apply to --o1e-mode adaptive")
+        return None
+    if not (inputs.topics and inputs.output) or inputs.encoded_queries:
+        raise O1EInputError("--o1e-mode adaptive searches twice: it needs --topics and --output, "
+                            "and encodes the queries itself (no --encoded-queries)")
+    try:
+        return AdaptivePolicy(opts.o1e_adaptive_signal, opts.o1e_think_threshold, opts.o1e_think_rate)
+    except ValueError as e:
+        raise O1EInputError(f"{e} (--o1e-think-threshold or --o1e-think-rate)") from None
+
+
+def run_pyserini(rest: list[str]) -> None:
+    sys.argv = ["pyserini.search.faiss"] + rest
+    runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
+
+
+def with_flag(rest: list[str], flag: str, value: str) -> list[str]:
+    """``rest`` with ``flag``'s value replaced (both ``--flag v`` and ``--flag=v`` forms)."""
+    out, skip = [], False
+    for arg in rest:
+        if skip:
+            skip = False
+        elif arg == flag:
+            skip = True
+        elif not arg.startswith(flag + "="):
+            out.append(arg)
+    return out + [flag, value]
+
+
+def think_where_uncertain(policy: AdaptivePolicy, rest: list[str], output: str, ids_by_text: dict,
+                          encoder: O1EQueryEncoder) -> dict[str, dict]:
+    """The second pass of adaptive mode: the fast run in ``output`` decides which queries think; those are
+    searched again thinking (same encoder) and their hits replace the fast ones in ``output``."""
+    import tempfile
+
+    from ..evaluation.scoring import read_run, write_run
+
+    fast = read_run(output)
+    text_of = {query_id: text for text, query_ids in ids_by_text.items() for query_id in query_ids}
+    entropy = dict(zip(encoder.encoded.texts, encoder.encoded.entropy))
+    decisions = policy.decide(uncertainties(policy.signal, {q: fast.get(q, []) for q in text_of},
+                                            {q: entropy.get(text) for q, text in text_of.items()}))
+    thinking = [q for q in text_of if decisions[q]["think"]]
+    logger.info("adaptive (%s): %d of %d queries think", policy.signal, len(thinking), len(text_of))
+    if thinking:
+        encoder.think_now = True
+        with tempfile.TemporaryDirectory(prefix="o1e-adaptive-") as tmp:
+            topics, thought_run = os.path.join(tmp, "topics.tsv"), os.path.join(tmp, "run.trec")
+            with open(topics, "w", encoding="utf-8") as f:
+                f.writelines(f"{q}\t{text_of[q]}\n" for q in thinking)
+            run_pyserini(with_flag(with_flag(rest, "--topics", topics), "--output", thought_run))
+            fast.update(read_run(thought_run))
+        write_run(fast, output, tag="o1e-adaptive")
+    return decisions
+
+
 def main(argv: list[str] | None = None) -> list:
     """Runs Pyserini's search; returns the o1e encoders it built (empty when Pyserini used another)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     opts, rest = o1e_parser().parse_known_args(argv)
     rest, keys = registry_keys(rest)
     inputs, _ = pyserini_inputs_parser().parse_known_args(rest)
+    policy = adaptive_policy(opts, inputs)
     index_dir = checked_index_path(inputs.index) if inputs.index else None
     if index_dir is not None:
         checked_index_dir(index_dir)
@@ -225,15 +299,23 @@ def main(argv: list[str] | None = None) -> list:
     if opts.debater_scoring == "max-steps":
         rest = max_steps_args(rest, inputs.encoder, inputs.hits)
     built: list = []
+
+    def o1e_encoder(**kwargs):  # adaptive mode's second pass reuses the first pass's model
+        return built[0] if built else build_query_encoder(opts, index_dir, built, **kwargs)
+
     register(keys, query_encoders={
-        "o1e": functools.partial(build_query_encoder, opts, index_dir, built),
+        "o1e": o1e_encoder,
         "debater": functools.partial(build_debater_query_encoder, opts, index_dir, built)})
 
     read_encoded_queries_safely(opts.o1e_allow_pickle)
     import pyserini.search.faiss._searcher as pyserini_searcher
     pyserini_searcher.FaissSearcher = sharded_searcher_class()  # also opens sharded index directories
-    sys.argv = ["pyserini.search.faiss"] + rest
-    runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
+    run_pyserini(rest)
+    decisions = None
+    if policy is not None:
+        if not (built and isinstance(built[0], O1EQueryEncoder)):
+            raise O1EInputError("--o1e-mode adaptive needs an o1e encoder (--encoder an O1E checkpoint)")
+        decisions = think_where_uncertain(policy, rest, inputs.output, ids_by_text, built[0])
 
     for encoder in built:
         if not isinstance(encoder, O1EQueryEncoder):
@@ -241,9 +323,8 @@ def main(argv: list[str] | None = None) -> list:
         if encoder.empty_thoughts:
             logger.warning("%d thoughts were empty", encoder.empty_thoughts)
         if opts.o1e_save_queries:
-            encoder.encoded.save(opts.o1e_save_queries, ids_by_text)
+            encoder.encoded.save(opts.o1e_save_queries, ids_by_text, decisions)
     return built
-
 
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)

@@ -1,14 +1,16 @@
 """Reading text files line by line with errors that name the file and the line."""
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 from typing import Iterator
 
 
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(line number, line without its line break) of a UTF-8 file; bytes that are not UTF-8 are an
-    error naming the line (Python's own decoder names only a byte offset)."""
-    with open(path, "rb") as f:
+    """(line number, line without its line break) of a UTF-8 file, gzipped when its name ends in .gz
+    (committed runs are); bytes that are not UTF-8 are an error naming the line (Python's own decoder
+    names only a byte offset)."""
+    with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
         for line_no, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")

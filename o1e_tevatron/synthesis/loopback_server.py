@@ -49,10 +49,14 @@ class LoopbackServerArguments:
     fault_delay_s: float = field(default=5.0, metadata={"help": "How long a 'timeout' fault hangs."})
     max_batch_sequences: int = field(default=48, metadata={"help": "Most sequences (requests x n) per generate call."})
     batch_wait_s: float = field(default=0.05, metadata={"help": "How long a request waits for others to batch with."})
+    dtype: str = field(default="float32", metadata={
+        "help": "float32 | bfloat16 | float16 (bfloat16 is ~3x faster on CPUs with AMX)."})
     ignore_n: bool = field(default=False, metadata={
         "help": "Answer one choice per request whatever n asks, as `transformers serve` does."})
 
     def __post_init__(self):
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ValueError(f"--dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
         unknown = [f for f in self.fault_plan() if f not in FAULTS]
         if unknown:
             raise ValueError(f"unknown faults {unknown}; known: {FAULTS}")
@@ -70,7 +74,7 @@ class LocalTeacher:
         path = resolve_model_path(args.model_name_or_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(path).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, args.dtype)).eval()
         self.lock = threading.Lock()
 
     def render_chat(self, messages: list[dict]) -> str:

@@ -113,5 +113,10 @@ def test_adaptive_curve_on_literal_runs(tmp_path, capsys):
     assert [p["score"] for p in curve["curves"]["model-entropy"]] == pytest.approx(
         [(1 + 2 * low) / 3, low, (2 * low + 1) / 3, (2 + low) / 3])
     assert set(curve["curves"]) == {"margin", "score-entropy", "model-entropy"}
+    # 95% of the gain (always - never = (1 - low) / 3): margin has all of it with 1 of 3 queries thinking,
+    # model entropy only with all 3
+    assert curve["operating_points"]["margin"]["queries_thought"] == 1
+    assert curve["operating_points"]["margin"]["threshold"] == pytest.approx(-0.05)
+    assert curve["operating_points"]["model-entropy"]["queries_thought"] == 3
     assert plot.stat().st_size > 1000
     assert "never" in capsys.readouterr().out

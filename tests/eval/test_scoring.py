@@ -26,11 +26,15 @@ def test_paired_ttest_matches_scipy_and_reports_deltas():
 
 
 def test_ttest_command_reads_trec_runs(tmp_path, capsys):
+    """Run b is gzipped, as the miniature commits its runs."""
+    import gzip
     for name, run in (("a", RUN_A), ("b", RUN_B)):
         scoring.write_run(run, tmp_path / f"{name}.trec", tag=name)
+    (tmp_path / "b.trec.gz").write_bytes(gzip.compress((tmp_path / "b.trec").read_bytes()))
+    (tmp_path / "b.trec").unlink()
     (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in QRELS.items() for d, r in docs.items()))
     assert o1e_eval.main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
-                          "--run-b", str(tmp_path / "b.trec"), "--metric", "RR@10", "--output", str(tmp_path / "t.json"),
+                          "--run-b", str(tmp_path / "b.trec.gz"), "--metric", "RR@10", "--output", str(tmp_path / "t.json"),
                           "--missing", "zero"]) == 0
     assert "a=0.5000 b=0.7500 " in capsys.readouterr().out
     assert json.loads((tmp_path / "t.json").read_text())["deltas"]["q2"] == 0.5

@@ -114,3 +114,8 @@ def test_thought_flags_need_a_dense_retriever_or_a_source():
         o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "repllama:x", "--num-thoughts", "2"])
     with pytest.raises(SystemExit, match="go together"):
         o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "repllama:x", "--thought-server", "http://x"])
+    # fast mode embeds the plain query: a thought source there was silently ignored (the miniature's first
+    # "teacher thoughts" arm scored exactly as fast mode)
+    with pytest.raises(SystemExit, match="would be ignored"):
+        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "o1e:x", "--mode", "fast", "--thought-server", "http://x",
+                       "--thought-model", "m"])

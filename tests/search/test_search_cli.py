@@ -167,3 +167,37 @@ def test_query_vector_flags_reach_the_encoder(cli, encoded_corpus, llama_checkpo
     got = load_encoded_queries(saved)
     np.testing.assert_allclose(np.stack([got[t] for t in texts]), expected, atol=1e-5)
     np.testing.assert_allclose(np.linalg.norm(expected, axis=1), 1, atol=1e-5)
+
+
+def test_adaptive_mode_through_pyserini_cli_takes_think_hits_for_uncertain_queries(
+        cli, encoded_corpus, llama_checkpoint, topics_tsv, demo_queries, tmp_path):
+    """--o1e-mode adaptive: the fast run decides (here the 3 least certain by margin think); those queries
+    get exactly the think run's hits, the others the fast run's, and each decision is saved."""
+    import json
+
+    common = ["--index", encoded_corpus / "index", "--topics", topics_tsv, "--encoder", llama_checkpoint,
+              "--batch-size", 4, "--threads", 1, "--hits", HITS, "--device", "cpu", "--o1e-num-thoughts", 2,
+              "--o1e-max-thought-tokens", 6, "--o1e-seed", 3, "--o1e-no-thought-cache"]
+    runs = {}
+    for mode in ("fast", "think", "adaptive"):
+        runs[mode] = tmp_path / f"{mode}.txt"
+        extra = ["--o1e-think-rate", 0.25, "--o1e-save-queries", tmp_path / "adaptive"] if mode == "adaptive" else []
+        cli("o1e_pyserini.search.faiss", *common, "--output", runs[mode], "--o1e-mode", mode, *extra)
+    fast, think, adaptive = (read_run(runs[m]) for m in ("fast", "think", "adaptive"))
+    margin = {q: hits[0][2] - hits[1][2] for q, hits in fast.items()}
+    thinking = set(sorted(margin, key=lambda q: (margin[q], q))[:round(0.25 * len(fast))])
+    assert len(thinking) == round(0.25 * len(demo_queries)) and set(adaptive) == set(fast)
+    for q in fast:
+        expected = think[q] if q in thinking else fast[q]
+        assert [h[1] for h in adaptive[q]] == [h[1] for h in expected], q
+        assert np.allclose([h[2] for h in adaptive[q]], [h[2] for h in expected], atol=1e-4), q
+    assert think != fast  # else the check above could not tell the passes apart
+    rows = [json.loads(line) for line in (tmp_path / "adaptive" / "thoughts.jsonl").read_text().splitlines()]
+    assert {r["query_id"] for r in rows if r["adaptive"]["think"]} == thinking
+    assert all(bool(r["thoughts"]) == r["adaptive"]["think"] for r in rows)
+
+
+def test_adaptive_mode_needs_a_threshold_or_rate(cli, encoded_corpus, llama_checkpoint, topics_tsv, tmp_path):
+    proc = cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv, "--output",
+               tmp_path / "run.txt", "--encoder", llama_checkpoint, "--o1e-mode", "adaptive", check=False)
+    assert proc.returncode != 0 and "think threshold or a think rate" in proc.stderr

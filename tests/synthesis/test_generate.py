@@ -167,3 +167,16 @@ def test_loopback_teacher_batches_concurrent_requests_like_single_ones(tiny_llam
     for prompt, answer in zip(prompts, answers):
         expected = alone.sample([prompt], 1, 6, 0.0, 1.0)[0][0][0]
         assert expected and [c.text for c in answer.choices] == [expected] * 2
+
+
+def test_loopback_teacher_loads_in_the_dtype_asked(tiny_llama_dir):
+    """--dtype bfloat16 (the miniature's CPU teacher) loads the weights in it; an unknown dtype is refused."""
+    import torch
+
+    from o1e_tevatron.synthesis.loopback_server import LoopbackServerArguments, LocalTeacher
+
+    teacher = LocalTeacher(LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir), dtype="bfloat16"))
+    assert next(teacher.model.parameters()).dtype == torch.bfloat16
+    assert teacher.sample(["Query: dna repair\nResponse:"], 2, 4, 0.0, 1.0)[0][0][2] > 0
+    with pytest.raises(ValueError, match="--dtype must be"):
+        LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir), dtype="int8")

@@ -1,0 +1,172 @@
+"""The miniature's report: the score table (markdown), loss curves and an nDCG bar chart (PNG), and
+example thoughts, all read from the small artifacts run.sh commits (logs, metrics, t-tests, thoughts).
+
+    .venv/bin/python recipes/mini/report.py [--mini recipes/mini] [--out docs/results/mini]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import gzip
+import json
+from pathlib import Path
+
+DATASETS = {"beir/scifact/test": "SciFact test", "o1e/cosqa/dev": "CoSQA dev"}
+ARMS = {
+    "a": "(a) contrastive only, plain queries",
+    "b-fast": "(b) O1E joint, fast (no thoughts)",
+    "b-think": "(b) O1E joint, think (k=3)",
+    "a-teacher": "(a) + the teacher's thoughts (k=3)",
+    "c": "(c) DEBATER",
+}
+
+
+def read_losses(log: Path) -> list[dict]:
+    """The trainer's logged dicts (one per --logging_steps) from a training log."""
+    rows = []
+    for line in log.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("{'loss'"):
+            rows.append({k: float(v) for k, v in ast.literal_eval(line).items()})
+    return rows
+
+
+def metrics_of(mini: Path, arm: str, dataset: str) -> dict | None:
+    slug = dataset.replace("/", "__")
+    found = sorted((mini / "results" / arm / slug).glob("*.metrics.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def ttest_of(mini: Path, dataset: str, a: str, b: str) -> dict | None:
+    path = mini / "results" / f"ttest.{dataset.replace('/', '_')}.{a}-vs-{b}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table(mini: Path) -> str:
+    lines = ["| arm | dataset | nDCG@10 | vs (a): Δ, p, wins/losses | queries thought | generated tokens/query "
+             "| thinking s/query |", "|---|---|---|---|---|---|---|"]
+    for dataset, name in DATASETS.items():
+        for arm, label in ARMS.items():
+            record = metrics_of(mini, arm, dataset)
+            if record is None:
+                continue
+            cost = record["cost"]
+            versus = "—"
+            test = ttest_of(mini, dataset, "a", arm) if arm != "a" else None
+            if test:
+                deltas = test["deltas"].values()
+                wins, losses = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
+                versus = f"{test['mean_b'] - test['mean_a']:+.4f}, p={test['p']:.3g}, {wins}/{losses}"
+            lines.append(f"| {label} | {name} | {record['metrics']['nDCG@10']:.4f} | {versus} | "
+                         f"{cost['queries_thought']} | {cost['generated_tokens_per_query']:.1f} | "
+                         f"{cost['thinking_seconds_per_query']:.2f} |")
+    return "\n".join(lines)
+
+
+def plot_losses(mini: Path, out: Path, logging_steps: int) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for arm in ("a", "b"):
+        log = mini / "logs" / f"train-{arm}.log"
+        if not log.exists():
+            continue
+        rows = read_losses(log)
+        steps = [(i + 1) * logging_steps for i in range(len(rows))]
+        axes[0].plot(steps, [r.get("ctr_loss", r["loss"]) for r in rows], marker=".", label=f"({arm}) contrastive")
+        if any("gen_loss" in r for r in rows) and arm == "b":
+            axes[1].plot(steps, [r["gen_loss"] for r in rows], marker=".", color="C1", label="(b) thought generation")
+    axes[0].set(title="contrastive loss", xlabel="training step", ylabel="InfoNCE")
+    axes[1].set(title="thought-generation loss (b)", xlabel="training step", ylabel="token NLL")
+    for ax in axes:
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=110)
+
+
+def plot_ndcg(mini: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    arms = [arm for arm in ARMS if any(metrics_of(mini, arm, d) for d in DATASETS)]
+    width = 0.8 / max(len(arms), 1)
+    for i, arm in enumerate(arms):
+        values = [(metrics_of(mini, arm, d) or {"metrics": {"nDCG@10": 0}})["metrics"]["nDCG@10"] for d in DATASETS]
+        bars = ax.bar([j + i * width for j in range(len(DATASETS))], values, width, label=ARMS[arm])
+        ax.bar_label(bars, fmt="%.3f", fontsize=7)
+    ax.set_xticks([j + width * (len(arms) - 1) / 2 for j in range(len(DATASETS))], list(DATASETS.values()))
+    ax.set(ylabel="nDCG@10", title="SmolLM2-135M-Instruct, LoRA, the miniature")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(out / "ndcg.png", dpi=110)
+
+
+DIAGNOSTICS = {
+    "a": "(a) fast",
+    "b-fast": "(b) fast",
+    "b-think": "(b) think: k=3, 64 tokens, temperature 0.7 (the test setting)",
+    "b-think-with-query": "(b) think, the plain-query vector averaged in (`--query-vector thoughts+query`)",
+    "b-think-16-tokens": "(b) think, thoughts cut to 16 tokens",
+    "b-think-t0.1": "(b) think, temperature 0.1 (the authors' inference setting)",
+    "untrained": "SmolLM2 with o1e's layout, no training (SciFact *test*)",
+}
+
+
+def diagnostics(mini: Path) -> str:
+    lines = ["| run | nDCG@10 on SciFact train (809 queries) | generated tokens/query |", "|---|---:|---:|"]
+    for arm, label in DIAGNOSTICS.items():
+        record = metrics_of(mini, arm, "beir/scifact/test" if arm == "untrained" else "beir/scifact/train")
+        if record is not None:
+            lines.append(f"| {label} | {record['metrics']['nDCG@10']:.4f} | "
+                         f"{record['cost']['generated_tokens_per_query']:.1f} |")
+    return "\n".join(lines)
+
+
+def examples(mini: Path, count: int = 3) -> str:
+    """SciFact test queries with the teacher's thoughts (a-teacher) and the trained model's (b-think)."""
+    def thoughts(arm):
+        record = metrics_of(mini, arm, "beir/scifact/test")
+        if not record or not record.get("thoughts"):
+            return {}
+        path = Path(record["thoughts"])
+        path = path if path.exists() else mini / "results" / arm / "beir__scifact__test" / path.parent.name / path.name
+        opener = gzip.open if path.suffix == ".gz" else open
+        if not path.exists():
+            path = path.with_suffix(".jsonl.gz")
+            opener = gzip.open
+        with opener(path, "rt") as f:
+            return {row["text"]: row["thoughts"] for row in map(json.loads, f)}
+    teacher, model = thoughts("a-teacher"), thoughts("b-think")
+    blocks = []
+    for text in [t for t in model if t in teacher][:count]:
+        blocks.append(f"**{text}**\n\n" + "".join(f"- teacher: {t!r}\n" for t in teacher[text][:1])
+                      + "".join(f"- trained (b): {t!r}\n" for t in model[text]))
+    return "\n".join(blocks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mini", type=Path, default=Path("recipes/mini"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/mini"))
+    parser.add_argument("--logging-steps", type=int, default=5, help="run.sh's --logging_steps")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot_losses(args.mini, args.out, args.logging_steps)
+    plot_ndcg(args.mini, args.out)
+    report = [table(args.mini), "", diagnostics(args.mini), "", examples(args.mini)]
+    times = args.mini / "logs" / "stage-times.jsonl"
+    if times.exists():
+        report += ["", "| stage | seconds | device |", "|---|---|---|"]
+        report += [f"| {r['stage']} | {r['seconds']} | {r['device']} |"
+                   for r in map(json.loads, times.read_text().splitlines())]
+    (args.out / "report.md").write_text("\n".join(report) + "\n")
+    print("\n".join(report))
+
+
+if __name__ == "__main__":
+    main()
