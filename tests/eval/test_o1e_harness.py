@@ -61,3 +61,34 @@ def test_bfloat16_encoding_is_its_own_index_and_close_to_float32(o1e_checkpoint,
     with pytest.raises(SystemExit, match="applies to o1e's own encoders"):
         o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "auto:sentence-transformers/all-MiniLM-L6-v2",
                        "--dtype", "bfloat16"])
+
+
+def test_inference_merges_the_adapter_into_its_base_without_moving_the_vectors(tiny_llama_dir, tmp_path):
+    """Encoders load an adapter merged into its base (3x faster bfloat16 encoding than unmerged LoRA):
+    float32 vectors equal the unmerged model's, and the trained LoRA really moves them off the base's."""
+    import numpy as np
+    import torch
+
+    from o1e_pyserini.base import load_family_model
+    from o1e_tevatron import modeling
+    from o1e_tevatron.checkpoint import load_model
+    from o1e_tevatron.inference import encode_sequences
+
+    model = modeling.O1EModel.build(str(tiny_llama_dir), modeling.O1EConfig(), lora=True, lora_r=4, lora_alpha=8)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:  # a fresh adapter is the identity: give it weights, as training would
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    model.save(tmp_path / "ckpt")
+    t = model.template
+    sequences = [t.passage(t.tokenize("Cancer colon cells mutate")), t.plain_query(t.tokenize("dna repair"))]
+    unmerged = load_model(tmp_path / "ckpt", dtype="float32").eval()
+    merged = load_family_model(modeling.O1EModel, str(tmp_path / "ckpt"), "cpu", "float32", False, None)
+    assert unmerged.is_peft and not merged.is_peft
+    expected = encode_sequences(unmerged, sequences, 2)
+    np.testing.assert_allclose(encode_sequences(merged, sequences, 2), expected, atol=1e-5)
+    base = modeling.O1EModel.build(str(tiny_llama_dir), modeling.O1EConfig(), lora=False).eval()
+    assert np.abs(encode_sequences(base, sequences, 2) - expected).max() > 1e-3
+    bf16 = load_family_model(modeling.O1EModel, str(tmp_path / "ckpt"), "cpu", "bfloat16", False, None)
+    assert next(bf16.parameters()).dtype == torch.bfloat16
