@@ -4,6 +4,7 @@ vectors)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import ClassVar, Optional, Sequence
 
 import numpy as np
@@ -24,23 +25,28 @@ def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
                       base_model_name_or_path: Optional[str]):
     """A checkpoint of ``family`` (a FamilyModel class) in eval mode; a bad checkpoint is one line.
 
-    An adapter is merged into its base for inference, in float32, and only then are the weights cast
-    to ``dtype``: unmerged LoRA on every linear layer encoded SciFact 3.4x slower in bfloat16 (SmolLM2,
-    2 CPU cores), and merging in bfloat16 moved the vectors (cosine 0.995 to float32's)."""
+    An adapter is merged into its base for inference, in float32 on the CPU, and only then are the
+    weights cast to ``dtype`` and moved to ``device``: unmerged LoRA on every linear layer encoded
+    SciFact 3.4x slower in bfloat16 (SmolLM2, 2 CPU cores), and merging in bfloat16 moved the vectors
+    (cosine 0.995 to float32's). A plain (merged or full) checkpoint loads straight in ``dtype``."""
     import torch
 
+    from o1e_tevatron.families.base import ADAPTER_CONFIG_NAME
+    from o1e_tevatron.models import resolve_model_path
+
+    dtype = "float16" if fp16 else dtype
+    adapter = (Path(resolve_model_path(path)) / ADAPTER_CONFIG_NAME).is_file()
     try:
-        model = load_model(path, family, dtype="float32", device=device,
+        model = load_model(path, family, dtype="float32" if adapter else dtype, device=None if adapter else device,
                            base_model_name_or_path=base_model_name_or_path)
     except ValueError as e:
         raise O1EInputError(str(e)) from None
-    if model.is_peft:
+    if adapter:
         model.lm = model.lm.merge_and_unload()
-    dtype = "float16" if fp16 else dtype
-    if dtype != "float32":
         with torch.no_grad():
             for parameter in model.parameters():  # buffers (rotary frequencies) stay as loaded, as from_pretrained keeps them
                 parameter.data = parameter.data.to(getattr(torch, dtype))
+        model.to(device)
     return model.eval()
 
 
