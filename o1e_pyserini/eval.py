@@ -593,6 +593,22 @@ def _config(args) -> EvalConfig:
                       args.hybrid, args.fusion, args.fusion_weight, adaptive)
 
 
+def _judged_parser(command: str, description: str | None = None) -> argparse.ArgumentParser:
+    """A subcommand that scores runs: its judgments from --dataset (and the data flags) or --qrels, by --metric."""
+    parser = argparse.ArgumentParser(prog=f"python -m o1e_pyserini.eval {command}", description=description)
+    _add_data_args(parser, dataset_required=False)
+    parser.add_argument("--qrels", type=Path, help="TREC qrels file (instead of --dataset)")
+    parser.add_argument("--metric", default="nDCG@10")
+    return parser
+
+
+def _parse_judged(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if not (args.qrels or args.dataset):
+        parser.error("give --dataset or --qrels")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -600,24 +616,17 @@ def main(argv: list[str] | None = None) -> int:
     command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards", "fuse",
                                               "adaptive-curve") else None
     if command == "adaptive-curve":
-        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval adaptive-curve",
-                                         description="pick adaptive thresholds on training or dev queries, not test")
-        _add_data_args(parser, dataset_required=False)
-        parser.add_argument("--qrels", type=Path, help="TREC qrels file (instead of --dataset)")
+        parser = _judged_parser("adaptive-curve", "pick adaptive thresholds on training or dev queries, not test")
         parser.add_argument("--fast-run", type=Path, required=True)
         parser.add_argument("--think-run", type=Path, required=True)
         parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
         parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
-        parser.add_argument("--metric", default="nDCG@10")
         parser.add_argument("--output", type=Path, required=True, help="the curve as JSON")
         parser.add_argument("--plot", type=Path, help="and as a PNG")
         parser.add_argument("--target-gain", type=float, default=0.95,
                             help="operating point per signal: the fewest thinking queries that reach this share "
                                  "of always-think's gain over fast (its threshold goes to --think-threshold)")
-        args = parser.parse_args(argv[1:])
-        if not (args.qrels or args.dataset):
-            parser.error("give --dataset or --qrels")
-        return _run_reporting_errors(_adaptive_curve, args)
+        return _run_reporting_errors(_adaptive_curve, _parse_judged(parser, argv[1:]))
     if command == "fuse":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval fuse")
         parser.add_argument("--runs", type=Path, nargs="+", required=True, help="TREC run files (the dense one first)")
@@ -634,20 +643,14 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         return _run_reporting_errors(compare, args.expected, args.results)
     if command == "ttest":
-        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval ttest")
-        _add_data_args(parser, dataset_required=False)
-        parser.add_argument("--qrels", type=Path, help="TREC qrels file (instead of --dataset)")
+        parser = _judged_parser("ttest")
         parser.add_argument("--run-a", type=Path, required=True, help="baseline run")
         parser.add_argument("--run-b", type=Path, required=True)
-        parser.add_argument("--metric", default="nDCG@10")
         parser.add_argument("--output", type=Path, help="write the result (with per-query deltas) as JSON")
         parser.add_argument("--missing", choices=scoring.MISSING_QUERIES, default="error",
                             help="a judged query a run does not answer: error (default), zero (scores 0, as "
                                  "trec_eval -c) or drop (test the queries both runs answer)")
-        args = parser.parse_args(argv[1:])
-        if not (args.qrels or args.dataset):
-            parser.error("give --dataset or --qrels")
-        return _run_reporting_errors(_ttest, args)
+        return _run_reporting_errors(_ttest, _parse_judged(parser, argv[1:]))
     if command == "import-shards":
         parser = _eval_parser()
         parser.prog = "python -m o1e_pyserini.eval import-shards"
