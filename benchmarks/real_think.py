@@ -9,9 +9,9 @@ side with the authors' inference pipeline, in one process with interleaved repea
 3. ``o1e_fast``: the plain query, one forward.
 
 Same queries, k and sampling settings for 1 and 2; both the time split (generate vs. embed) and the
-generated tokens are reported, since a sampler that stops earlier would look faster for free. Then, for
-users without GPUs, the compute dtype (float32, bfloat16, int8 dynamic quantization of the Linear
-layers) of fast query encoding: queries/s and cosine of each vector to float32's.
+generated tokens are reported, since a sampler that stops earlier would look faster for free; then one
+more o1e think pass is timed by part (prefill, decode, sampling, embed). CPU options
+(compute dtype, threads, batch size) are in ``benchmarks.cpu_options``.
 
     .venv/bin/python -m benchmarks.real_think --checkpoint runs/mini/model-b
 """
@@ -58,15 +58,38 @@ def authors_pipeline(model, texts: list[str], k: int, temperature: float, top_p:
     return np.concatenate(out), generated
 
 
-def int8_copy(model):
-    """The model with its decoder's Linear layers dynamically quantized to int8 (CPU)."""
-    import copy
+def o1e_think_split(encoder, texts: list[str]) -> dict:
+    """Seconds of one o1e think pass by part, timed by wrapping the parts (a pass of its own, so the
+    wrappers never touch the timed comparison): the prefill (one per query, shared by its k thoughts),
+    the decode steps of ``generate``, the sampler inside them, and the fused embed that follows."""
+    from o1e_pyserini import thinking
 
-    import torch
+    seconds = {"prefill": 0.0, "generate": 0.0, "sampling": 0.0}
 
-    quantized = copy.deepcopy(model)
-    torch.ao.quantization.quantize_dynamic(quantized.causal_lm, {torch.nn.Linear}, dtype=torch.qint8, inplace=True)
-    return quantized
+    def clocked(part, fn):
+        def call(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                seconds[part] += time.perf_counter() - t0
+        return call
+
+    lm = encoder.model.causal_lm
+    originals = thinking.prefill_plain_query, thinking.NucleusSampler.__call__
+    thinking.prefill_plain_query = clocked("prefill", originals[0])
+    thinking.NucleusSampler.__call__ = clocked("sampling", originals[1])
+    lm.generate = clocked("generate", lm.generate)
+    try:
+        t0 = time.perf_counter()
+        encoder.encode_batch(texts)
+        total = time.perf_counter() - t0
+    finally:
+        thinking.prefill_plain_query, thinking.NucleusSampler.__call__ = originals
+        del lm.generate
+    return {"total": round(total, 2), "prefill": round(seconds["prefill"], 2),
+            "decode": round(seconds["generate"] - seconds["sampling"], 2), "sampling": round(seconds["sampling"], 2),
+            "embed_and_rest": round(total - seconds["prefill"] - seconds["generate"], 2)}
 
 
 def main(argv=None) -> None:
@@ -81,11 +104,6 @@ def main(argv=None) -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--dtype", default="float32", help="of the think comparison")
     args = p.parse_args(argv)
-
-    import copy
-
-    import numpy as np
-    import torch
 
     import o1e_pyserini  # noqa: F401  (sets up Java before pyserini)
     from o1e_pyserini.encoder import O1EQueryEncoder
@@ -119,33 +137,15 @@ def main(argv=None) -> None:
         for name in (names if r % 2 == 0 else names[::-1]):
             seconds[name].append(run(name)[0])
     qps = {name: round(len(texts) / median(s), 3) for name, s in seconds.items()}
-
-    # compute dtype of fast query encoding (the corpus side runs the same forward)
-    reference = None
-    dtypes = {}
-    for dtype in ("float32", "bfloat16", "int8"):
-        variant = O1EQueryEncoder.__new__(O1EQueryEncoder)
-        copies = {"float32": lambda: model, "bfloat16": lambda: copy.deepcopy(model).to(torch.bfloat16),
-                  "int8": lambda: int8_copy(model)}
-        variant.__dict__.update({**fast.__dict__, "model": copies[dtype]()})
-        variant.encoded = type(fast.encoded)()
-        variant.encode_batch(texts)  # warm-up
-        times = []
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            vectors = variant.encode_batch(texts)
-            times.append(time.perf_counter() - t0)
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-        reference = vectors if reference is None else reference
-        dtypes[dtype] = {"queries_per_s": round(len(texts) / median(times), 2),
-                         "min_cosine_to_float32": round(float((vectors * reference).sum(1).min()), 5)}
+    generated = {name: round(tokens[name] / len(texts), 1) for name in ("authors", "o1e_think")}
 
     results = {
         "queries_per_s": qps,
         "o1e_think_over_authors": round(qps["o1e_think"] / qps["authors"], 2), "target": ">= 3",
-        "generated_tokens_per_query": {name: round(tokens[name] / len(texts), 1) for name in ("authors", "o1e_think")},
+        "generated_tokens_per_query": generated,
+        "generated_tokens_per_s": {name: round(generated[name] * qps[name], 1) for name in generated},
         "authors_seconds_split": {name: round(v / args.repeats, 2) for name, v in split.items()},
-        "fast_query_encoding_by_dtype": dtypes,
+        "o1e_think_seconds_split": o1e_think_split(think, texts),
         "all_seconds": seconds,
     }
     emit("real_think", results, **vars(args))

@@ -246,7 +246,8 @@ def settings(args) -> dict:
     keep = ("model", "arch_preset", "vocab", "hidden", "layers", "heads", "kv_heads", "intermediate", "batch", "group",
             "query_len", "thought_len", "passage_len", "dtype", "device", "gradient_checkpointing", "full",
             "gen_loss_weight", "gc_q", "gc_p", "repeats", "batches")
-    return {k: getattr(args, k) for k in keep if hasattr(args, k)}
+    shape = ("arch_preset", "vocab", "hidden", "layers", "heads", "kv_heads", "intermediate")
+    return {k: getattr(args, k) for k in keep if hasattr(args, k) and not (args.model and k in shape)}
 
 
 def parser() -> argparse.ArgumentParser:

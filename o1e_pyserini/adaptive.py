@@ -121,18 +121,23 @@ def operating_points(curve: dict, target: float) -> dict[str, dict | None]:
 
 
 def plot_curve(curve: dict, metric: str, path) -> None:
-    """score vs think-rate, one line per signal, never/always as the ends (PNG)."""
+    """score vs think-rate and vs generated tokens per query, one line per signal, never/always as the
+    ends, a random choice of queries dotted (PNG)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for signal, points in curve["curves"].items():
-        ax.plot([p["think_rate"] for p in points], [p["score"] for p in points], label=signal)
-    ax.plot([0, 1], [curve["never_think"], curve["always_think"]], "k:", label="random (expected)")
-    ax.set_xlabel("fraction of queries that think")
-    ax.set_ylabel(metric)
-    ax.legend()
+    always_tokens = max((p["generated_tokens_per_query"] for points in curve["curves"].values() for p in points),
+                        default=0.0)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, x, label, end in ((axes[0], "think_rate", "fraction of queries that think", 1),
+                              (axes[1], "generated_tokens_per_query", "generated tokens per query", always_tokens)):
+        for signal, points in curve["curves"].items():
+            ax.plot([p[x] for p in points], [p["score"] for p in points], label=signal)
+        ax.plot([0, end], [curve["never_think"], curve["always_think"]], "k:", label="random (expected)")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel(metric)
+    axes[0].legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

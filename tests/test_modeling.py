@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from o1e_tevatron.collator import O1ECollator
-from o1e_tevatron.loss import InfoNCELoss
+from o1e_tevatron.loss import InfoNCELoss, LinearCrossEntropySum, linear_head
 from o1e_tevatron.modeling import BaseModelMismatchError, O1EConfig, O1EModel, position_ids_from_mask
 from o1e_tevatron.template import TemplateConfig
 from o1e_tevatron.tiny import build_tiny_model, demo_texts
@@ -95,6 +95,59 @@ def test_chunked_generation_loss_equals_unchunked(model):
     for a, c in zip(*grads):
         if a is not None:
             torch.testing.assert_close(a, c, rtol=1e-5, atol=1e-7)
+
+
+@pytest.fixture(scope="module")
+def tied_model_dir(tmp_path_factory):
+    """A tiny llama whose LM head is its input embedding (SmolLM2, Qwen2.5 and Gemma tie theirs)."""
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-tied"), demo_texts(), tie_word_embeddings=True)
+
+
+@pytest.mark.parametrize("chunk", [1024, 5])
+def test_tied_head_with_trainable_token_rows_takes_the_fused_loss_and_equals_hf(tied_model_dir, chunk):
+    torch.manual_seed(0)
+    model = O1EModel.build(str(tied_model_dir), O1EConfig(template=TemplateConfig(thought_max_len=12)),
+                           lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0)
+    perturb_lora(model)
+    model.train()
+    head = linear_head(model.lm_head)
+    assert head is not None and head.row_index is not None and head.rows.requires_grad  # the fused path
+    model.generation.chunk_size = chunk
+    b = batch(model, "left")
+    ids, mask, labels = b["query_input_ids"], b["query_attention_mask"], b["gen_labels"]
+    params = trainable(model)
+    assert any(p.shape == head.rows.shape for p in params)
+    fused = model.generation(model.hidden_states(ids, mask), labels, model.lm_head)
+    fused_grads = torch.autograd.grad(fused, params, allow_unused=True)
+    reference = model.lm(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
+                         labels=labels).loss
+    reference_grads = torch.autograd.grad(reference, params, allow_unused=True)
+    torch.testing.assert_close(fused, reference, rtol=1e-6, atol=1e-6)
+    for a, r in zip(fused_grads, reference_grads):
+        assert (a is None) == (r is None)
+        if r is not None:
+            torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("weight_trains", [False, True])
+def test_fused_loss_with_replaced_rows_equals_cross_entropy_over_the_merged_head(weight_trains):
+    g = torch.Generator().manual_seed(3)
+    h = torch.randn(7, 6, generator=g, requires_grad=True)
+    weight = torch.randn(11, 6, generator=g).requires_grad_(weight_trains)
+    bias = torch.randn(11, generator=g).requires_grad_(weight_trains)
+    index = torch.tensor([9, 2])
+    rows = torch.randn(2, 6, generator=g, requires_grad=True)
+    y = torch.tensor([2, 0, 9, 4, 10, 2, 7])
+    inputs = [t for t in (h, weight, bias, rows) if t.requires_grad]
+
+    fused = LinearCrossEntropySum.apply(h, weight, bias, index, rows, y)
+    fused_grads = torch.autograd.grad(fused * 0.37, inputs)
+    merged = F.linear(h, weight.index_copy(0, index, rows), bias)
+    reference = F.cross_entropy(merged, y, reduction="sum")
+    reference_grads = torch.autograd.grad(reference * 0.37, inputs)
+    torch.testing.assert_close(fused, reference, rtol=1e-6, atol=1e-6)
+    for a, r in zip(fused_grads, reference_grads):
+        torch.testing.assert_close(a, r, rtol=1e-5, atol=1e-6)
 
 
 def test_joint_loss_is_weighted_sum_of_infonce_and_generation(model):

@@ -22,6 +22,12 @@ fast result looks uncertain (``--o1e-adaptive-signal`` with ``--o1e-think-thresh
 ``--o1e-think-rate``; o1e_pyserini.adaptive), one model for both passes; their hits replace the fast ones
 in ``--output``, and ``--o1e-save-queries`` records each query's decision.
 
+``--o1e-hybrid-index`` fuses the dense run (any mode) with Pyserini's BM25 over that Lucene index (a
+directory or a prebuilt index name) for the same topics: ``--o1e-fusion interpolation`` of per-query
+min-max normalised scores with ``--o1e-fusion-weight`` the dense share, or ``rrf``
+(o1e_pyserini.fusion). ``--output`` gets the fused run; the dense and BM25 runs stay beside it as
+``OUTPUT.dense`` and ``OUTPUT.bm25``.
+
 ``--index`` may also be a sharded index (``o1e_pyserini.search.sharded``): the directory holding the
 shard directories that ``o1e_tevatron.driver.encode --encode_num_shard n --faiss_index_dir DIR/i``
 wrote (all n must be there) or the eval harness's imported shards. It is searched shard by shard
@@ -47,6 +53,7 @@ from o1e_tevatron.inference import check_index_dir
 from ..arguments import positive_int
 from ..debater import DebaterQueryEncoder
 from ..adaptive import SIGNALS, AdaptivePolicy, uncertainties
+from ..fusion import FUSIONS
 from ..encoder import (MODES, QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
 from ..registry import register, registry_keys
@@ -88,6 +95,14 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-save-queries", help="write embedding.npz (for --encoded-queries) and thoughts.jsonl here")
     p.add_argument("--o1e-allow-pickle", action="store_true", help="let --encoded-queries read Pyserini's "
                    "embedding.pkl: loading a pickle runs any code it carries, so only for files you made yourself")
+    p.add_argument("--o1e-hybrid-index", help="fuse the dense run with Pyserini BM25 over this Lucene index "
+                   "(a directory or a prebuilt index name)")
+    p.add_argument("--o1e-fusion", choices=FUSIONS, default="interpolation",
+                   help="hybrid: interpolation of per-query min-max normalised scores, or reciprocal rank fusion")
+    p.add_argument("--o1e-fusion-weight", type=float, default=0.5, help="hybrid interpolation: the dense run's share")
+    p.add_argument("--o1e-rrf-k", type=positive_int, default=60, help="hybrid rrf: the rank constant")
+    p.add_argument("--o1e-bm25-k1", type=float, default=None, help="hybrid: BM25 k1 (Pyserini's default 0.9)")
+    p.add_argument("--o1e-bm25-b", type=float, default=None, help="hybrid: BM25 b (Pyserini's default 0.4)")
     p.add_argument("--debater-scoring", choices=SCORINGS, default="last",
                    help="DEBATER: last (one vector per passage) or max-steps (an index with M vectors per passage, "
                         "each passage's id repeated; the run keeps each passage's best step, --hits deep)")
@@ -104,6 +119,8 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoded-queries")
     p.add_argument("--encoder")
     p.add_argument("--hits", type=positive_int, default=1000)
+    p.add_argument("--threads", default=None)
+    p.add_argument("--batch-size", default=None)
     return p
 
 
@@ -239,9 +256,41 @@ def adaptive_policy(opts: argparse.Namespace, inputs: argparse.Namespace) -> Ada
         raise O1EInputError(f"{e} (--o1e-think-threshold or --o1e-think-rate)") from None
 
 
-def run_pyserini(rest: list[str]) -> None:
-    sys.argv = ["pyserini.search.faiss"] + rest
-    runpy.run_module("pyserini.search.faiss", run_name="__main__", alter_sys=True)
+def run_pyserini(rest: list[str], module: str = "pyserini.search.faiss") -> None:
+    sys.argv = [module] + rest
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
+
+
+def checked_hybrid(opts: argparse.Namespace, inputs: argparse.Namespace) -> None:
+    if not opts.o1e_hybrid_index:
+        return
+    if not (inputs.topics and inputs.output):
+        raise O1EInputError("--o1e-hybrid-index searches BM25 for the same queries: it needs --topics and --output")
+    if not 0 <= opts.o1e_fusion_weight <= 1:
+        raise O1EInputError(f"--o1e-fusion-weight must be in [0, 1], got {opts.o1e_fusion_weight}")
+    index = opts.o1e_hybrid_index
+    if not os.path.isdir(index) and (os.path.exists(index) or os.sep in index or index.startswith(("~", "."))):
+        raise O1EInputError(f"--o1e-hybrid-index {index}: no such Lucene index directory "
+                            "(python -m pyserini.index.lucene builds one; or name a Pyserini prebuilt index)")
+
+
+def fuse_with_bm25(opts: argparse.Namespace, inputs: argparse.Namespace) -> None:
+    """The hybrid: Pyserini's BM25 for the same topics, fused with the dense run now in ``--output``."""
+    from ..evaluation.scoring import read_run, write_run
+    from ..fusion import fuse
+
+    dense, bm25 = inputs.output + ".dense", inputs.output + ".bm25"
+    os.replace(inputs.output, dense)
+    lucene = ["--index", opts.o1e_hybrid_index, "--topics", inputs.topics, "--topics-format", inputs.topics_format,
+              "--output", bm25, "--hits", str(inputs.hits), "--bm25"]
+    for flag, value in (("--k1", opts.o1e_bm25_k1), ("--b", opts.o1e_bm25_b), ("--threads", inputs.threads),
+                        ("--batch-size", inputs.batch_size)):
+        lucene += [flag, str(value)] if value is not None else []
+    run_pyserini(lucene, "pyserini.search.lucene")
+    fused = fuse([read_run(dense), read_run(bm25)], opts.o1e_fusion, opts.o1e_fusion_weight, opts.o1e_rrf_k,
+                 k=inputs.hits)
+    write_run(fused, inputs.output, tag=f"o1e-hybrid-{opts.o1e_fusion}")
+    logger.info("hybrid: %s of %s and BM25 (%s) written to %s", opts.o1e_fusion, dense, bm25, inputs.output)
 
 
 def with_flag(rest: list[str], flag: str, value: str) -> list[str]:
@@ -291,6 +340,7 @@ def main(argv: list[str] | None = None) -> list:
     rest, keys = registry_keys(rest)
     inputs, _ = pyserini_inputs_parser().parse_known_args(rest)
     policy = adaptive_policy(opts, inputs)
+    checked_hybrid(opts, inputs)
     index_dir = checked_index_path(inputs.index) if inputs.index else None
     if index_dir is not None:
         checked_index_dir(index_dir)
@@ -316,12 +366,17 @@ def main(argv: list[str] | None = None) -> list:
         if not (built and isinstance(built[0], O1EQueryEncoder)):
             raise O1EInputError("--o1e-mode adaptive needs an o1e encoder (--encoder an O1E checkpoint)")
         decisions = think_where_uncertain(policy, rest, inputs.output, ids_by_text, built[0])
+    if opts.o1e_hybrid_index:
+        fuse_with_bm25(opts, inputs)
 
     for encoder in built:
         if not isinstance(encoder, O1EQueryEncoder):
             continue
         if encoder.empty_thoughts:
             logger.warning("%d thoughts were empty", encoder.empty_thoughts)
+        if encoder.cache is not None:
+            logger.info("thought cache %s: thoughts of %d queries reused, %d generated", encoder.cache.path,
+                        encoder.cache_hits, sum(bool(t) for t in encoder.encoded.thoughts) - encoder.cache_hits)
         if opts.o1e_save_queries:
             encoder.encoded.save(opts.o1e_save_queries, ids_by_text, decisions)
     return built

@@ -149,6 +149,32 @@ def examples(mini: Path, count: int = 3) -> str:
     return "\n".join(blocks)
 
 
+CURVE_RATES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+
+
+def adaptive_curves(mini: Path) -> str:
+    """The adaptive curves (run.sh stage 6) as tables: nDCG@10 and generated tokens per query at a few
+    think rates, per signal; their PNGs redrawn (think rate and tokens panels)."""
+    from o1e_pyserini.adaptive import plot_curve
+
+    blocks = []
+    for path in sorted((mini / "results" / "adaptive").glob("curve.*.json")):
+        curve = json.loads(path.read_text())
+        plot_curve(curve, curve["metric"], path.with_suffix(".png"))
+        lines = [f"**{path.stem.removeprefix('curve.')}** ({curve['num_queries']} queries; never think "
+                 f"{curve['never_think']:.4f}, always think {curve['always_think']:.4f})", "",
+                 "| signal | " + " | ".join(f"{rate:.0%} think" for rate in CURVE_RATES) + " |",
+                 "|---|" + "---:|" * len(CURVE_RATES)]
+        for signal, points in curve["curves"].items():
+            cells = []
+            for rate in CURVE_RATES:
+                point = min(points, key=lambda p: abs(p["think_rate"] - rate))
+                cells.append(f"{point['score']:.4f} ({point['generated_tokens_per_query']:.0f} tok/q)")
+            lines.append(f"| {signal} | " + " | ".join(cells) + " |")
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mini", type=Path, default=Path("recipes/mini"))
@@ -158,7 +184,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     plot_losses(args.mini, args.out, args.logging_steps)
     plot_ndcg(args.mini, args.out)
-    report = [table(args.mini), "", diagnostics(args.mini), "", examples(args.mini)]
+    report = [table(args.mini), "", diagnostics(args.mini), "", adaptive_curves(args.mini), "", examples(args.mini)]
     times = args.mini / "logs" / "stage-times.jsonl"
     if times.exists():
         report += ["", "| stage | seconds | device |", "|---|---|---|"]

@@ -120,3 +120,28 @@ def test_adaptive_curve_on_literal_runs(tmp_path, capsys):
     assert curve["operating_points"]["model-entropy"]["queries_thought"] == 3
     assert plot.stat().st_size > 1000
     assert "never" in capsys.readouterr().out
+
+
+def test_adaptive_reuses_the_thoughts_think_cached_and_every_run_records_its_cost(
+        o1e_checkpoint, demo_dir, tmp_path, index_root):
+    """Think fills the thought cache; adaptive then thinks for a quarter of the queries from it, generating
+    nothing. Each metrics JSON (and summary line) carries the cost, for o1e's and Pyserini's encoders."""
+    datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
+    cached = [flag for flag in THINK if flag != "--no-thought-cache"] + ["--thought-cache", str(tmp_path / "cache")]
+    think, _ = _run(tmp_path, index_root, o1e_checkpoint, "think", "--mode", "think", *cached)
+    rated, _ = _run(tmp_path, index_root, o1e_checkpoint, "rate", "--mode", "adaptive", "--think-rate", "0.25", *cached)
+    assert think["cost"]["queries_from_thought_cache"] == 0 and think["cost"]["generated_tokens_per_query"] > 0
+    assert rated["cost"]["queries_thought"] == rated["cost"]["queries_from_thought_cache"] == 12
+    assert rated["cost"]["generated_tokens_per_query"] == 0
+    cost = think["cost"]
+    assert cost["queries_thought"] == 48 and cost["thinking_seconds_per_query"] > 0
+    assert cost["query_encoding_qps"] > 0 and cost["search_qps"] > 0 and "CPU cores" in cost["hardware"]
+    line = o1e_eval.summary_line(think)
+    assert f"thought 48/48, {cost['generated_tokens_per_query']} tokens/q" in line and cost["hardware"] in line
+
+    out = tmp_path / "minilm"  # a Pyserini encoder: its encoding is timed apart from the search too
+    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "auto:sentence-transformers/all-MiniLM-L6-v2",
+                          "--output-dir", str(out), "--index-root", str(index_root), "--hits", "20",
+                          "--threads", "1"]) == 0
+    cost = json.loads(next(out.glob("o1e__demo__test/*.metrics.json")).read_text())["cost"]
+    assert cost["queries_thought"] == 0 and cost["query_encoding_qps"] > 0 and cost["search_qps"] > 0

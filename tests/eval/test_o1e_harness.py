@@ -92,3 +92,24 @@ def test_inference_merges_the_adapter_into_its_base_without_moving_the_vectors(t
     assert np.abs(encode_sequences(base, sequences, 2) - expected).max() > 1e-3
     bf16 = load_family_model(modeling.O1EModel, str(tmp_path / "ckpt"), "cpu", "bfloat16", False, None)
     assert next(bf16.parameters()).dtype == torch.bfloat16
+
+
+def test_query_vector_flags_reach_the_harness_encoder(o1e_checkpoint, demo_dir, tmp_path, index_root):
+    """--query-vector thoughts+query --renormalize: the saved query vectors are those of an encoder built
+    with exactly those options (and differ from the default mean), so a dropped flag fails."""
+    import numpy as np
+
+    from o1e_pyserini.encoder import O1EQueryEncoder
+    from o1e_tevatron.core.vectors import read_vectors
+    datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
+    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--mode", "think",
+                          "--num-thoughts", "2", "--max-thought-tokens", "4", "--seed", "6", "--temperature", "0.9",
+                          "--query-vector", "thoughts+query", "--renormalize", "--no-thought-cache",
+                          "--output-dir", str(tmp_path), "--index-root", str(index_root), "--hits", "5",
+                          "--threads", "1"]) == 0
+    saved, texts = read_vectors(next(tmp_path.glob("o1e__demo__test/*renormalized*.queries/embedding.npz")))
+    settings = dict(num_thoughts=2, max_new_tokens=4, seed=6, temperature=0.9)
+    literal = O1EQueryEncoder(str(o1e_checkpoint), query_vector="thoughts+query", renormalize=True, **settings)
+    default = O1EQueryEncoder(str(o1e_checkpoint), **settings)
+    np.testing.assert_allclose(saved, literal.encode_batch(texts), atol=1e-5)
+    assert not np.allclose(saved, default.encode_batch(texts), atol=1e-3)

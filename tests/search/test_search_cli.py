@@ -4,6 +4,7 @@ import shutil
 
 import faiss
 import numpy as np
+import pytest
 
 from o1e_tevatron.inference import write_index_dir
 
@@ -201,3 +202,68 @@ def test_adaptive_mode_needs_a_threshold_or_rate(cli, encoded_corpus, llama_chec
     proc = cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv, "--output",
                tmp_path / "run.txt", "--encoder", llama_checkpoint, "--o1e-mode", "adaptive", check=False)
     assert proc.returncode != 0 and "think threshold or a think rate" in proc.stderr
+
+
+def test_hybrid_through_pyserini_cli_fuses_the_dense_run_with_bm25(cli, encoded_corpus, llama_checkpoint, topics_tsv,
+                                                                    demo_dir, tmp_path):
+    """--o1e-hybrid-index: --output is the fusion of the dense run (equal to a plain search's) and Pyserini's
+    BM25 run (equal to pyserini.search.lucene's), both kept beside it; a non-default weight and RRF's k."""
+    from tqdm import tqdm
+
+    from o1e_pyserini import datasets
+    from o1e_pyserini.evaluation import scoring
+    from o1e_pyserini.evaluation.retrievers import _build_lucene
+    from o1e_pyserini.fusion import fuse
+
+    lucene = tmp_path / "lucene"
+    lucene.mkdir()
+    _build_lucene(datasets.register_beir_folder("o1e/demo/test", demo_dir, "test").docs_iter(), lucene, 1,
+                  tqdm(disable=True))
+    common = ["--index", encoded_corpus / "index", "--topics", topics_tsv, "--encoder", llama_checkpoint,
+              "--batch-size", 4, "--threads", 1, "--hits", HITS, "--device", "cpu", "--o1e-mode", "fast"]
+    cli("o1e_pyserini.search.faiss", *common, "--output", tmp_path / "dense.txt")
+    cli("o1e_pyserini.search.lucene", "--index", lucene, "--topics", topics_tsv, "--output", tmp_path / "bm25.txt",
+        "--bm25", "--hits", HITS)
+    dense, bm25 = (scoring.read_run(tmp_path / f"{name}.txt") for name in ("dense", "bm25"))
+    for fusion, weight in (("interpolation", 0.3), ("rrf", None)):
+        out = tmp_path / f"hybrid-{fusion}.txt"
+        extra = ["--o1e-fusion-weight", weight] if weight is not None else ["--o1e-rrf-k", 7]
+        cli("o1e_pyserini.search.faiss", *common, "--output", out, "--o1e-hybrid-index", lucene,
+            "--o1e-fusion", fusion, *extra)
+        assert scoring.read_run(f"{out}.dense") == dense and scoring.read_run(f"{out}.bm25") == bm25
+        expected = fuse([dense, bm25], fusion, weight if weight is not None else 0.5, rrf_k=7, k=HITS)
+        got = scoring.read_run(out)
+        assert got.keys() == expected.keys() == dense.keys()
+        for q in expected:  # 6 decimals in the run files: compare scores, and the ranking where not near-tied
+            assert dict(got[q]) == pytest.approx(dict(expected[q]), abs=1e-4), q
+        assert any([d for d, _ in got[q]] != [d for d, _ in dense[q]] for q in got)  # fusion changed the ranking
+
+
+def test_hybrid_needs_an_existing_lucene_index_and_a_weight_in_range(cli, encoded_corpus, llama_checkpoint,
+                                                                     topics_tsv, tmp_path):
+    common = ["--index", encoded_corpus / "index", "--topics", topics_tsv, "--output", tmp_path / "run.txt",
+              "--encoder", llama_checkpoint, "--o1e-mode", "fast"]
+    proc = cli("o1e_pyserini.search.faiss", *common, "--o1e-hybrid-index", tmp_path / "missing", check=False)
+    assert proc.returncode != 0 and "no such Lucene index directory" in proc.stderr
+    proc = cli("o1e_pyserini.search.faiss", *common, "--o1e-hybrid-index", tmp_path, "--o1e-fusion-weight", 1.5,
+               check=False)
+    assert proc.returncode != 0 and "--o1e-fusion-weight must be in [0, 1]" in proc.stderr
+
+
+def test_thought_cache_through_pyserini_cli_is_reused_by_the_next_run(cli, encoded_corpus, llama_checkpoint,
+                                                                     topics_tsv, demo_queries, tmp_path):
+    """A seeded think run fills the cache; the same search again reuses every query's thoughts (nothing
+    generated) and scores as the first."""
+    common = ["--index", encoded_corpus / "index", "--topics", topics_tsv, "--encoder", llama_checkpoint,
+              "--batch-size", 4, "--threads", 1, "--hits", HITS, "--device", "cpu", "--o1e-num-thoughts", 2,
+              "--o1e-max-thought-tokens", 5, "--o1e-seed", 7, "--o1e-temperature", 0.8,
+              "--o1e-thought-cache", tmp_path / "cache"]
+    first = cli("o1e_pyserini.search.faiss", *common, "--output", tmp_path / "first.txt")
+    second = cli("o1e_pyserini.search.faiss", *common, "--output", tmp_path / "second.txt")
+    n = len(demo_queries)
+    assert f"thoughts of 0 queries reused, {n} generated" in first.stderr
+    assert f"thoughts of {n} queries reused, 0 generated" in second.stderr
+    first_run, second_run = read_run(tmp_path / "first.txt"), read_run(tmp_path / "second.txt")
+    assert first_run.keys() == second_run.keys()
+    for q in first_run:  # cached thoughts are re-encoded, fresh ones read from the KV cache: last digits differ
+        assert np.allclose([h[2] for h in second_run[q]], [h[2] for h in first_run[q]], atol=1e-5), q

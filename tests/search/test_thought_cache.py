@@ -32,17 +32,29 @@ def test_thoughts_are_reused_across_runs_and_paths_and_equal_fresh_ones(llama_ch
     assert len(second.cache) == len(QUERIES)
 
 
-@pytest.mark.parametrize("change", ["weights", "seed", "temperature", "max_new_tokens", "num_thoughts", "query"])
+def with_other_template(checkpoint, out_dir):
+    """The same weights with another query length in o1e_config.json's template."""
+    copy = shutil.copytree(checkpoint, out_dir)
+    config = json.loads((copy / "o1e_config.json").read_text())
+    config["template"]["query_max_len"] -= 1
+    (copy / "o1e_config.json").write_text(json.dumps(config))
+    return copy
+
+
+@pytest.mark.parametrize("change", ["weights", "template", "seed", "temperature", "top_p", "max_new_tokens",
+                                    "num_thoughts", "query"])
 def test_a_change_of_any_key_element_misses(llama_checkpoint, tmp_path, change):
     cache = str(tmp_path / "cache")
     O1EQueryEncoder(str(llama_checkpoint), thought_cache=cache, **SETTINGS).encode_batch(QUERIES)
     checkpoint, settings, queries = llama_checkpoint, dict(SETTINGS), list(QUERIES)
     if change == "weights":
         checkpoint = with_other_weights(llama_checkpoint, tmp_path / "retrained")
+    elif change == "template":
+        checkpoint = with_other_template(llama_checkpoint, tmp_path / "relaid")
     elif change == "query":
         queries = [q + "?" for q in queries]
     else:
-        settings[change] = {"seed": 5, "temperature": 0.5, "max_new_tokens": 5, "num_thoughts": 3}[change]
+        settings[change] = {"seed": 5, "temperature": 0.5, "top_p": 0.8, "max_new_tokens": 5, "num_thoughts": 3}[change]
     again = O1EQueryEncoder(str(checkpoint), thought_cache=cache, **settings)
     again.encode_batch(queries)
     assert again.cache_hits == 0 and len(again.cache) == 2 * len(QUERIES)
