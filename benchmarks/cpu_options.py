@@ -51,12 +51,14 @@ def scifact_slice(slice_docs: int):
 
 
 def ndcg_at_10(query_vectors, doc_vectors, query_ids, doc_ids, qrels) -> float:
-    import ir_measures
+    """Scored as the eval harness scores its runs (o1e_pyserini.evaluation.scoring), 100 hits deep."""
+    from o1e_pyserini.evaluation import scoring
 
     scores = query_vectors @ doc_vectors.T
     top = np.argsort(-scores, axis=1, kind="stable")[:, :100]
-    run = {qid: {doc_ids[j]: float(scores[i, j]) for j in row} for i, (qid, row) in enumerate(zip(query_ids, top))}
-    return round(ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, run)[ir_measures.nDCG @ 10], 4)
+    run = {qid: [(doc_ids[j], float(scores[i, j])) for j in row] for i, (qid, row) in enumerate(zip(query_ids, top))}
+    values = scoring.per_query(run, scoring.qrels_dict(qrels), ["nDCG@10"])
+    return round(scoring.aggregate(values, ["nDCG@10"])["nDCG@10"], 4)
 
 
 def main(argv=None) -> None:

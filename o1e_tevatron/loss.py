@@ -160,10 +160,10 @@ class ThoughtGenerationLoss:
         targets = targets[mask]
         total = hidden.new_zeros((), dtype=torch.float32)
         head = linear_head(lm_head)
-        step = self.positions_per_chunk(head.weight.shape[0] if head else _vocab_size(lm_head))
+        step = self.positions_per_chunk(_vocab_size(lm_head) if head is None else head.weight.shape[0])
         for start in range(0, count, step):
             h, y = selected[start:start + step], targets[start:start + step]
-            if head:
+            if head is not None:
                 total = total + LinearCrossEntropySum.apply(h, *head, y)
             elif torch.is_grad_enabled() and h.requires_grad:
                 total = total + checkpoint(_chunk_token_sum, h, y, lm_head, use_reentrant=False)
