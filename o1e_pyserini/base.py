@@ -22,8 +22,9 @@ class O1EInputError(ValueError):
 
 
 def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
-                      base_model_name_or_path: Optional[str]):
+                      base_model_name_or_path: Optional[str], trust_remote_code: bool = False):
     """A checkpoint of ``family`` (a FamilyModel class) in eval mode; a bad checkpoint is one line.
+    ``trust_remote_code`` (opt-in) runs the model folder's code, as MiniCPM (DEBATER's release) needs.
 
     An adapter is merged into its base for inference, in float32 on the CPU, and only then are the
     weights cast to ``dtype`` and moved to ``device``: unmerged LoRA on every linear layer encoded
@@ -38,7 +39,7 @@ def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
     adapter = (Path(resolve_model_path(path)) / ADAPTER_CONFIG_NAME).is_file()
     try:
         model = load_model(path, family, dtype="float32" if adapter else dtype, device=None if adapter else device,
-                           base_model_name_or_path=base_model_name_or_path)
+                           base_model_name_or_path=base_model_name_or_path, trust_remote_code=trust_remote_code)
     except ValueError as e:
         raise O1EInputError(str(e)) from None
     if adapter:
@@ -65,9 +66,11 @@ class FamilyDocumentEncoder(DocumentEncoder):
     family: ClassVar[type]  # the FamilyModel class
 
     def __init__(self, model_name: str, device: str = "cpu", dtype: str = "float32", fp16: bool = False,
-                 batch_size: int = 32, base_model_name_or_path: Optional[str] = None, **pyserini_options):
+                 batch_size: int = 32, base_model_name_or_path: Optional[str] = None, trust_remote_code: bool = False,
+                 **pyserini_options):
         report_ignored(type(self).__name__, pyserini_options)
-        self.model = load_family_model(self.family, model_name, device, dtype, fp16, base_model_name_or_path)
+        self.model = load_family_model(self.family, model_name, device, dtype, fp16, base_model_name_or_path,
+                                       trust_remote_code)
         self.batch_size = batch_size
 
     @property

@@ -32,6 +32,9 @@ from o1e_tevatron.core.fingerprint import O1E_CACHE  # noqa: F401  (one cache ro
 
 PYSERINI_TOPICS_DIR = Path.home() / ".cache" / "pyserini" / "topics-and-qrels"
 COSQA_ID = "o1e/cosqa/dev"
+#: 100 SciFact train queries held out from every o1e training run: where settings are chosen (recipes/mini)
+SCIFACT_DEV_ID = "o1e/scifact/dev"
+SCIFACT_DEV_QUERY_IDS = Path(__file__).parent / "resources" / "scifact_dev_query_ids.txt"
 
 
 class DatasetUnavailableError(FileNotFoundError):
@@ -89,6 +92,7 @@ DATASETS: dict[str, DatasetInfo] = {
     "beir/scifact/test": _beir("scifact"),
     "beir/nfcorpus/test": _beir("nfcorpus"),
     COSQA_ID: DatasetInfo(NDCG10, "cosqa", "dev", needs_local_corpus=True),
+    SCIFACT_DEV_ID: DatasetInfo(NDCG10, "scifact", "train"),
     **{f"bright/{domain}": _bright(domain) for domain in BRIGHT_SE_DOMAINS},
 }
 
@@ -157,14 +161,35 @@ def _qrels_query_ids(qrels) -> Callable[[], set[str]]:
     return query_ids
 
 
-def register_beir_folder(dataset_id: str, folder: Path | str, split: str = "test") -> Dataset:
-    """Register a BEIR-format folder; queries are those judged in ``qrels/<split>.tsv`` (BEIR)."""
+def scifact_dev_query_ids() -> set[str]:
+    """The committed ids of ``o1e/scifact/dev`` (comment lines start with #)."""
+    lines = SCIFACT_DEV_QUERY_IDS.read_text(encoding="utf-8").splitlines()
+    return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
+
+
+class _SubsetQrels(BeirQrels):
+    def __init__(self, qrels: BeirQrels, query_ids: set[str]):
+        self._qrels, self._query_ids = qrels, query_ids
+
+    def qrels_iter(self):
+        return (q for q in self._qrels.qrels_iter() if q.query_id in self._query_ids)
+
+    def qrels_defs(self):
+        return self._qrels.qrels_defs()
+
+
+def register_beir_folder(dataset_id: str, folder: Path | str, split: str = "test",
+                         query_ids: set[str] | None = None) -> Dataset:
+    """Register a BEIR-format folder; queries are those judged in ``qrels/<split>.tsv`` (BEIR), or
+    only ``query_ids`` of them (a held-out slice such as ``o1e/scifact/dev``)."""
     folder = Path(folder)
     paths = {name: folder / name for name in ("corpus.jsonl", "queries.jsonl", f"qrels/{split}.tsv")}
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise DatasetUnavailableError(f"{folder} is not a BEIR folder for split {split!r}: missing {missing}")
     qrels = BeirQrels(_local(paths[f"qrels/{split}.tsv"]), {})
+    if query_ids is not None:
+        qrels = _SubsetQrels(qrels, query_ids)
     queries = FilteredQueries(BeirQueries(dataset_id, _local(paths["queries.jsonl"]), GenericQuery),
                               _qrels_query_ids(qrels))
     return _register(dataset_id, Dataset(JsonlDocs(paths["corpus.jsonl"]), queries, qrels))
@@ -273,7 +298,8 @@ def load(dataset_id: str, data_dir: Path | str | None = None, topics_dir: Path |
         if dataset_id == COSQA_ID:
             return register_cosqa(folder, dataset_id)
         if (folder / "qrels" / f"{info.split}.tsv").exists():
-            return register_beir_folder(dataset_id, folder, info.split)
+            subset = scifact_dev_query_ids() if dataset_id == SCIFACT_DEV_ID else None
+            return register_beir_folder(dataset_id, folder, info.split, subset)
     if info.topics:
         for root in (topics_dir, PYSERINI_TOPICS_DIR):
             if root and (root / "topics" / info.topics).exists() and (root / "qrels" / info.qrels).exists():

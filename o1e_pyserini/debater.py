@@ -50,11 +50,13 @@ class DebaterQueryEncoder(QueryEncoder):
 
     def __init__(self, encoder_dir: str, instruction: Optional[str] = None, device: str = "cpu",
                  dtype: str = "float32", fp16: bool = False, batch_size: int = 16,
-                 base_model_name_or_path: Optional[str] = None, prefix: Optional[str] = None, **pyserini_options):
+                 base_model_name_or_path: Optional[str] = None, prefix: Optional[str] = None,
+                 trust_remote_code: bool = False, **pyserini_options):
         super().__init__()
         report_ignored(type(self).__name__, pyserini_options)
         self.has_model = True
-        self.model = load_family_model(DebaterModel, encoder_dir, device, dtype, fp16, base_model_name_or_path)
+        self.model = load_family_model(DebaterModel, encoder_dir, device, dtype, fp16, base_model_name_or_path,
+                                       trust_remote_code)
         instruction = instruction if instruction is not None else prefix
         self.template = self.model.template if instruction is None else self.model.template.with_instruction(instruction)
         self.batch_size = batch_size

@@ -7,21 +7,29 @@ every flag unchanged) with o1e's document encoders registered, for corpora laid 
 
 A family's encoder is used when ``--encoder`` is its checkpoint (o1e_config.json names the family),
 when its path contains "o1e" / "debater", or with ``--encoder-class o1e|debater`` (DEBATER: the last
-step's vector; a max-steps index comes from ``o1e_tevatron.driver.encode``). Mind Pyserini's defaults:
+step's vector; a max-steps index comes from ``o1e_tevatron.driver.encode``); a release in its authors'
+layout is recognised as its family (``o1e_tevatron.release``). ``--o1e-trust-remote-code`` (taken out
+before Pyserini parses the rest) runs the model folder's code, as MiniCPM needs. Mind Pyserini's defaults:
 ``--device cuda:0`` and ``--dimension 768`` (set it to the model's hidden size).
 ``python -m o1e_tevatron.driver.encode`` does the same job with Tevatron's flags, sharding and resuming.
 """
+import functools
 import runpy
 import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 
-from .registry import register, registry_keys
+from .registry import ENCODERS, register, registry_keys
+
+TRUST_REMOTE_CODE = "--o1e-trust-remote-code"
 
 
 def main(argv=None) -> None:
-    argv, keys = registry_keys(list(sys.argv[1:] if argv is None else argv))
-    register(keys)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    trusted = TRUST_REMOTE_CODE in argv
+    argv, keys = registry_keys([arg for arg in argv if arg != TRUST_REMOTE_CODE])
+    register(keys, document_encoders={family: functools.partial(classes[1], trust_remote_code=True)
+                                      for family, classes in ENCODERS.items()} if trusted else None)
     sys.argv = ["pyserini.encode"] + argv
     runpy.run_module("pyserini.encode", run_name="__main__", alter_sys=True)
 

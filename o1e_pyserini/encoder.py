@@ -25,11 +25,12 @@ import torch
 from pyserini.encode import QueryEncoder
 
 from o1e_tevatron.core.fingerprint import model_fingerprint
-from o1e_tevatron.core.redact import redact
+from o1e_tevatron.core.redact import json_line
 from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.modeling import O1EModel
 
+from .grounding import LuceneGrounder
 from .base import FamilyDocumentEncoder, O1EInputError, load_family_model, report_ignored
 from .thought_cache import ThoughtCache
 from .thinking import (HFThoughts, OpenAIThoughts, RecordedThoughts, ThoughtSettings, TokenizedThoughts,
@@ -79,10 +80,10 @@ class EncodedQueries:
             for i in rows:
                 text = self.texts[i]
                 for query_id in (ids_by_text or {}).get(text, [None]):
-                    f.write(json.dumps({"query_id": query_id, "text": text, "thoughts": redact(self.thoughts[i]),
-                                        "generated_tokens": self.generated_tokens[i], "entropy": self.entropy[i],
-                                        **({"adaptive": decisions[query_id]} if decisions and query_id in decisions
-                                           else {})}, ensure_ascii=False) + "\n")
+                    f.write(json_line({"query_id": query_id, "text": text, "thoughts": self.thoughts[i],
+                                       "generated_tokens": self.generated_tokens[i], "entropy": self.entropy[i],
+                                       **({"adaptive": decisions[query_id]} if decisions and query_id in decisions
+                                          else {})}))
         return out
 
 
@@ -143,7 +144,9 @@ class O1EQueryEncoder(QueryEncoder):
                  fp16: bool = False, batch_size: int = 16, base_model_name_or_path: Optional[str] = None,
                  tokenizer_name: Optional[str] = None, prefix: Optional[str] = None,
                  generate_kwargs: Optional[dict] = None, query_vector: str = "thoughts", renormalize: bool = False,
-                 thought_cache: Optional[str] = None, **pyserini_options):
+                 thought_cache: Optional[str] = None, trust_remote_code: bool = False,
+                 grounding_index: Optional[str] = None, grounding_passages: int = 3, grounding_max_words: int = 48,
+                 **pyserini_options):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -157,8 +160,11 @@ class O1EQueryEncoder(QueryEncoder):
             logger.warning("ignoring tokenizer %s: an o1e checkpoint carries its own tokenizer", tokenizer_name)
         report_ignored(type(self).__name__, pyserini_options)
         self.has_model = True
-        self.model = load_family_model(O1EModel, encoder_dir, device, dtype, fp16, base_model_name_or_path)
+        self.model = load_family_model(O1EModel, encoder_dir, device, dtype, fp16, base_model_name_or_path,
+                                       trust_remote_code)
         self.template = self.model.template
+        self.grounder = self._make_grounder(grounding_index, thoughts, grounding_passages)
+        self.grounding_max_words = grounding_max_words
         self.mode = mode
         self.batch_size = batch_size
         self.settings = ThoughtSettings(num_thoughts, temperature, top_p, max_new_tokens, seed)
@@ -179,8 +185,35 @@ class O1EQueryEncoder(QueryEncoder):
                 "seed": seed, "dtype": "float16" if fp16 else dtype, "device": torch.device(device).type})
         self.cache_hits = 0
         self.empty_thoughts = 0
+        self.prompt_tokens = 0  # of the thinking prompts (query_prefix), for the cost columns
         self.encoded = EncodedQueries()
         self.seconds = {"fast": 0.0, "think": 0.0}  # query encoding time, without and with thinking
+
+    def _make_grounder(self, index: Optional[str], thoughts: str, passages: int) -> Optional[LuceneGrounder]:
+        """BM25 passages for the prompt: the checkpoint's own (a chat layout trained with grounding, in
+        every mode), or a separate generator's prompt (``thoughts='openai'``, ``passages`` each)."""
+        k = self.template.config.grounding_passages
+        if not index:
+            if k:
+                raise O1EInputError(f"this checkpoint thinks from {k} BM25 passages per query: give the Lucene "
+                                 "index of the corpus (grounding_index; --o1e-grounding-index, --grounding-index)")
+            return None
+        if not k and thoughts != "openai":
+            raise O1EInputError("grounding_index: this checkpoint was not trained with grounding passages "
+                             "(grounding_passages 0); only a separate generator (thoughts='openai') can use them")
+        try:
+            grounder = LuceneGrounder(index, k or passages)
+        except (FileNotFoundError, ValueError) as e:
+            raise O1EInputError(str(e)) from None
+        self.template.grounder = grounder if k else None
+        logger.info("grounding: the top-%d BM25 passages of each query from %s", grounder.k, index)
+        return grounder
+
+    def _cache_key(self, query: str) -> str:
+        """A grounded prompt's thoughts depend on its passages too: they are part of the key."""
+        if self.template.grounder is None:
+            return query
+        return json.dumps([query, self.template.grounder(query)], ensure_ascii=False)
 
     def _make_backend(self, name, encoder_dir, server, model, path, generate_kwargs):
         if name == "hf":
@@ -190,7 +223,9 @@ class O1EQueryEncoder(QueryEncoder):
         if name == "openai":
             if not (server and model):
                 raise ValueError("thoughts='openai' needs thought_server (base URL) and thought_model")
-            return TokenizedThoughts(OpenAIThoughts(server, model, self.settings), self.template, self.settings)
+            return TokenizedThoughts(OpenAIThoughts(server, model, self.settings, grounder=self.grounder,
+                                                    grounding_max_words=self.grounding_max_words),
+                                     self.template, self.settings)
         if not path:
             raise ValueError("thoughts='file' needs thoughts_file (a thoughts.jsonl)")
         return TokenizedThoughts(RecordedThoughts(path), self.template, self.settings)
@@ -220,6 +255,8 @@ class O1EQueryEncoder(QueryEncoder):
 
     def _encode_chunk(self, queries: list[str]) -> np.ndarray:
         started = time.perf_counter()
+        t = self.template
+        self.prompt_tokens += sum(len(t.query_prefix(q)) for q in t.tokenize_queries(queries))
         vectors = self._think_chunk(queries) if self.think_now else self._fast_chunk(queries)
         self.seconds["think" if self.think_now else "fast"] += time.perf_counter() - started
         return vectors
@@ -230,13 +267,19 @@ class O1EQueryEncoder(QueryEncoder):
                             [0] * len(queries))
 
     def _think_chunk(self, queries: list[str]) -> np.ndarray:
-        known = self.cache.get(queries) if self.cache is not None else {}
+        if self.template.grounder is not None:
+            self.template.grounder.prefetch(queries)
+        known = {}
+        if self.cache is not None:
+            keys = {q: self._cache_key(q) for q in queries}
+            by_key = self.cache.get(list(keys.values()))
+            known = {q: by_key[key] for q, key in keys.items() if key in by_key}
         fresh = list(dict.fromkeys(q for q in queries if q not in known))
         results = {}  # query -> (thought ids, (k, d) vectors, tokens generated, plain vector, entropy)
         if fresh:
             results.update(self._think_fresh(fresh))
             if self.cache is not None:
-                self.cache.put({q: results[q][0] for q in fresh})
+                self.cache.put({keys[q]: results[q][0] for q in fresh})
         if known:
             cached = list(known)
             plain = prefill_plain_query(self.model, cached)
@@ -277,7 +320,7 @@ class O1EQueryEncoder(QueryEncoder):
             raise O1EInputError(f"no thoughts for the query {queries[counts.index(0)]!r:.80}: thought-augmented "
                                 "vectors need at least one")
         t = self.template
-        sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_batch(queries), thought_ids) for th in ths]
+        sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_queries(queries), thought_ids) for th in ths]
         vectors = encode_sequences(self.model, sequences, self.batch_size * max(counts), query=True)
         return list(torch.from_numpy(vectors).split(counts))
 

@@ -44,6 +44,7 @@ REGRESSIONS = Path(__file__).parent / "resources" / "regressions.yaml"
 DEFAULT_OUTPUT = Path("runs")
 THOUGHT_FLAGS = ("num_thoughts", "max_new_tokens", "temperature", "seed")  # ThoughtSettings' / O1EQueryEncoder's names
 QUERY_VECTOR_FLAGS = ("query_vector", "renormalize")  # O1EQueryEncoder's own
+GROUNDING_FLAGS = ("grounding_index", "grounding_passages")  # O1EQueryEncoder's own
 
 
 @dataclass
@@ -126,6 +127,8 @@ def evaluate(config: EvalConfig) -> dict:
     if info.ignore_identical_ids:
         excluded = {q: excluded.get(q, set()) | {q} for q in queries}
     depth = config.hits + max(map(len, excluded.values()), default=0)  # still `hits` deep after exclusion
+    if retriever.query_options.get("grounding_index") == "auto":
+        retriever.query_options["grounding_index"] = str(_bm25_index(config, dataset))
     query_encoder = None if retriever.is_lucene else _timed(retriever.query_encoder())
     run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads,
                             query_encoder=query_encoder)
@@ -197,11 +200,14 @@ def _cost(query_encoder, queries: dict[str, str], decisions: dict | None, search
     encoded = getattr(query_encoder, "encoded", None)
     seconds = getattr(query_encoder, "seconds", {})
     encoding = sum(seconds.values())
+    grounder = getattr(query_encoder, "grounder", None)
     thought = (sum(d["think"] for d in decisions.values()) if decisions is not None
                else sum(bool(t) for t in encoded.thoughts) if encoded else 0)
     return {"queries_thought": thought, "queries_from_thought_cache": getattr(query_encoder, "cache_hits", 0),
             "generated_tokens_per_query": round(sum(encoded.generated_tokens) / n, 2) if encoded else 0.0,
             "thinking_seconds_per_query": round(seconds.get("think", 0.0) / n, 4),
+            "prompt_tokens_per_query": round(getattr(query_encoder, "prompt_tokens", 0) / n, 1) or None,
+            "grounding_seconds_per_query": round(grounder.seconds / n, 4) if grounder else None,
             "query_encoding_qps": round((len(encoded.texts) if encoded else n) / encoding, 2) if encoding else None,
             "search_qps": round(n / max(search_seconds - encoding, 1e-9), 2),
             "hardware": _hardware()}
@@ -246,13 +252,21 @@ def _hybrid(config: EvalConfig, dataset, queries: dict[str, str], run: scoring.R
     from o1e_pyserini.fusion import fuse
 
     bm25 = replace(config, retriever=retrievers.RetrieverSpec(config.hybrid))
-    index_dir = _index_dir(bm25)
-    retrievers.build_index(bm25.retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config), index_dir,
-                           _content_key(bm25, dataset), num_docs=dataset.docs_count(), threads=config.threads)
+    index_dir = _bm25_index(config, dataset)
     sparse = retrievers.search(bm25.retriever, index_dir, queries, k=depth, threads=config.threads)
     sparse = scoring.drop_excluded(scoring.dedup_run(sparse)[0], excluded)[0]
     sparse = {q: hits[:config.hits] for q, hits in sparse.items()}
     return fuse([run, sparse], config.fusion, config.fusion_weight, k=config.hits)
+
+
+def _bm25_index(config: EvalConfig, dataset) -> Path:
+    """The dataset corpus's BM25 (Lucene) index, built once and keyed by content: for hybrid runs and
+    for grounding thoughts in retrieved passages (``--grounding-index auto``)."""
+    bm25 = replace(config, retriever=retrievers.RetrieverSpec("bm25"))
+    index_dir = _index_dir(bm25)
+    retrievers.build_index(bm25.retriever, _read(config.dataset, "corpus", dataset.docs_iter(), config), index_dir,
+                           _content_key(bm25, dataset), num_docs=dataset.docs_count(), threads=config.threads)
+    return index_dir
 
 
 def _adaptive_curve(args) -> dict:
@@ -331,6 +345,8 @@ def _run_name(retriever: retrievers.RetrieverSpec) -> str:
             parts.append(f"instruction-{hashlib.sha1(value.encode()).hexdigest()[:6]}")
         elif name == "renormalize":
             parts.append("renormalized")
+        elif name == "grounding_index":
+            parts.append("grounded")
         elif name not in ("thoughts", "thought_server", "thought_cache"):
             parts.append(str(value))
     return _slug("-".join(parts))
@@ -532,6 +548,9 @@ def _eval_parser() -> argparse.ArgumentParser:
                                "than float32 on CPUs with AMX; part of the index's cache key")
     encoding.add_argument("--vector-dtype", choices=["auto", "float16", "float32"], default="auto",
                           help="index storage: float16 halves the memory (auto: float16 from 1M passages on)")
+    encoding.add_argument("--trust-remote-code", action="store_true",
+                          help="o1e's own encoders run the Python code the model folder ships (MiniCPM, the base "
+                               "of DEBATER's release, needs it); only for models you trust")
     o1e = parser.add_argument_group("thoughts (o1e retrievers; any dense retriever given a thought source)")
     o1e.add_argument("--mode", choices=["think", "fast", "adaptive"], default=None,
                      help="o1e only; adaptive: fast first, then think where --adaptive-signal says uncertain")
@@ -559,6 +578,12 @@ def _eval_parser() -> argparse.ArgumentParser:
     o1e.add_argument("--thought-server", default=None,
                      help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
     o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
+    o1e.add_argument("--grounding-index", default=None,
+                     help="think from the query's top BM25 passages: a Lucene index folder, a Pyserini prebuilt name, "
+                          "or 'auto' (BM25 over the dataset's corpus, built once); needed by checkpoints trained "
+                          "with --grounding_passages, optional for --thought-server")
+    o1e.add_argument("--grounding-passages", type=positive_int, default=None,
+                     help="--thought-server: passages put in its prompt (default 3; a checkpoint uses its own)")
     hybrid = parser.add_argument_group("hybrid (o1e_pyserini.fusion)")
     hybrid.add_argument("--hybrid", choices=["bm25"], default=None, help="fuse the dense run with BM25's")
     _add_fusion_args(hybrid)
@@ -583,7 +608,7 @@ def _config(args) -> EvalConfig:
         if not (args.thought_server and args.thought_model):
             raise SystemExit("error: --thought-server and --thought-model go together")
         options.update(thoughts="openai", thought_server=args.thought_server, thought_model=args.thought_model)
-    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS + QUERY_VECTOR_FLAGS
+    options.update({name: getattr(args, name) for name in THOUGHT_FLAGS + QUERY_VECTOR_FLAGS + GROUNDING_FLAGS
                     if getattr(args, name) is not None})
     if args.retriever.startswith("o1e:") and args.mode != "fast" and not args.no_thought_cache:
         options["thought_cache"] = str(args.thought_cache)
@@ -596,7 +621,7 @@ def _config(args) -> EvalConfig:
     retriever = retrievers.RetrieverSpec(args.retriever, device=args.device, batch_size=args.batch_size,
                                          max_passage_length=args.max_passage_length, pooling=args.pooling,
                                          l2_norm=args.l2_norm, debater_scoring=args.debater_scoring, vector_dtype=args.vector_dtype,
-                                         dtype=args.dtype,
+                                         dtype=args.dtype, trust_remote_code=args.trust_remote_code,
                                          query_options=options)
     try:
         retriever.validate()

@@ -7,10 +7,12 @@ the search CLI and the evaluation harness, so mteb scores what o1e searches.
     model = FamilyEncoder("ckpt/debater")                                      # per-task instructions
     mteb.evaluate(model, mteb.get_tasks(tasks=["SciFact"]))
 
-The family comes from the checkpoint (``o1e_config.json``). O1E queries think (``mode='think'``) or not
-(``'fast'``); DEBATER queries carry the task's instruction (mteb's query prompt for the task, ending
-with ':' as DEBATER's do), and passages are the last step's vector (the default index; a max-steps
-index is the harness's ``--debater-scoring max-steps``). Vectors are unit length: scores are dot products.
+The family comes from the checkpoint (``o1e_config.json``, or a release's layout: DEBATER's llm2vec
+adapter, the O1 Embedder authors'; ``trust_remote_code=True`` for MiniCPM bases). O1E queries think
+(``mode='think'``) or not (``'fast'``); DEBATER queries carry the task's instruction (mteb's query prompt
+for the task, ending with ':' as DEBATER's do), and passages are the last step's vector (the default
+index; a max-steps index is the harness's ``--debater-scoring max-steps``). Vectors are unit length:
+scores are dot products.
 """
 from __future__ import annotations
 
@@ -21,24 +23,27 @@ from mteb.models.abs_encoder import AbsEncoder
 from mteb.similarity_functions import dot_score, pairwise_dot_score
 from mteb.types import PromptType
 
-from o1e_tevatron.families.base import read_family
+from o1e_tevatron.families.base import DEFAULT_FAMILY
+from o1e_tevatron.release import recognise
 
 from .registry import ENCODERS
 
 
 class FamilyEncoder(AbsEncoder):
-    """``query_options`` go to the family's query encoder (O1E: mode, num_thoughts, seed, ...)."""
+    """``query_options`` go to the family's query encoder (O1E: mode, num_thoughts, seed, ...);
+    ``trust_remote_code`` (opt-in) runs the model folder's code, for both sides."""
 
     def __init__(self, model_name: str, revision: str | None = None, *, device: str = "cpu", batch_size: int = 32,
-                 **query_options: Any):
-        self.family = read_family(model_name)
+                 trust_remote_code: bool = False, **query_options: Any):
+        self.family = recognise(model_name).family or DEFAULT_FAMILY
         self.model_name = model_name
         self.device = device
         self.batch_size = batch_size
-        self.query_options = query_options
+        self.query_options = {**query_options, "trust_remote_code": trust_remote_code}
         query_class, document_class = ENCODERS[self.family]
         self.query_class = query_class
-        self.documents = document_class(model_name, device=device, batch_size=batch_size)
+        self.documents = document_class(model_name, device=device, batch_size=batch_size,
+                                        trust_remote_code=trust_remote_code)
         self.query_encoders: dict[str, Any] = {}  # by instruction (DEBATER) or one (O1E)
 
     def query_encoder(self, task_metadata, prompt_type):

@@ -4,15 +4,15 @@ construct them.
 
 Pyserini picks the first key of its maps that is a substring of the lower-cased ``--encoder``: each
 family is registered under its own name, and the ``--encoder`` path itself under the family its
-checkpoint names (``o1e_config.json``) or ``--encoder-class FAMILY`` asks for, so the choice does
-not depend on the folder's name.
+checkpoint fixes (``o1e_config.json``, or a release's layout: ``o1e_tevatron.release``) or
+``--encoder-class FAMILY`` asks for, so the choice does not depend on the folder's name.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable, Mapping, Optional, Sequence
 
-from o1e_tevatron.families.base import CONFIG_NAME, read_family
+from o1e_tevatron.release import recognise
 
 from .debater import DebaterDocumentEncoder, DebaterQueryEncoder
 from .encoder import O1EDocumentEncoder, O1EQueryEncoder
@@ -24,8 +24,14 @@ ENCODERS: dict[str, tuple[type, type]] = {
 
 
 def checkpoint_family(path: Optional[str]) -> Optional[str]:
-    """The family an o1e checkpoint folder names; None for anything else."""
-    return read_family(path) if path and (Path(path) / CONFIG_NAME).is_file() else None
+    """The family a checkpoint folder fixes (o1e's own or a release's layout); None for anything else,
+    which Pyserini's own encoders may take."""
+    if not path or not Path(path).is_dir():
+        return None
+    try:
+        return recognise(path).family
+    except ValueError:
+        return None
 
 
 def registry_keys(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -58,16 +64,15 @@ def registry_keys(argv: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return out, keys
 
 
-def register(keys: Mapping[str, str], query_encoders: Optional[Mapping[str, Callable]] = None) -> None:
+def register(keys: Mapping[str, str], query_encoders: Optional[Mapping[str, Callable]] = None,
+             document_encoders: Optional[Mapping[str, Callable]] = None) -> None:
     """Put o1e's families first in Pyserini's class maps, under each of ``keys`` ({key: family});
-    ``query_encoders`` replaces a family's query encoder class (e.g. by one bound to CLI options)."""
+    ``query_encoders`` / ``document_encoders`` replace a family's classes (e.g. by ones bound to CLI options)."""
     import pyserini.encode as pyserini_encode
 
-    query_encoders = query_encoders or {}
-    for class_map, side in ((pyserini_encode.query_encoder_class_map, 0),
-                            (pyserini_encode.document_encoder_class_map, 1)):
-        entries = {key.lower(): (query_encoders.get(family) if side == 0 else None) or ENCODERS[family][side]
-                   for key, family in keys.items()}
+    for class_map, side, replaced in ((pyserini_encode.query_encoder_class_map, 0, query_encoders or {}),
+                                      (pyserini_encode.document_encoder_class_map, 1, document_encoders or {})):
+        entries = {key.lower(): replaced.get(family) or ENCODERS[family][side] for key, family in keys.items()}
         entries.update((k, v) for k, v in class_map.items() if k not in entries)
         class_map.clear()
         class_map.update(entries)  # in place: Pyserini's modules hold this very dict

@@ -29,8 +29,10 @@ class RepLlama:
 
     def __init__(self, model_name_or_path: str, device: str = "cpu", dtype: str = "float32",
                  base_model_name_or_path: Optional[str] = None, tokenizer_name: Optional[str] = None,
-                 batch_size: int = 16):
+                 batch_size: int = 16, trust_remote_code: bool = False):
         from peft import PeftConfig, PeftModel
+
+        from o1e_tevatron.core.checkpoint import warn_remote_code
 
         try:
             adapter = PeftConfig.from_pretrained(model_name_or_path)
@@ -38,14 +40,17 @@ class RepLlama:
             adapter = None
         base = resolve_model_path(base_model_name_or_path
                                   or (adapter.base_model_name_or_path if adapter else model_name_or_path))
-        model = AutoModel.from_pretrained(base, dtype=getattr(torch, dtype))
+        if trust_remote_code:
+            warn_remote_code(base)
+        model = AutoModel.from_pretrained(base, dtype=getattr(torch, dtype), trust_remote_code=trust_remote_code)
         if adapter is not None:
             model = PeftModel.from_pretrained(model, model_name_or_path).merge_and_unload()
         self.model = model.to(device).eval()
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_name_or_path)
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_name or model_name_or_path,
+                                                           trust_remote_code=trust_remote_code)
         except (ValueError, OSError):  # an adapter folder without tokenizer files: the base model's
-            self.tokenizer = AutoTokenizer.from_pretrained(base)
+            self.tokenizer = AutoTokenizer.from_pretrained(base, trust_remote_code=trust_remote_code)
         tok = self.tokenizer
         if tok.eos_token_id is None:
             raise ValueError(f"{model_name_or_path}: RepLLaMA pools at the eos token, but the tokenizer has none")

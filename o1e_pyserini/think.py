@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
-from o1e_tevatron.core.redact import install_log_redaction, redact
+from o1e_tevatron.core.redact import install_log_redaction, json_line, redact
 from o1e_tevatron.driver.encode import shard_slice
 
 from .arguments import positive_int
@@ -123,7 +123,7 @@ def run(args) -> Path:
         out.unlink(missing_ok=True)
     done = [row for row in read_part(out)]
     with open(out, "w", encoding="utf-8") as f:  # rewritten without a torn last line
-        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in done)
+        f.writelines(json_line(row) for row in done)
     record.write_text(made_from)
     finished = {row["query_id"] for row in done}
     todo = [(q, t) for q, t in zip(ids, texts) if q not in finished]
@@ -137,8 +137,8 @@ def run(args) -> Path:
             batch = todo[start:start + args.batch_size]
             thought_ids = backend.think([text for _, text in batch])
             for (query_id, text), ids_k in zip(batch, thought_ids):
-                row = {"query_id": query_id, "text": text, "thoughts": redact(template.tokenizer.batch_decode(ids_k))}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json_line({"query_id": query_id, "text": text,
+                                   "thoughts": template.tokenizer.batch_decode(ids_k)}))
             f.flush()
             logger.info("part %d: %d / %d", index, start + len(batch), len(todo))
     return out
@@ -167,7 +167,7 @@ def merge(args) -> Path:
     out = args.output_dir / THOUGHTS_NAME
     tmp = out.with_name(out.name + ".tmp")
     with open(tmp, "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(rows[q], ensure_ascii=False) + "\n" for q in ids)
+        f.writelines(json_line(rows[q]) for q in ids)
     os.replace(tmp, out)
     logger.info("merged %d queries from %d parts into %s", len(ids), args.num_shards, out)
     return out

@@ -26,16 +26,17 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 from o1e_tevatron.collator import pad
-from o1e_tevatron.core.redact import register_secret
+from o1e_tevatron.core.redact import register_secret, register_url_secrets
 from o1e_tevatron.inference import model_device
 from o1e_tevatron.modeling import position_ids_from_mask
+from o1e_tevatron.synthesis.prompts import cut_words
 from o1e_tevatron.template import Template
 
 logger = logging.getLogger(__name__)
@@ -173,7 +174,7 @@ class HFThoughts(ThoughtBackend):
         cache = DynamicCache(config=lm.config)
         plain = prefill_plain_query(self.model, queries, cache)
         prompt_ids, prompt_mask = plain.prompt_ids, plain.prompt_mask
-        cache.crop(prompt_ids.shape[1] - 1 - cache.get_seq_length())  # drop <emb> and <thought>: generate computes the prompt's last token
+        cache.crop(prompt_ids.shape[1] - 1 - cache.get_seq_length())  # drop the fast suffix and the prompt's last token: generate computes it
         cache.batch_repeat_interleave(s.num_thoughts)
         prompt_ids = prompt_ids.repeat_interleave(s.num_thoughts, dim=0)
         prompt_mask = prompt_mask.repeat_interleave(s.num_thoughts, dim=0)
@@ -249,8 +250,9 @@ def query_seed(seed: int, query: str) -> int:
 
 @dataclass
 class PlainQuery:
-    """One decoder pass over ``[bos] <query> q </query> <thought> <emb>`` (left-padded): the fast-mode
-    vector at ``<emb>`` and the model's next-token entropy at ``<thought>`` (nats; an uncertainty signal
+    """One decoder pass over the plain query (``[bos] <query> q </query> <thought> <emb>``, left-padded;
+    any layout's ``plain_query``): the fast-mode vector at ``<emb>`` and the model's next-token entropy
+    at the prompt's last token, ``<thought>`` (nats; an uncertainty signal
     of adaptive thinking), and the prompt it generates from (without ``<emb>``)."""
 
     vectors: torch.Tensor  # (B, d)
@@ -263,7 +265,7 @@ def prefill_plain_query(model, queries: Sequence[str], cache: DynamicCache | Non
     """The plain query's vector and entropy from one pass; with ``cache``, that pass is also the prefill of
     thought generation (crop the cache to the prompt less its last token before generating)."""
     t = model.template
-    sequences = [t.plain_query(q) for q in t.tokenize_batch(queries)]
+    sequences = [t.plain_query(q) for q in t.tokenize_queries(queries)]
     ids, mask = pad(sequences, t.pad_id, "left")
     device = model_device(model)
     ids, mask = ids.to(device), mask.to(device)
@@ -271,7 +273,7 @@ def prefill_plain_query(model, queries: Sequence[str], cache: DynamicCache | Non
         hidden = model.causal_lm.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
                                                cache=cache, use_cache=cache is not None).last_hidden_state
         vectors = model.pool(hidden, ids, mask)
-        at_thought = hidden.shape[1] - 1 - len(t.emb)
+        at_thought = hidden.shape[1] - 1 - len(t.plain_suffix)  # the prompt's last token
         logits = model.lm_head(hidden[:, at_thought]).float()
         entropy = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)
     width = at_thought + 1
@@ -310,7 +312,7 @@ class VLLMThoughts(ThoughtBackend):
 
     def think(self, queries: Sequence[str]) -> ThoughtIds:
         t = self.template
-        prompts = [{"prompt_token_ids": t.query_prefix(q)} for q in t.tokenize_batch(queries)]
+        prompts = [{"prompt_token_ids": t.query_prefix(q)} for q in t.tokenize_queries(queries)]
         outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
         return [[t.strip_thought(c.token_ids) for c in o.outputs] for o in outputs]
 
@@ -326,34 +328,45 @@ class ThoughtTexts(ABC):
 class OpenAIThoughts(ThoughtTexts):
     """Thoughts from an external LLM behind an OpenAI-compatible chat endpoint (a separate generator).
 
-    The prompt is the teacher prompt of the data synthesis (paper Table 7) without in-context examples.
+    The prompt is the teacher prompt of the data synthesis (paper Table 7) without in-context examples;
+    with a ``grounder``, the query's retrieved passages (each cut to ``grounding_max_words``) stand before it.
     """
 
     def __init__(self, base_url: str, model: str, settings: ThoughtSettings, api_key_env: str = "OPENAI_API_KEY",
-                 max_concurrency: int = 8, timeout: float = 120.0):
+                 max_concurrency: int = 8, timeout: float = 120.0,
+                 grounder: Callable[[str], Sequence[str]] | None = None, grounding_max_words: int = 48):
         import openai
 
         from o1e_tevatron.synthesis.prompts import TeacherPrompt
 
         api_key = os.environ.get(api_key_env)
         register_secret(api_key)
+        register_url_secrets(base_url)
         self.client = openai.OpenAI(base_url=base_url, api_key=api_key or "EMPTY", timeout=timeout)
         self.model = model
         self.settings = settings
         self.prompt = TeacherPrompt()
         self.max_concurrency = max_concurrency
+        self.grounder, self.grounding_max_words = grounder, grounding_max_words
 
     def _ask(self, query: str) -> list[str]:
         s = self.settings
         response = self.client.chat.completions.create(
-            model=self.model, messages=self.prompt.chat_messages(query, ()), n=s.num_thoughts,
+            model=self.model, messages=self.prompt.chat_messages(query, (), self._passages(query)), n=s.num_thoughts,
             temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_new_tokens, seed=s.seed)
         texts = [(c.message.content or "").strip() for c in response.choices]
         if len(texts) != s.num_thoughts:
             raise RuntimeError(f"{self.model} returned {len(texts)} thoughts for {query!r:.80}, asked {s.num_thoughts}")
         return texts
 
+    def _passages(self, query: str) -> list[str]:
+        if self.grounder is None:
+            return []
+        return [cut_words(p, self.grounding_max_words) for p in self.grounder(query)]
+
     def texts(self, queries: Sequence[str]) -> list[list[str]]:
+        if self.grounder is not None and hasattr(self.grounder, "prefetch"):
+            self.grounder.prefetch(queries)  # one batch search, before the threads ask per query
         with ThreadPoolExecutor(self.max_concurrency) as pool:
             return list(pool.map(self._ask, queries))
 

@@ -49,8 +49,13 @@ class O1EModelArguments(ModelArguments):
     normalize: bool = field(default=True, metadata={"help": "L2-normalise query and passage vectors"})
     temperature: float = field(default=0.02, metadata={"help": "InfoNCE temperature (authors: 0.02)"})
     template_layout: str = field(default="authors", metadata={
-        "help": "authors: <query> q </query> <thought> t </s> <emb>; paper: without </query>",
+        "help": "authors: <query> q </query> <thought> t </s> <emb>; paper: without </query>; chat: the "
+                "backbone's chat template around the teacher's prompt, the thought as the assistant turn, then <emb>",
         "choices": list(LAYOUTS)})
+    grounding_passages: int = field(default=0, metadata={
+        "help": "chat layout: show the query's top-K retrieved passages (the rows' 'grounding' field; at search "
+                "time BM25 from a Lucene index) in the prompt before the query; 0: none"})
+    grounding_max_words: int = field(default=48, metadata={"help": "Words kept of each grounding passage"})
     passage_prefix: str = field(default="", metadata={"help": "Text put before every passage"})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights"})
     lora_r: Optional[int] = field(default=None, metadata={"help": "default: 32 (o1e), 16 (debater)"})
@@ -85,6 +90,11 @@ class O1EModelArguments(ModelArguments):
         check_flag("debater_num_steps", self.debater_num_steps, self.debater_num_steps >= 1, "an integer >= 1")
         check_flag("debater_scale", self.debater_scale, finite(self.debater_scale) and self.debater_scale > 0,
                    "a finite number > 0 (the release: 30)")
+        check_flag("grounding_passages", self.grounding_passages, self.grounding_passages >= 0, "an integer >= 0")
+        check_flag("grounding_max_words", self.grounding_max_words, self.grounding_max_words >= 1, "an integer >= 1")
+        if self.grounding_passages and self.template_layout != "chat":
+            check_flag("grounding_passages", self.grounding_passages, False,
+                       "0 unless --template_layout chat (the passages go into the chat prompt)")
 
     def lora_settings(self) -> dict:
         """LoRA's r, alpha and dropout: the flags given, the family's defaults for the others."""
@@ -105,7 +115,8 @@ class O1EModelArguments(ModelArguments):
         template = TemplateConfig(
             layout=self.template_layout, query_max_len=data_args.q_max_len,
             thought_max_len=data_args.thought_max_len, passage_max_len=data_args.p_max_len,
-            passage_prefix=self.passage_prefix,
+            passage_prefix=self.passage_prefix, grounding_passages=self.grounding_passages,
+            grounding_max_words=self.grounding_max_words,
         )
         return O1EConfig(pooling=self.pooling, normalize=self.normalize, temperature=self.temperature,
                          template=template)

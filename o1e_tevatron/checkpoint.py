@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
-from .families.base import FamilyModel, read_family
+from .core.checkpoint import warn_remote_code
+from .families.base import DEFAULT_FAMILY, FamilyModel
 from .families.debater import DebaterModel
 from .modeling import O1EModel
+from .release import check_release, recognise
+
+logger = logging.getLogger(__name__)
 
 FAMILIES: dict[str, type[FamilyModel]] = {cls.family: cls for cls in (O1EModel, DebaterModel)}
 
@@ -22,12 +27,22 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt
 
 
 def load_model(path: str | Path, family: type[FamilyModel] | None = None, **load_kwargs) -> FamilyModel:
-    """Load a checkpoint of ``family``, or of the family it names (``o1e_config.json``; older checkpoints
-    are O1E), after checking the folders it reads (the checkpoint, and an adapter's local base): a
-    missing tokenizer or a torn safetensors file is a one-line error naming the file and what to do,
-    not a deep traceback."""
+    """Load a checkpoint of ``family``, or of the family its layout fixes (``o1e_config.json``; a release
+    in its authors' layout, :mod:`o1e_tevatron.release`; any other causal LM is O1E), after checking the
+    folders it reads (the checkpoint, and an adapter's local base): a missing tokenizer, a torn
+    safetensors file or a release o1e would embed otherwise than its authors is a one-line error naming
+    the file and what to do, not a deep traceback. One log line says what was recognised."""
     from safetensors import SafetensorError, safe_open
+    from transformers import AutoTokenizer
 
+    trust_remote_code = load_kwargs.get("trust_remote_code", False)
+    if trust_remote_code:
+        warn_remote_code(path)
+    layout = recognise(path)
+    if family is not None and layout.family not in (None, family.family):
+        raise ValueError(f"{path}: {layout.description}, a {layout.family} model: load it as {layout.family}, "
+                         f"not {family.family}")
+    family = family or family_class(layout.family or DEFAULT_FAMILY)
     folders = [Path(path)] if Path(path).is_dir() else []
     adapter_config = Path(path) / "adapter_config.json"
     if adapter_config.is_file():
@@ -43,4 +58,8 @@ def load_model(path: str | Path, family: type[FamilyModel] | None = None, **load
                 pass
         except SafetensorError as e:
             raise ValueError(f"{weights}: not a complete safetensors file ({e}): copy or save the model again") from None
-    return (family or family_class(read_family(path))).load(path, **load_kwargs)
+    if layout.tokens:
+        tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+        check_release(Path(path), layout, tokenizer, load_kwargs.get("base_model_name_or_path"))
+    logger.info("%s: %s; loading it as %s", path, layout.description, family.family)
+    return family.load(path, **load_kwargs)

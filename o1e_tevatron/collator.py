@@ -36,9 +36,10 @@ class O1ECollator:
         self.padding_side = padding_side
         self.pad_to_multiple_of = pad_to_multiple_of
 
-    def queries(self, queries: Sequence[str], thoughts: Sequence[str | None]):
+    def queries(self, queries: Sequence[str], thoughts: Sequence[str | None],
+                grounding: Sequence[Sequence[str]] | None = None):
         t = self.template
-        query_ids = t.tokenize_queries(queries)
+        query_ids = t.tokenize_queries(queries) if grounding is None else t.tokenize_queries(queries, grounding)
         thought_ids = iter(t.tokenize_batch([th for th in thoughts if th is not None]))
         sequences, labels = [], []
         for q, th in zip(query_ids, thoughts):
@@ -59,7 +60,9 @@ class O1ECollator:
                    self.pad_to_multiple_of)
 
     def __call__(self, features: list[dict]) -> dict:
-        q_ids, q_mask, labels = self.queries([f["query"] for f in features], [f["thought"] for f in features])
+        grounded = getattr(self.template.config, "grounding_passages", 0) > 0
+        q_ids, q_mask, labels = self.queries([f["query"] for f in features], [f["thought"] for f in features],
+                                             [f["grounding"] for f in features] if grounded else None)
         p_ids, p_mask = self.passages([p for f in features for p in f["passages"]])
         batch = {
             "query_input_ids": q_ids, "query_attention_mask": q_mask, "gen_labels": labels,

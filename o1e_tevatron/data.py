@@ -3,6 +3,8 @@
 Two row formats are read, and may be mixed:
   Tevatron   {query_id, query, positive_passages: [{docid, title, text}], negative_passages: [...], thought}
   authors'   {query, pos: [str], neg: [str], thought, pos_scores, neg_scores}
+Either may carry ``grounding``: the query's retrieved passages (strings or {title, text}, best first)
+that a chat-layout checkpoint with grounding shows in its prompt (``python -m o1e_pyserini.ground``).
 
 Local JSONL files are validated line by line once, up front, so a bad line fails before training
 starts with its file and line number; afterwards only byte offsets are kept in memory, so files far
@@ -40,6 +42,7 @@ class TrainExample:
     negatives: list[str]
     positive_scores: Optional[list[float]] = None
     negative_scores: Optional[list[float]] = None
+    grounding: Optional[list[str]] = None
 
 
 def _encodable(text: str, what: str, where: str) -> str:
@@ -100,6 +103,9 @@ def parse_row(row, where: str, separator: str = " ") -> TrainExample:
         raise DataFormatError(f"{where}: 'thought' must be a string")
     if thought is not None:
         _encodable(thought, "the thought", where)
+    grounding = row.get("grounding")
+    if grounding is not None and not isinstance(grounding, list):
+        raise DataFormatError(f"{where}: 'grounding' must be a list of passages")
     return TrainExample(
         query_id=str(row.get("query_id", row.get("_id", where))),
         query=query,
@@ -108,6 +114,7 @@ def parse_row(row, where: str, separator: str = " ") -> TrainExample:
         negatives=[_passage_text(p, separator, where) for p in negatives],
         positive_scores=_scores(row, "pos_scores", len(positives), where),
         negative_scores=_scores(row, "neg_scores", len(negatives), where),
+        grounding=None if grounding is None else [_passage_text(p, separator, where) for p in grounding],
     )
 
 
@@ -197,7 +204,7 @@ class TrainDataset(Dataset):
 
     def __init__(self, rows, train_n_passages: int = 16, plain_query_prob: float = 0.1,
                  require_thought: bool = False, positive_passage_no_shuffle: bool = False,
-                 negative_passage_no_shuffle: bool = False, seed: int = 42):
+                 negative_passage_no_shuffle: bool = False, seed: int = 42, require_grounding: bool = False):
         self.rows = rows
         self.n_negatives = train_n_passages - 1
         self.plain_query_prob = plain_query_prob
@@ -205,14 +212,17 @@ class TrainDataset(Dataset):
         self.negative_passage_no_shuffle = negative_passage_no_shuffle
         self.seed = seed
         self.epoch = 0
-        self.stats = self._check(require_thought)
+        self.stats = self._check(require_thought, require_grounding)
 
-    def _check(self, require_thought: bool) -> RowStats:
+    def _check(self, require_thought: bool, require_grounding: bool = False) -> RowStats:
         """Parse every row once before training, so a bad line fails now and not at step 10,000."""
         stats = RowStats(rows=len(self.rows))
         for i in tqdm(range(len(self.rows)), desc="checking training rows", disable=None):
             ex = self.rows[i]
             where = self.rows.where(i) if hasattr(self.rows, "where") else f"row {i}"
+            if require_grounding and ex.grounding is None:
+                raise DataFormatError(f"{where}: row {ex.query_id!r} has no 'grounding' passages, which the chat "
+                                      "layout with --grounding_passages reads (python -m o1e_pyserini.ground adds them)")
             if ex.thought is None:
                 if require_thought:
                     raise DataFormatError(f"{where}: row {ex.query_id!r} has no thought (--require_thought)")
@@ -261,4 +271,5 @@ class TrainDataset(Dataset):
             "thought": None if plain else ex.thought,
             "passages": [ex.positives[pos]] + [ex.negatives[j] for j in negs],
             "teacher_scores": scores,
+            "grounding": ex.grounding,
         }

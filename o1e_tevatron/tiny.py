@@ -13,6 +13,9 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, PreTrainedTokenizerFast
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
+#: ChatML as SmolLM2 writes it, with bos / eos as the turn markers (<|im_start|> / <|im_end|> there)
+CHAT_TEMPLATE = ("{% for m in messages %}" + BOS + "{{ m['role'] }}\n{{ m['content'] }}" + EOS + "\n{% endfor %}"
+                 "{% if add_generation_prompt %}" + BOS + "assistant\n{% endif %}")
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
@@ -29,7 +32,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedT
     )
     tok.train_from_iterator(texts, trainer=trainer)
     return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK
+        tokenizer_object=tok, bos_token=BOS, eos_token=EOS, pad_token=PAD, unk_token=UNK,
+        chat_template=CHAT_TEMPLATE,
     )
 
 

@@ -151,3 +151,15 @@ def test_train_dir_accepts_folder_or_file_and_tevatron_v2_aliases(tmp_path):
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="no .jsonl or .json files"):
         parse_args(argv=common + ["--train_dir", str(empty)])
+
+
+def test_grounding_passages_travel_with_the_row_and_are_required_when_asked(tmp_path):
+    grounded = dict(TEVATRON_ROW, grounding=["dna is a molecule", {"title": "Genes", "text": "made of dna"}])
+    path = write(tmp_path / "t.jsonl", [grounded, TEVATRON_ROW])
+    ds = dataset(path, train_n_passages=1, plain_query_prob=0.0)
+    assert ds[0]["grounding"] == ["dna is a molecule", "Genes made of dna"] and ds[1]["grounding"] is None
+    with pytest.raises(DataFormatError, match=r"t.jsonl:2: row 'q1' has no 'grounding' passages"):
+        dataset(path, train_n_passages=1, require_grounding=True)
+    bad = write(tmp_path / "bad.jsonl", [dict(TEVATRON_ROW, grounding="not a list")])
+    with pytest.raises(DataFormatError, match=r"bad.jsonl:1: 'grounding' must be a list"):
+        dataset(bad, train_n_passages=1)

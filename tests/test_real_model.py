@@ -55,6 +55,26 @@ def test_template_on_the_real_tokenizer(smollm2_dir, tmp_path):
     assert tokenizer.decode([template.query_id]) == "<query>"  # one token, no spaces around it
 
 
+def test_chat_layout_speaks_smollm2s_own_chat_template(smollm2_dir):
+    """The chat layout's prompt is SmolLM2's chat template around the teacher's messages, token for token
+    (its parts are tokenized apart, so this checks that no merge crosses a seam), and the thought ends
+    with the model's own end of turn, <|im_end|>."""
+    from o1e_tevatron.synthesis.prompts import TeacherPrompt
+    from o1e_tevatron.template import TemplateConfig
+
+    model = O1EModel.build(str(smollm2_dir), O1EConfig(template=TemplateConfig(layout="chat", grounding_passages=2)),
+                           lora=True, lora_r=2, lora_alpha=4)
+    t, tokenizer = model.template, model.tokenizer
+    passages = ["Rodent genomes carry amplified satellite repeats.", "Gene copy number varies in mice."]
+    for query in TEXTS:
+        rendered = tokenizer.apply_chat_template(TeacherPrompt().chat_messages(query, (), passages), tokenize=False,
+                                                 add_generation_prompt=True)
+        prompt = t.query_prefix(t.tokenize_queries([query], passages=[passages])[0])
+        assert prompt == tokenizer(rendered, add_special_tokens=False).input_ids
+    assert tokenizer.convert_ids_to_tokens(t.eos_id) == "<|im_end|>"
+    assert t.plain_suffix == [t.eos_id, t.emb_id]
+
+
 def test_fused_think_and_embed_equals_reencoding_on_the_real_model(smollm2_dir, tmp_path):
     model = O1EModel.build(str(smollm2_dir), O1EConfig(), lora=True, lora_r=2, lora_alpha=4)
     model.save(tmp_path / "ckpt")

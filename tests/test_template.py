@@ -110,3 +110,78 @@ def test_collator_labels_only_thought_and_eos(tokenizer, batch, side):
             first = row_labels.index(labelled[0])
             assert real[first - 1] == t.thought_id
         assert real[-1] == t.emb_id
+
+
+# --- the chat layout: the backbone's own chat template around the teacher's prompt ------------------
+CHAT_QUERY, CHAT_THOUGHT = "cancer risk of smokers", "cells mutate"
+
+
+def chat_reference(tokenizer, query, passages=(), thought=None):
+    """The literal layout: the teacher's messages through the tokenizer's own chat template, tokenized
+    whole; then the thought (or nothing, fast mode), the end of turn and <emb>."""
+    from o1e_tevatron.synthesis.prompts import TeacherPrompt
+
+    rendered = tokenizer.apply_chat_template(TeacherPrompt().chat_messages(query, (), passages), tokenize=False,
+                                             add_generation_prompt=True)
+    prompt = tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    thought_ids = tokenizer(thought, add_special_tokens=False)["input_ids"] if thought else []
+    return prompt, prompt + thought_ids + [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EMB_TOKEN)]
+
+
+def test_chat_layout_is_the_chat_template_around_the_teachers_prompt(tokenizer):
+    t = Template(tokenizer, TemplateConfig(layout="chat", thought_max_len=40))
+    q = t.tokenize_queries([CHAT_QUERY])[0]
+    prompt, expected = chat_reference(tokenizer, CHAT_QUERY, thought=CHAT_THOUGHT)
+    assert t.query_prefix(q) == prompt
+    ids, start, end = t.thought_query(q, t.tokenize(CHAT_THOUGHT))
+    assert ids == expected
+    assert ids[start:end] == t.tokenize(CHAT_THOUGHT) + [t.eos_id]  # the generation loss: thought + end of turn
+    assert t.plain_query(q) == chat_reference(tokenizer, CHAT_QUERY)[1]  # fast: an empty assistant turn
+    assert t.plain_suffix == [t.eos_id, t.emb_id]
+    assert t.query_id not in ids and t.thought_id not in ids  # no untrained markers in the chat layout
+
+
+def test_chat_layout_grounding_passages_are_cut_and_counted(tokenizer):
+    from o1e_tevatron.synthesis.prompts import cut_words
+
+    passages = ["alpha beta gamma delta epsilon", "one two three four five", "never shown"]
+    t = Template(tokenizer, TemplateConfig(layout="chat", grounding_passages=2, grounding_max_words=3))
+    q = t.tokenize_queries([CHAT_QUERY], passages=[passages])[0]
+    shown = [cut_words(p, 3) for p in passages[:2]]
+    assert shown == ["alpha beta gamma", "one two three"]
+    assert t.query_prefix(q) == chat_reference(tokenizer, CHAT_QUERY, shown)[0]
+    # at search time the grounder retrieves them; without one, a grounded checkpoint refuses to guess
+    with pytest.raises(ValueError, match="Lucene index"):
+        t.tokenize_queries([CHAT_QUERY])
+    t.grounder = lambda query: passages if query == CHAT_QUERY else []
+    assert t.tokenize_queries([CHAT_QUERY]) == [q]
+    # the query is cut to query_max_len tokens inside the prompt; the turn structure stays
+    short = Template(tokenizer, TemplateConfig(layout="chat", query_max_len=2))
+    query = "alpha beta gamma delta epsilon"
+    cut = tokenizer.decode(short.tokenize(query)[:2])
+    assert short.query_prefix(short.tokenize_queries([query])[0]) == chat_reference(tokenizer, cut)[0]
+
+
+def test_chat_layout_errors(tokenizer, tiny_llama_dir):
+    with pytest.raises(ValueError, match="use layout 'chat'"):
+        TemplateConfig(layout="authors", grounding_passages=2)
+    with pytest.raises(ValueError, match="chat layout"):
+        Template(tokenizer).tokenize_queries(["q"], passages=[["p"]])
+    plain = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    plain.chat_template = None
+    add_special_tokens(plain)
+    with pytest.raises(ValueError, match="chat template"):
+        Template(plain, TemplateConfig(layout="chat"))
+    # the prompt is stored resolved, so later changes of o1e's default prompt leave a checkpoint alone
+    config = TemplateConfig.from_dict(TemplateConfig(layout="chat", prompt={"task": "Explain."}).to_dict())
+    assert config.prompt["task"] == "Explain." and config.prompt["system"].startswith("You are a helpful")
+
+
+def test_collator_feeds_training_rows_grounding_to_the_chat_layout(tokenizer):
+    t = Template(tokenizer, TemplateConfig(layout="chat", grounding_passages=1, grounding_max_words=2))
+    collator = O1ECollator(t, "left")
+    features = [{"query": CHAT_QUERY, "thought": CHAT_THOUGHT, "passages": ["p"], "teacher_scores": None,
+                 "grounding": ["smoking damages dna badly"]}]
+    ids = collator(features)["query_input_ids"]
+    expected = chat_reference(tokenizer, CHAT_QUERY, ["smoking damages"], CHAT_THOUGHT)[1]
+    assert ids[0].tolist() == expected

@@ -52,6 +52,7 @@ class RetrieverSpec:
     debater_scoring: str = "last"  # DEBATER's index: the last step, or max-steps (M vectors per passage)
     vector_dtype: str = "auto"  # how the index stores vectors: float16, float32, auto (float16 from 1M passages)
     dtype: str = "float32"  # o1e's own encoders compute in it (bfloat16: ~3x faster on AMX CPUs; float16 on GPUs)
+    trust_remote_code: bool = False  # o1e's own encoders run the model folder's code (MiniCPM needs it): opt-in
     # only for queries, so not in the index key: O1EQueryEncoder's options for o1e (mode, thoughts, ...);
     # for other dense retrievers a thought source (thoughts + thoughts_file or thought_server/thought_model)
     query_options: dict = field(default_factory=dict)
@@ -87,6 +88,9 @@ class RetrieverSpec:
         if self.dtype != "float32" and self.kind not in OWN_ENCODERS:
             raise ValueError(f"retriever {self.spec!r}: dtype {self.dtype} applies to o1e's own encoders "
                              f"({', '.join(sorted(OWN_ENCODERS))}); Pyserini's compute in float32")
+        if self.trust_remote_code and self.kind not in OWN_ENCODERS:
+            raise ValueError(f"retriever {self.spec!r}: trust_remote_code applies to o1e's own encoders "
+                             f"({', '.join(sorted(OWN_ENCODERS))})")
         if self.debater_scoring != "last" and self.kind != "debater":
             raise ValueError(f"retriever {self.spec!r}: debater_scoring applies to debater: retrievers only")
         if self.is_lucene:
@@ -180,11 +184,12 @@ def own_encoders() -> dict:
         unknown = set(options) - set(inspect.signature(o1e_query).parameters)
         if unknown:
             raise TypeError(f"{o1e_query.__name__} does not accept {sorted(unknown)}")
-        return o1e_query(spec.model, device=spec.device, dtype=spec.dtype, **options)
+        return o1e_query(spec.model, device=spec.device, dtype=spec.dtype, trust_remote_code=spec.trust_remote_code,
+                         **options)
 
     def batched(cls):
-        return lambda spec, **options: cls(spec.model, device=spec.device, dtype=spec.dtype,
-                                           batch_size=spec.batch_size, **options)
+        return lambda spec, **options: cls(spec.model, device=spec.device, dtype=spec.dtype, batch_size=spec.batch_size,
+                                           trust_remote_code=spec.trust_remote_code, **options)
 
     debater_query, debater_document = ENCODERS["debater"]
     return {

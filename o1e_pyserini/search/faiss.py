@@ -3,8 +3,10 @@
 Every Pyserini flag works as documented by Pyserini (--index, --topics with a name or a local TSV,
 --output, --batch-size, --threads, --hits, --device, --encoded-queries, ...). The ``--o1e-*`` flags
 below are taken out of the command line before Pyserini parses it. A family's encoder is used when
-``--encoder`` is its checkpoint (a folder whose o1e_config.json names the family: O1E or DEBATER),
-when its path contains the family's name, or with ``--encoder-class o1e`` / ``--encoder-class debater``.
+``--encoder`` is its checkpoint (a folder whose o1e_config.json names the family: O1E or DEBATER, or
+a release in its authors' layout: DEBATER's llm2vec adapter, the O1 Embedder authors'; MiniCPM bases
+need ``--o1e-trust-remote-code``), when its path contains the family's name, or with ``--encoder-class
+o1e`` / ``--encoder-class debater``.
 For DEBATER, Pyserini's ``--query-prefix`` is the query instruction, and ``--debater-scoring
 max-steps`` searches an index of M step vectors per passage (``o1e_tevatron.driver.encode
 --debater_scoring max-steps``) keeping each passage's best step.
@@ -15,7 +17,8 @@ max-steps`` searches an index of M step vectors per passage (``o1e_tevatron.driv
 Before the search, the index directory is checked (it exists, vector count = docid count, and the
 index dimension = the encoder's), ``--hits`` is at least 1, and a local topics file is checked line by
 line (UTF-8, ``id<TAB>text`` with one tab, no blank line before the last query, no empty query, no
-repeated id), naming the file and line.
+repeated id), naming the file and line. A topics file that starts with a UTF-8 byte-order mark is
+searched from a copy without it (Anserini's topic readers fail on it); the file itself is left alone.
 
 ``--o1e-mode adaptive`` searches every query fast, then searches again thinking only the queries whose
 fast result looks uncertain (``--o1e-adaptive-signal`` with ``--o1e-think-threshold`` or
@@ -37,11 +40,14 @@ faiss's own multi-GPU sharding.
 from __future__ import annotations
 
 import argparse
+import codecs
 import functools
 import logging
 import os
 import runpy
+import shutil
 import sys
+import tempfile
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 from o1e_tevatron.core.fingerprint import O1E_CACHE
@@ -89,9 +95,16 @@ def o1e_parser() -> argparse.ArgumentParser:
     p.add_argument("--o1e-thought-server", help="base URL of an OpenAI-compatible server (--o1e-thoughts openai)")
     p.add_argument("--o1e-thought-model", help="model name on that server")
     p.add_argument("--o1e-thoughts-file", help="thoughts.jsonl of an earlier run (--o1e-thoughts file)")
+    p.add_argument("--o1e-grounding-index", help="think from the query's top BM25 passages (Pyserini's LuceneSearcher) "
+                   "over this Lucene index of the corpus (a folder or a prebuilt name): needed by checkpoints trained "
+                   "with --grounding_passages, optional with --o1e-thoughts openai")
+    p.add_argument("--o1e-grounding-passages", type=positive_int, default=3,
+                   help="--o1e-thoughts openai: passages in its prompt (a checkpoint uses its own count)")
     p.add_argument("--o1e-dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     p.add_argument("--o1e-encode-batch-size", type=positive_int, default=16, help="queries per forward on the device")
     p.add_argument("--o1e-base-model", help="where the base model of an adapter checkpoint lives now")
+    p.add_argument("--o1e-trust-remote-code", action="store_true", help="run the Python code the model folder ships "
+                   "(MiniCPM, the base of DEBATER's release, needs it); only for models you trust")
     p.add_argument("--o1e-save-queries", help="write embedding.npz (for --encoded-queries) and thoughts.jsonl here")
     p.add_argument("--o1e-allow-pickle", action="store_true", help="let --encoded-queries read Pyserini's "
                    "embedding.pkl: loading a pickle runs any code it carries, so only for files you made yourself")
@@ -164,6 +177,22 @@ def read_topics_file(path: str) -> tuple[list[str], list[str]]:
     return ids, texts
 
 
+def copy_without_bom(topics: str, scratch: str) -> str | None:
+    """A copy of a local topics file without the UTF-8 byte-order mark it starts with, under ``scratch``
+    at the same path (Pyserini picks its topic reader by words in the path); None when it has none."""
+    if not (topics.endswith((".tsv", ".txt")) and os.path.isfile(topics)):
+        return None
+    with open(topics, "rb") as f:
+        if f.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
+            return None
+        copy = os.path.join(scratch, os.path.abspath(topics).lstrip(os.sep))
+        os.makedirs(os.path.dirname(copy), exist_ok=True)
+        with open(copy, "wb") as out:
+            shutil.copyfileobj(f, out)
+    logger.info("%s starts with a UTF-8 byte-order mark: searching a copy without it", topics)
+    return copy
+
+
 def checked_index_path(index: str) -> str | None:
     """The index directory, or None for a Pyserini prebuilt index name; a path that does not exist is an error."""
     if os.path.isdir(index):
@@ -210,14 +239,17 @@ def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: 
         thought_model=opts.o1e_thought_model, thoughts_file=opts.o1e_thoughts_file, dtype=opts.o1e_dtype,
         batch_size=opts.o1e_encode_batch_size, base_model_name_or_path=opts.o1e_base_model,
         query_vector=opts.o1e_query_vector, renormalize=opts.o1e_renormalize,
-        thought_cache=None if opts.o1e_no_thought_cache else opts.o1e_thought_cache, **pyserini_kwargs)
+        thought_cache=None if opts.o1e_no_thought_cache else opts.o1e_thought_cache,
+        trust_remote_code=opts.o1e_trust_remote_code, grounding_index=opts.o1e_grounding_index,
+        grounding_passages=opts.o1e_grounding_passages, **pyserini_kwargs)
     return checked_encoder(encoder, index_dir, built)
 
 
 def build_debater_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: list, **pyserini_kwargs):
     """Pyserini's --query-prefix is the query instruction (default: the checkpoint's)."""
     encoder = DebaterQueryEncoder(dtype=opts.o1e_dtype, batch_size=opts.o1e_encode_batch_size,
-                                  base_model_name_or_path=opts.o1e_base_model, **pyserini_kwargs)
+                                  base_model_name_or_path=opts.o1e_base_model,
+                                  trust_remote_code=opts.o1e_trust_remote_code, **pyserini_kwargs)
     return checked_encoder(encoder, index_dir, built)
 
 
@@ -335,6 +367,12 @@ def think_where_uncertain(policy: AdaptivePolicy, rest: list[str], output: str, 
 
 def main(argv: list[str] | None = None) -> list:
     """Runs Pyserini's search; returns the o1e encoders it built (empty when Pyserini used another)."""
+    with tempfile.TemporaryDirectory(prefix="o1e-search-") as scratch:
+        return search(argv, scratch)
+
+
+def search(argv: list[str] | None, scratch: str) -> list:
+    """:func:`main`, with ``scratch`` for the files it passes on to Pyserini in place of the user's."""
     argv = list(sys.argv[1:] if argv is None else argv)
     opts, rest = o1e_parser().parse_known_args(argv)
     rest, keys = registry_keys(rest)
@@ -345,6 +383,9 @@ def main(argv: list[str] | None = None) -> list:
     if index_dir is not None:
         checked_index_dir(index_dir)
     ids_by_text = query_ids_by_text(inputs.topics, inputs.topics_format) if inputs.topics else {}
+    topics_copy = copy_without_bom(inputs.topics, scratch) if inputs.topics else None
+    if topics_copy:
+        inputs.topics, rest = topics_copy, with_flag(rest, "--topics", topics_copy)
 
     if opts.debater_scoring == "max-steps":
         rest = max_steps_args(rest, inputs.encoder, inputs.hits)

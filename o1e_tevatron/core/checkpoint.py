@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -65,6 +67,38 @@ def check_same_base(recorded: Optional[dict], actual: dict, what: str) -> None:
     raise BaseModelMismatchError(
         f"{what} was trained on the base model {recorded['name_or_path']}, but the base given is "
         f"{actual['name_or_path']}: {difference}. Use the base it was trained on.")
+
+
+def warn_remote_code(where) -> None:
+    """``trust_remote_code`` is an opt-in: say, every time, that it runs the Python files of a model folder."""
+    logger.warning("trust_remote_code is on: running the Python code that %s ships (modeling and tokenizer files); "
+                   "use it only for models you trust", where)
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# a whole input-embedding matrix in an adapter: PEFT's modules_to_save, saved embedding layers, a trainable tokens' base
+EMBEDDING_MATRIX = re.compile(r"embed_tokens\.(?:modules_to_save\.|token_adapter\.base_layer\.)?weight$")
+
+
+def adapter_embedding_rows(folder: str | Path) -> tuple[int, set[int]]:
+    """The input-embedding rows a PEFT adapter carries, read from its safetensors header (no weights
+    loaded): the row count of a whole matrix it saved (0: none), and the token ids of single rows it
+    trains (PEFT's trainable tokens, as o1e saves its families' tokens)."""
+    from safetensors import safe_open
+
+    weights = Path(folder) / ADAPTER_WEIGHTS
+    if not weights.is_file():
+        return 0, set()
+    matrix, has_tokens = 0, False
+    with safe_open(str(weights), "pt") as f:
+        for key in f.keys():
+            if EMBEDDING_MATRIX.search(key):
+                matrix = max(matrix, f.get_slice(key).get_shape()[0])
+            has_tokens = has_tokens or "trainable_tokens_delta" in key
+    indices = json.loads((Path(folder) / "adapter_config.json").read_text()).get("trainable_token_indices") or []
+    if isinstance(indices, dict):  # per layer: {"embed_tokens": [ids]}
+        indices = [i for ids in indices.values() for i in ids]
+    return matrix, set(indices) if has_tokens else set()
 
 
 @contextmanager

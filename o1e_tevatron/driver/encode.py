@@ -19,6 +19,8 @@ unpickled to decide that. --q_max_len / --p_max_len, when given, replace the che
 
 A DEBATER checkpoint writes the last step's vector per passage, or with ``--debater_scoring
 max-steps`` all M step vectors (each passage's id repeated M times: search keeps its best step).
+--model_name_or_path may also be a release in its authors' layout (DEBATER's llm2vec adapter, the O1
+Embedder authors'; ``o1e_tevatron.release``); ``--trust_remote_code`` runs its folder's code (MiniCPM).
 
 Input: JSON lines (BEIR ``_id``/``title``/``text``, Tevatron ``docid``/``title``/``text`` or
 ``query_id``/``query``, Pyserini ``id``/``contents``) or a TSV of ``id<TAB>text``. Queries

@@ -57,6 +57,7 @@ def main(argv=None):
         require_thought=data_args.require_thought and thinks,
         positive_passage_no_shuffle=data_args.positive_passage_no_shuffle,
         negative_passage_no_shuffle=data_args.negative_passage_no_shuffle, seed=training_args.seed,
+        require_grounding=thinks and model.template.config.grounding_passages > 0,
     )
     trainer = O1ETrainer(
         model=model, args=training_args, train_dataset=dataset,

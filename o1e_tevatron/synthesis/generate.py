@@ -20,15 +20,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import openai
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.core.redact import (install_log_redaction, one_line_errors, redact, redacted_traceback,
-                                     register_secret)
-from o1e_tevatron.synthesis.prompts import TeacherPrompt
+from o1e_tevatron.core.redact import (install_log_redaction, json_line, one_line_errors, redact, redacted_traceback,
+                                     register_secret, register_url_secrets)
+from o1e_tevatron.synthesis.prompts import TeacherPrompt, cut_words
 from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, refuse_writing_into_input, resume_output
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,10 @@ class GenerateArguments:
     num_candidates: int = field(default=3, metadata={"help": "k thoughts per query, asked for as n=k in one request."})
     num_examples: int = field(default=3, metadata={"help": "m in-context examples (never the row's own positive)."})
     example_max_chars: int = field(default=2048, metadata={"help": "Cut each example response to this length."})
+    grounding_passages: int = field(default=0, metadata={
+        "help": "Show the row's first K 'grounding' passages (python -m o1e_pyserini.grounding) before the query; "
+                "0: none. Train the student with the same --grounding_passages."})
+    grounding_max_words: int = field(default=48, metadata={"help": "Words kept of each grounding passage."})
     temperature: float = field(default=1.0)
     top_p: float = field(default=1.0)
     max_tokens: int = field(default=512)
@@ -68,6 +72,8 @@ class GenerateArguments:
             self.failures_path = self.output_path + ".failures.jsonl"
         if self.num_candidates < 1 or self.num_examples < 0 or self.concurrency < 1 or self.max_retries < 0:
             raise ValueError("num_candidates and concurrency must be >= 1; num_examples and max_retries >= 0")
+        if self.grounding_passages < 0 or self.grounding_max_words < 1:
+            raise ValueError("grounding_passages must be >= 0 and grounding_max_words >= 1")
         refuse_writing_into_input(self.input_path, output_path=self.output_path, failures_path=self.failures_path)
 
 
@@ -114,17 +120,18 @@ class Teacher:
         self.args, self.prompt = args, prompt
         api_key = os.environ.get(args.api_key_env)
         register_secret(api_key)
+        register_url_secrets(args.base_url)
         self.client = openai.AsyncOpenAI(base_url=args.base_url, api_key=api_key or "EMPTY",
                                          timeout=args.request_timeout, max_retries=0)
         self.retries = 0
         self.partial_n_seen = False
 
-    async def _request(self, query: str, examples: list[tuple[str, str]]) -> list[str]:
+    async def _request(self, query: str, examples: list[tuple[str, str]], passages: Sequence[str] = ()) -> list[str]:
         """k candidates. Servers that ignore ``n`` (``transformers serve`` answers one choice) are asked
         again for the rest, with the same prompt, until k texts are in."""
         texts: list[str] = []
         while len(texts) < self.args.num_candidates:
-            more = await self._ask(query, examples, self.args.num_candidates - len(texts))
+            more = await self._ask(query, examples, self.args.num_candidates - len(texts), passages)
             if not more:
                 raise MalformedResponse("the server answered with no choices")
             if len(more) < self.args.num_candidates - len(texts) and not self.partial_n_seen:
@@ -138,27 +145,27 @@ class Teacher:
                                     f"{sum(map(bool, texts))} non-empty of {len(texts)}")
         return texts
 
-    async def _ask(self, query: str, examples: list[tuple[str, str]], n: int) -> list[str]:
+    async def _ask(self, query: str, examples: list[tuple[str, str]], n: int, passages: Sequence[str] = ()) -> list[str]:
         a = self.args
         sampling = dict(model=a.model, n=n, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens)
         try:
             if a.endpoint == "chat":
                 response = await self.client.chat.completions.create(
-                    messages=self.prompt.chat_messages(query, examples), **sampling)
+                    messages=self.prompt.chat_messages(query, examples, passages), **sampling)
                 texts = [choice.message.content for choice in response.choices]
             else:
                 response = await self.client.completions.create(
-                    prompt=self.prompt.completion_prompt(query, examples), **sampling)
+                    prompt=self.prompt.completion_prompt(query, examples, passages), **sampling)
                 texts = [choice.text for choice in response.choices]
         except (ValueError, AttributeError, TypeError, openai.APIResponseValidationError) as e:  # JSON / shape
             raise MalformedResponse(f"unparsable response: {e!r:.300}") from e
         return [t.strip() if isinstance(t, str) else "" for t in texts]
 
-    async def candidates(self, query: str, examples: list[tuple[str, str]]) -> list[str]:
+    async def candidates(self, query: str, examples: list[tuple[str, str]], passages: Sequence[str] = ()) -> list[str]:
         """k thoughts, retrying transient errors with exponential backoff and full jitter."""
         for attempt in range(self.args.max_retries + 1):
             try:
-                return await self._request(query, examples)
+                return await self._request(query, examples, passages)
             except FATAL:
                 raise
             except RETRYABLE as e:
@@ -168,6 +175,17 @@ class Teacher:
                 backoff = random.uniform(0, min(self.args.retry_backoff_max, self.args.retry_backoff * 2 ** attempt))
                 await asyncio.sleep(max(backoff, retry_after(e)))
         raise AssertionError("unreachable")
+
+
+def grounding_of(row: TrainingRow, args: GenerateArguments) -> list[str]:
+    """The passages the teacher reads before the query: the row's first ``grounding_passages``, each cut
+    to ``grounding_max_words`` words, exactly as the chat layout shows them to the student."""
+    if not args.grounding_passages:
+        return []
+    if row.grounding is None:
+        raise ValueError(f"{row.source}: --grounding_passages {args.grounding_passages} but the row has no "
+                         "'grounding' passages (python -m o1e_pyserini.grounding adds them)")
+    return [cut_words(p, args.grounding_max_words) for p in row.grounding[: args.grounding_passages]]
 
 
 @dataclass
@@ -189,6 +207,7 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
     done = resume_output(output)
     pool, already_done = [], 0  # a first pass keeps only (query, positive) per row, for the examples
     for row in iter_rows(args.input_path, args.qrels_split):
+        grounding_of(row, args)  # a row without its passages fails now, naming its line, not mid-run
         pool.append((row.query, row.positives[0]))
         already_done += row.row_id in done
     pending = len(pool) - already_done
@@ -208,7 +227,7 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
             for row in queue:
                 try:
                     examples = pick_examples(pool, row, args.num_examples, args.seed, args.example_max_chars)
-                    thoughts = await teacher.candidates(row.query, examples)
+                    thoughts = await teacher.candidates(row.query, examples, grounding_of(row, args))
                 except FATAL:
                     raise
                 except (MalformedResponse, openai.OpenAIError) as e:
@@ -217,7 +236,7 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
                                                "error": redact(f"{type(e).__name__}: {e}")[:1000]}) + "\n")
                     failures.flush()
                 else:
-                    out.write(json.dumps({**row.record, "thought_candidates": thoughts}, ensure_ascii=False) + "\n")
+                    out.write(json_line({**row.record, "thought_candidates": thoughts}))
                     out.flush()
                     written += 1
                 bar.update()

@@ -5,7 +5,9 @@ It serves ``/v1/chat/completions``, ``/v1/completions`` (with ``n``, ``temperatu
 ``max_tokens``) and ``/v1/models``, and can inject faults so that clients' retry and failure paths
 run for real: a plan such as ``500,429,timeout,malformed,empty`` is served to the first requests,
 in order, after which every request succeeds. ``echo400`` / ``echo401`` answer an error whose body
-echoes the request's headers, Authorization included, as careless servers and proxies do. ``GET /loopback/stats`` counts what was served.
+echoes the request's headers, Authorization included, as careless servers and proxies do; ``echo200``
+answers successfully, with the Authorization header appended to every choice. ``GET /loopback/stats``
+counts what was served.
 
     python -m o1e_tevatron.synthesis.loopback_server --model_name_or_path DIR --port 8000
 
@@ -33,7 +35,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, HfArgumentParser
 
 from o1e_tevatron.models import resolve_model_path
 
-FAULTS = ("timeout", "500", "429", "malformed", "empty", "echo400", "echo401")
+FAULTS = ("timeout", "500", "429", "malformed", "empty", "echo400", "echo401", "echo200")
 
 
 @dataclass
@@ -178,6 +180,9 @@ def build_app(args: LoopbackServerArguments) -> FastAPI:
                                                 float(body.get("temperature", 1.0)), float(body.get("top_p", 1.0))))
         if fault == "empty":
             samples = [("", reason, 0) for _, reason, _ in samples]
+        elif fault == "echo200":
+            echo = f" (authorization: {request.headers.get('authorization')})"
+            samples = [(text + echo, reason, tokens) for text, reason, tokens in samples]
         stats["ok"] += 1
         choices = [
             {"index": i, "finish_reason": reason, "logprobs": None,

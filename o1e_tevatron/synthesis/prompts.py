@@ -2,6 +2,9 @@
 
 The user prompt follows the authors' layout: the task, m in-context examples "Query: q_i /
 Response: d_i" whose responses are training positives, then the query and an open "Response:".
+With grounding, the query's retrieved passages ("[1] ...", each cut to a word budget) stand before
+the query. The ``chat`` template layout of o1e's student renders the same prompt (without examples)
+through the backbone's chat template, so teacher and student read one prompt.
 """
 from __future__ import annotations
 
@@ -15,8 +18,17 @@ SYSTEM_PROMPT = (
     "for further clarification. Don't repeat the query, just give the response."
 )
 TASK = "Think about a plausible response to address the query."
-USER_TEMPLATE = "Task: \n{task}\n\nExamples: \n{examples}\n\nQuery: \n{query}\nResponse: "
+USER_TEMPLATE = "Task: \n{task}\n\n{examples}{passages}Query: \n{query}\nResponse: "
+EXAMPLES_TEMPLATE = "Examples: \n{examples}\n\n"
 EXAMPLE_TEMPLATE = "Query: {query}\nResponse: {response}"
+PASSAGES_TEMPLATE = "Passages retrieved for the query: \n{passages}\n\n"
+PASSAGE_TEMPLATE = "[{rank}] {text}"
+
+
+def cut_words(text: str, max_words: int) -> str:
+    """A grounding passage cut to its first ``max_words`` whitespace-separated words: one budget for
+    the teacher and the student, whatever their tokenizers."""
+    return " ".join(text.split()[:max_words])
 
 
 @dataclass(frozen=True)
@@ -24,7 +36,10 @@ class TeacherPrompt:
     system: str = SYSTEM_PROMPT
     task: str = TASK
     user_template: str = USER_TEMPLATE
+    examples_template: str = EXAMPLES_TEMPLATE
     example_template: str = EXAMPLE_TEMPLATE
+    passages_template: str = PASSAGES_TEMPLATE
+    passage_template: str = PASSAGE_TEMPLATE
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TeacherPrompt":
@@ -38,19 +53,32 @@ class TeacherPrompt:
             raise ValueError(f"{path}: expected a JSON object with keys among {sorted(known)}, got {overrides!r:.200}")
         prompt = cls(**overrides)
         try:  # fail now, naming the file, rather than mid-run
-            prompt.user(query="q", examples=[("q", "d")])
+            prompt.user(query="q", examples=[("q", "d")], passages=["p"])
         except (KeyError, IndexError, ValueError) as e:
             raise ValueError(f"{path}: a template uses an unknown placeholder or bad braces: {e!r}") from e
         return prompt
 
-    def user(self, query: str, examples: Sequence[tuple[str, str]]) -> str:
+    def examples_block(self, examples: Sequence[tuple[str, str]]) -> str:
+        if not examples:
+            return ""
         shown = "\n".join(self.example_template.format(query=q, response=d) for q, d in examples)
-        return self.user_template.format(task=self.task, examples=shown, query=query)
+        return self.examples_template.format(examples=shown)
 
-    def chat_messages(self, query: str, examples: Sequence[tuple[str, str]]) -> list[dict]:
+    def passages_block(self, passages: Sequence[str]) -> str:
+        """The grounding passages (already cut), ranked from 1; empty without passages."""
+        if not passages:
+            return ""
+        shown = "\n".join(self.passage_template.format(rank=i, text=p) for i, p in enumerate(passages, 1))
+        return self.passages_template.format(passages=shown)
+
+    def user(self, query: str, examples: Sequence[tuple[str, str]], passages: Sequence[str] = ()) -> str:
+        return self.user_template.format(task=self.task, examples=self.examples_block(examples),
+                                         passages=self.passages_block(passages), query=query)
+
+    def chat_messages(self, query: str, examples: Sequence[tuple[str, str]], passages: Sequence[str] = ()) -> list[dict]:
         return [{"role": "system", "content": self.system},
-                {"role": "user", "content": self.user(query, examples)}]
+                {"role": "user", "content": self.user(query, examples, passages)}]
 
-    def completion_prompt(self, query: str, examples: Sequence[tuple[str, str]]) -> str:
+    def completion_prompt(self, query: str, examples: Sequence[tuple[str, str]], passages: Sequence[str] = ()) -> str:
         """For plain completions endpoints (no chat template on the server side)."""
-        return f"{self.system}\n\n{self.user(query, examples)}"
+        return f"{self.system}\n\n{self.user(query, examples, passages)}"

@@ -18,7 +18,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Optional
 
 from o1e_tevatron.data import parse_row as parse_train_row
 
@@ -32,6 +32,7 @@ class TrainingRow:
     positives: tuple[str, ...]
     record: dict  # the row as it will be written back out, extra fields kept
     source: str  # "file:line", for error messages
+    grounding: Optional[tuple[str, ...]] = None  # the query's retrieved passages, best first (o1e_pyserini.grounding)
 
 
 def row_id_of(record: dict, positives: tuple[str, ...]) -> str:
@@ -47,7 +48,8 @@ def parse_row(record: dict, source: str) -> TrainingRow:
     positives = tuple(example.positives)
     if not all(p.strip() for p in positives):
         raise ValueError(f"{source}: row has an empty positive passage")
-    return TrainingRow(row_id_of(record, positives), example.query, positives, record, source)
+    grounding = tuple(example.grounding) if example.grounding is not None else None
+    return TrainingRow(row_id_of(record, positives), example.query, positives, record, source, grounding)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.core.redact import install_log_redaction, one_line_errors
+from o1e_tevatron.core.redact import install_log_redaction, json_line, one_line_errors
 from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row,
                                          refuse_writing_into_input, resume_output, unique_rows)
@@ -304,7 +304,7 @@ def vote(args: VoteArguments) -> VoteReport:
             member_scores = {m.name: m.score([r for r, _ in chunk]) for m in members}
             for i, (r, reasons) in enumerate(chunk):
                 scores = {name: s[i] for name, s in member_scores.items()}
-                out.write(json.dumps(vote_record(r, reasons, scores, scales, args.voting), ensure_ascii=False) + "\n")
+                out.write(json_line(vote_record(r, reasons, scores, scales, args.voting)))
             out.flush()
             report.rows_written += len(chunk)
             bar.update(report.rows - bar.n)  # every input row read so far: voted, done before, or left out

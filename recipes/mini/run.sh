@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The paper in miniature on a real pretrained LLM (SmolLM2-135M-Instruct as teacher and backbone), on
-# real data: SciFact train for training, SciFact test (in-domain) and CoSQA dev (zero-shot) for scores.
+# real data: SciFact train for training, o1e/scifact/dev (100 SciFact train queries that no arm trains
+# on) for every choice, then SciFact test (in-domain) and CoSQA dev (zero-shot) once per arm.
 #
 #   bash recipes/mini/run.sh                  # CPU: the settings below
 #   DEVICE=cuda bash recipes/mini/run.sh      # one GPU: same pipeline, same settings
 #
-# Stages (each skipped when its output is there, so a rerun resumes; synthesis resumes row by row):
+# Stages (a stage is skipped when its committed output is there, so a rerun, on this machine or on a
+# fresh clone, resumes; synthesis resumes row by row):
 #   1 mine     BM25 hard negatives for SciFact train (python -m o1e_pyserini.mine)
-#   2 teacher  `transformers serve` SmolLM2 on loopback -> synthesis.generate (paper prompt, k=3) -> vote
-#   3 train    (a) contrastive only, plain queries; (b) O1E joint (generation + contrastive); (c) DEBATER
-#              (passage-side steps, max-step InfoNCE + self-distillation); same data, steps and seed
-#   4 eval     (a); (b) fast; (b) think; (a) + the teacher's thoughts (Table 4's separate generator); (c)
-#   5 compare  paired t-tests against (a) and between (b) think and fast
-# Small artifacts (mined rows, candidates, voted thoughts, logs, metrics, runs) stay in recipes/mini/;
-# models and indexes go to $WORK (not committed).
+#   2 teacher  SmolLM2 behind an OpenAI-compatible server on loopback -> synthesis.generate (paper prompt,
+#              k=3) -> vote; the training rows are the voted rows minus o1e/scifact/dev
+#   3 train    the arms of $ARMS, same data, steps and seed; each exported to recipes/mini/adapters/ARM
+#              (LoRA + token rows in bfloat16): (a) contrastive only; (b-authors) O1E joint in the authors'
+#              layout; (b-chat) O1E joint in the chat layout; (c) DEBATER
+#   4 dev      every arm on o1e/scifact/dev: fast; the (b) arms also think (k=3), and with the query in the mean
+#   5 ttests   on dev: each (b) arm's think against its fast and against (a)
+# Small artifacts (mined rows, candidates, voted thoughts, logs, metrics, runs cut to 100 hits, adapters)
+# are committed under recipes/mini/; full checkpoints and indexes go to $WORK and the cache.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 MINI=recipes/mini
@@ -26,11 +30,12 @@ DEVICE=${DEVICE:-cpu}
 DTYPE=${DTYPE:-$( [[ $DEVICE != cpu ]] || grep -qwE "amx_bf16|avx512_bf16" /proc/cpuinfo && echo bfloat16 || echo float32)}
 MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
 TRAIN_QUERIES=${TRAIN_QUERIES:-809}        # SciFact train has 809 queries
-STEPS=${STEPS:-50}
+STEPS=${STEPS:-87}                         # one epoch of the 696 training rows at 8 queries a step
+SAVE_STEPS=${SAVE_STEPS:-29}               # checkpoints for the dev curve (a third of an epoch)
 BATCH=${BATCH:-8}
 GROUP=${GROUP:-2}                          # passages per query: 1 positive + 1 BM25 negative (+ in-batch)
 LR=${LR:-2e-4}
-ARMS=${ARMS:-a b}                          # add c for DEBATER (not in the 2-hour CPU budget)
+ARMS=${ARMS:-b-chat b-authors a}           # add c for DEBATER
 P_LEN=${P_LEN:-128}
 Q_LEN=${Q_LEN:-32}
 T_LEN=${T_LEN:-64}                         # thought tokens (the teacher's max_tokens too)
@@ -41,15 +46,18 @@ PORT=${PORT:-8765}
 # requests batched, sampling checked by its tests). On this 2-core CPU both gave ~12 generated tokens/s
 # under a load of 4-5 (2026-12-01); `serve` is the choice on a GPU.
 TEACHER=${TEACHER:-loopback}
-STOP_AFTER=${STOP_AFTER:-}                  # mine|vote|train|eval: stop after that stage
+STOP_AFTER=${STOP_AFTER:-}                  # mine|vote|train|dev: stop after that stage
+DEV=o1e/scifact/dev                        # 100 SciFact train queries, never trained on (o1e_pyserini/resources)
+ADAPTERS=$MINI/adapters
+OUT=$MINI/dev                              # dev results: <arm>-<mode>/, ttest.*.json, logs/, index.yaml
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-mkdir -p "$WORK" "$MINI/data" "$MINI/logs" "$MINI/results"
+mkdir -p "$WORK" "$MINI/data" "$MINI/logs" "$OUT/logs"
 stamp() { [[ -e $WORK/.done.$1 ]]; }
 done_() { date -u +%FT%TZ > "$WORK/.done.$1"; }
 timed() { local name=$1; shift; local t0=$SECONDS; "$@"; echo "{\"stage\": \"$name\", \"seconds\": $((SECONDS - t0)), \"device\": \"$DEVICE\"}" >> "$MINI/logs/stage-times.jsonl"; }
 
 echo "== 1/5 BM25 hard negatives for SciFact train"
-if ! stamp mine; then
+if [[ ! -e $MINI/data/thoughts.jsonl.gz ]] && ! stamp mine; then  # the committed voted rows carry the negatives
   timed mine $PY -m o1e_pyserini.mine --input "$DATA_DIR/scifact" --split train --output "$WORK/train.jsonl" \
     --depth 30 --negatives 7 | tee "$MINI/logs/mine.json"
   done_ mine
@@ -73,7 +81,7 @@ teacher_up() {
 }
 # committed candidates (a run elsewhere) are where generate resumes from
 [[ -e $WORK/candidates.jsonl || ! -e $MINI/data/candidates.jsonl.gz ]] || gunzip -c "$MINI/data/candidates.jsonl.gz" > "$WORK/candidates.jsonl"
-if ! stamp vote; then
+if [[ ! -e $MINI/data/thoughts.jsonl.gz ]] && ! stamp vote; then
   teacher_up
   head -n "$TRAIN_QUERIES" "$WORK/train.jsonl" > "$WORK/train.subset.jsonl"
   timed generate $PY -m o1e_tevatron.synthesis.generate --input_path "$WORK/train.subset.jsonl" \
@@ -89,103 +97,85 @@ if ! stamp vote; then
 fi
 [[ $STOP_AFTER != vote ]] || exit 0
 
-echo "== 3/5 training: (a) contrastive only, plain queries; (b) O1E joint; (c) DEBATER"
+
+echo "== the training rows: the voted rows minus o1e/scifact/dev"
+gunzip -c "$MINI/data/thoughts.jsonl.gz" > "$WORK/thoughts.jsonl"
+$PY - "$WORK/thoughts.jsonl" "$WORK/train-rows.jsonl" <<'PY'
+import json, sys
+from o1e_pyserini.datasets import scifact_dev_query_ids
+dev = scifact_dev_query_ids()
+rows = [line for line in open(sys.argv[1], encoding="utf-8") if json.loads(line)["query_id"] not in dev]
+open(sys.argv[2], "w", encoding="utf-8").writelines(rows)
+print(f"{len(rows)} training rows ({len(dev)} dev queries held out)")
+PY
+
+echo "== 3/5 training: ${ARMS}"
+arm_flags() {  # the one place an arm's training settings live (recipes/mini/dev/index.yaml describes them)
+  case $1 in
+    a) echo --gen_loss_weight 0 --plain_query_prob 1.0 ;;
+    b-authors) echo --gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout authors ;;
+    b-chat) echo --gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout chat ;;
+    c) echo --family debater ;;
+    *) echo "unknown arm $1" >&2; return 1 ;;
+  esac
+}
+model_of() { echo "$ADAPTERS/$1"; }  # the shipped adapter: what every later stage loads
 train() {
-  local arm=$1; shift
-  stamp "train-$arm" && return
-  timed "train-$arm" $PY -m o1e_tevatron.driver.train --model_name_or_path "$MODEL" --train_dir "$WORK/thoughts.jsonl" \
-    --output_dir "$WORK/model-$arm" --report_to none --save_steps 25 --save_total_limit 1 \
+  local arm=$1 flags
+  [[ -e $(model_of "$arm")/o1e_config.json ]] && return  # committed: trained here or in an earlier session
+  flags=$(arm_flags "$arm")
+  local resume=()
+  local last; last=$( (ls -d "$WORK/model-$arm"/checkpoint-* 2>/dev/null || true) | sort -V | tail -1)
+  [[ -z $last ]] || resume=(--resume_from_checkpoint "$last")  # a stopped run continues where it saved
+  # shellcheck disable=SC2086
+  timed "train-$arm" $PY -m o1e_tevatron.driver.train --model_name_or_path "$MODEL" --train_dir "$WORK/train-rows.jsonl" \
+    --output_dir "$WORK/model-$arm" --report_to none --save_steps "$SAVE_STEPS" \
     --max_steps "$STEPS" --per_device_train_batch_size "$BATCH" --train_n_passages "$GROUP" \
     --q_max_len "$Q_LEN" --p_max_len "$P_LEN" --thought_max_len "$T_LEN" \
     --lora --lora_r 16 --lora_alpha 32 --learning_rate "$LR" --warmup_ratio 0.1 --temperature 0.02 \
-    --seed 42 --data_seed 42 --logging_steps 5 --disable_tqdm true \
-    $([[ $DEVICE == cpu ]] && echo --use_cpu) "$@" 2>&1 | tee "$MINI/logs/train-$arm.log"
-  done_ "train-$arm"
+    --seed 42 --data_seed 42 --logging_steps 1 --disable_tqdm true \
+    $([[ $DEVICE == cpu ]] && echo --use_cpu) $flags "${resume[@]}" 2>&1 | tee "$OUT/logs/train-$arm.log"
+  $PY "$MINI/export_adapter.py" "$WORK/model-$arm" "$(model_of "$arm")"
 }
-has_arm() { [[ " $ARMS " == *" $1 "* ]]; }
-has_arm a && train a --gen_loss_weight 0 --plain_query_prob 1.0
-has_arm b && train b --gen_loss_weight 0.2 --plain_query_prob 0.1
-has_arm c && train c --family debater --debater_query_instruction \
-  "Given a scientific claim, retrieve documents that support or refute the claim:"
+for arm in $ARMS; do train "$arm"; done
 [[ $STOP_AFTER != train ]] || exit 0
 
-echo "== 4/5 evaluation on SciFact test and CoSQA dev"
-evaluate() {
-  local name=$1 dataset=$2 retriever=$3; shift 3
-  stamp "eval-$name-${dataset//\//_}" && return
-  timed "eval-$name-${dataset//\//_}" $PY -m o1e_pyserini.eval --dataset "$dataset" --retriever "$retriever" \
-    --data-dir "$DATA_DIR" --output-dir "$MINI/results/$name" --device "$DEVICE" --batch-size 32 \
-    --max-passage-length "$P_LEN" --dtype "$DTYPE" --hits 100 "$@"
-  done_ "eval-$name-${dataset//\//_}"
+echo "== 4/5 every arm on $DEV (fast; the (b) arms think too)"
+evaluate() {  # NAME RETRIEVER [harness flags]: skipped when its metrics are committed
+  local name=$1 retriever=$2; shift 2
+  compgen -G "$OUT/$name/${DEV//\//__}/*.metrics.json" > /dev/null && return
+  timed "dev-$name" $PY -m o1e_pyserini.eval --dataset "$DEV" --retriever "$retriever" --data-dir "$DATA_DIR" \
+    --output-dir "$OUT/$name" --device "$DEVICE" --batch-size 32 --max-passage-length "$P_LEN" --dtype "$DTYPE" \
+    --hits 100 "$@"
+  gzip -f "$OUT/$name/${DEV//\//__}"/*.trec
 }
-for dataset in beir/scifact/test o1e/cosqa/dev; do
-  has_arm a && evaluate a "$dataset" "o1e:$WORK/model-a" --mode fast
-  has_arm b && evaluate b-fast "$dataset" "o1e:$WORK/model-b" --mode fast
-  has_arm b && evaluate b-think "$dataset" "o1e:$WORK/model-b" --mode think --num-thoughts 3 --max-thought-tokens "$T_LEN" \
-    --temperature "$THINK_T" --seed 0
-  has_arm c && evaluate c "$dataset" "debater:$WORK/model-c"  # the task's instruction for each dataset
+THINK=(--num-thoughts 3 --max-thought-tokens "$T_LEN" --temperature "$THINK_T" --seed 0)
+for arm in $ARMS; do
+  case $arm in
+    c) evaluate c "debater:$(model_of c)" ;;
+    a) evaluate a-fast "o1e:$(model_of a)" --mode fast ;;
+    b-*) evaluate "$arm-fast" "o1e:$(model_of "$arm")" --mode fast
+         evaluate "$arm-think" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}"
+         evaluate "$arm-think-with-query" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}" --query-vector thoughts+query ;;
+  esac
 done
-if has_arm a && ! stamp eval-a-teacher; then
-  [[ -n ${TEACHER_PID:-} ]] || teacher_up
-  for dataset in beir/scifact/test o1e/cosqa/dev; do
-    evaluate a-teacher "$dataset" "o1e:$WORK/model-a" --mode think --num-thoughts 3 --max-thought-tokens "$T_LEN" \
-      --temperature "$THINK_T" --seed 0 --thought-server "http://127.0.0.1:$PORT/v1" --thought-model "$TEACHER_MODEL"
-  done
-  done_ eval-a-teacher
-fi
+[[ $STOP_AFTER != dev ]] || exit 0
 
-[[ $STOP_AFTER != eval ]] || exit 0
-echo "== 5/5 paired t-tests"
-run_of() { ls "$MINI/results/$1/${2//\//__}"/*.trec* | head -1; }  # committed runs are gzipped
-for dataset in beir/scifact/test o1e/cosqa/dev; do
-  slug=${dataset//\//_}
-  for b in b-fast b-think a-teacher c; do
-    [[ -d $MINI/results/$b ]] || continue
-    $PY -m o1e_pyserini.eval ttest --dataset "$dataset" --data-dir "$DATA_DIR" --run-a "$(run_of a "$dataset")" \
-      --run-b "$(run_of "$b" "$dataset")" --output "$MINI/results/ttest.$slug.a-vs-$b.json"
-  done
-  $PY -m o1e_pyserini.eval ttest --dataset "$dataset" --data-dir "$DATA_DIR" --run-a "$(run_of b-fast "$dataset")" \
-    --run-b "$(run_of b-think "$dataset")" --output "$MINI/results/ttest.$slug.b-fast-vs-b-think.json"
-done
-[[ $STOP_AFTER != ttest ]] || exit 0
-
-echo "== 6/6 adaptive thinking (b): operating points picked on SciFact train queries, applied to the test sets"
-curve() {  # name dataset: nDCG@10 against the think rate per signal, from (b)'s fast and think runs
-  local fast think; fast=$(run_of b-fast "$2"); think=$(run_of b-think "$2")
-  $PY -m o1e_pyserini.eval adaptive-curve --dataset "$2" --data-dir "$DATA_DIR" --fast-run "$fast" \
-    --think-run "$think" --fast-queries "${fast%%.trec*}.queries/thoughts.jsonl" \
-    --think-queries "${think%%.trec*}.queries/thoughts.jsonl" --output "$MINI/results/adaptive/curve.$1.json" \
-    --plot "$MINI/results/adaptive/curve.$1.png"
+echo "== 5/5 paired t-tests on $DEV"
+run_of() { (ls "$OUT/$1/${DEV//\//__}"/*.trec* 2>/dev/null || true) | head -1; }
+ttest() {  # A B: writes $OUT/ttest.A-vs-B.json when both runs are there
+  local a b; a=$(run_of "$1"); b=$(run_of "$2")
+  [[ -n $a && -n $b ]] || return 0
+  $PY -m o1e_pyserini.eval ttest --dataset "$DEV" --data-dir "$DATA_DIR" --run-a "$a" --run-b "$b" \
+    --output "$OUT/ttest.$1-vs-$2.json"
 }
-if has_arm b; then
-  mkdir -p "$MINI/results/adaptive"
-  evaluate b-fast beir/scifact/train "o1e:$WORK/model-b" --mode fast
-  evaluate b-think beir/scifact/train "o1e:$WORK/model-b" --mode think --num-thoughts 3 --max-thought-tokens "$T_LEN" \
-    --temperature "$THINK_T" --seed 0
-  curve scifact-train beir/scifact/train
-  for dataset in beir/scifact/test o1e/cosqa/dev; do
-    curve "${dataset//\//_}" "$dataset"
-    for signal in margin score-entropy model-entropy; do
-      threshold=$($PY -c "import json,sys; p=json.load(open(sys.argv[1]))['operating_points'][sys.argv[2]]; print('' if p is None else repr(p['threshold']))" \
-        "$MINI/results/adaptive/curve.scifact-train.json" "$signal")
-      [[ -n $threshold ]] || { echo "thinking does not beat fast on the training queries: no operating point"; break; }
-      evaluate "b-adaptive-$signal" "$dataset" "o1e:$WORK/model-b" --mode adaptive --adaptive-signal "$signal" \
-        --think-threshold "$threshold" --num-thoughts 3 --max-thought-tokens "$T_LEN" --temperature "$THINK_T" --seed 0
-    done
+for arm in $ARMS; do
+  [[ $arm == b-* ]] || continue
+  for mode in think think-with-query; do
+    ttest "$arm-fast" "$arm-$mode"
+    ttest a-fast "$arm-$mode"
   done
-fi
-echo "done: logs in $MINI/logs, metrics and runs in $MINI/results"
-
-echo "== 7/7 diagnostics on SciFact train queries (why (b) think trails fast): the query in the mean, shorter and cooler thoughts"
-# the floor: SmolLM2 with o1e's layout and freshly added token rows, no training at all
-evaluate untrained beir/scifact/test "o1e:$MODEL" --mode fast
-if has_arm a && has_arm b; then
-  evaluate a beir/scifact/train "o1e:$WORK/model-a" --mode fast
-  evaluate b-think-with-query beir/scifact/train "o1e:$WORK/model-b" --mode think --num-thoughts 3 \
-    --max-thought-tokens "$T_LEN" --temperature "$THINK_T" --seed 0 --query-vector thoughts+query
-  evaluate b-think-16-tokens beir/scifact/train "o1e:$WORK/model-b" --mode think --num-thoughts 3 \
-    --max-thought-tokens 16 --temperature "$THINK_T" --seed 0
-  evaluate b-think-t0.1 beir/scifact/train "o1e:$WORK/model-b" --mode think --num-thoughts 3 \
-    --max-thought-tokens "$T_LEN" --temperature 0.1 --seed 0
-fi
-echo "diagnostics done"
+  ttest a-fast "$arm-fast"
+done
+ttest b-authors-think b-chat-think
+echo "done: dev results in $OUT, adapters in $ADAPTERS; report: $PY $MINI/report.py"

@@ -23,6 +23,23 @@ def test_o1e_checkpoint_scores_through_the_eval_command(o1e_checkpoint, demo_dir
     assert capsys.readouterr().out.startswith(f"{DEMO_ID}  o1e:{o1e_checkpoint}  nDCG@10=")
 
 
+def test_a_corrupt_thought_cache_ends_in_one_line_and_is_left_as_it_is(o1e_checkpoint, demo_dir, tmp_path, index_root,
+                                                                      capsys):
+    """SQLite's 'file is not a database' stopped the harness with a raw traceback."""
+    from o1e_pyserini.thought_cache import DATABASE_NAME
+    datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
+    (tmp_path / "cache").mkdir()
+    garbage = tmp_path / "cache" / DATABASE_NAME
+    garbage.write_bytes(b"\x00not sqlite" * 64)
+    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--output-dir", str(tmp_path),
+                          "--index-root", str(index_root), "--hits", "5", "--threads", "1", "--mode", "think",
+                          "--num-thoughts", "1", "--max-thought-tokens", "4", "--seed", "0",
+                          "--thought-cache", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith(
+        f"error: the thought cache at {garbage} is not a readable SQLite database (file is not a database): move it away")
+    assert garbage.read_bytes() == b"\x00not sqlite" * 64
+
+
 def test_o1e_flags_need_an_o1e_retriever():
     with pytest.raises(SystemExit, match="o1e: retrievers only"):
         o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "bm25", "--mode", "fast"])

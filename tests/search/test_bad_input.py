@@ -29,6 +29,21 @@ def test_trailing_blank_lines_are_fine(encoded_corpus, tmp_path):
     assert read_topics_file(str(topics)) == (["q1"], ["dna"])
 
 
+def test_a_topics_file_with_a_byte_order_mark_is_searched(cli, encoded_corpus, llama_checkpoint, demo_queries, tmp_path):
+    """Windows editors start UTF-8 files with a byte-order mark; Anserini's topic reader ended in a Java
+    traceback on it. The search reads a copy without it; the user's file is left as it is."""
+    topics, run = tmp_path / "topics.tsv", tmp_path / "run.txt"
+    content = "\ufeff".encode() + "".join(f"{qid}\t{text}\n" for qid, text in demo_queries.items()).encode()
+    topics.write_bytes(content)
+    proc = cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics, "--output", run,
+               "--encoder", llama_checkpoint, "--hits", 5, "--device", "cpu", "--o1e-mode", "fast")
+    assert {line.split()[0] for line in run.read_text().splitlines()} == set(demo_queries)
+    assert f"{topics} starts with a UTF-8 byte-order mark: searching a copy without it" in proc.stderr
+    assert topics.read_bytes() == content
+    from o1e_pyserini.search.faiss import read_topics_file
+    assert read_topics_file(str(topics))[0] == list(demo_queries)  # o1e's own reader drops the mark too
+
+
 def test_missing_index_or_topics_file(encoded_corpus, topics_tsv, tmp_path):
     argv = ["--index", str(encoded_corpus / "index"), "--topics", str(topics_tsv), "--output", str(tmp_path / "r")]
     with pytest.raises(O1EInputError, match="--index no/such/index: no such index directory"):

@@ -90,3 +90,35 @@ def test_two_concurrent_writers_leave_no_torn_or_duplicated_entry(tmp_path):
     assert len(found) == 300 and all(ids[0][1] == i and ids[0][0] in (1, 2)
                                      for i, ids in ((int(q.split()[1]), v) for q, v in found.items()))
     assert json.dumps(found)  # every entry parses
+
+
+def test_a_file_that_is_not_a_database_is_named_and_left_as_it_is(tmp_path):
+    """SQLite's 'file is not a database' reached the user as a raw traceback."""
+    from o1e_pyserini.base import O1EInputError
+    from o1e_pyserini.thought_cache import DATABASE_NAME
+    garbage = tmp_path / DATABASE_NAME
+    garbage.write_bytes(b"not a database\n" * 100)
+    with pytest.raises(O1EInputError, match=f"the thought cache at {garbage} is not a readable SQLite database "
+                                            r"\(file is not a database\): move it away"):
+        ThoughtCache(tmp_path, CONTEXT)
+    assert garbage.read_bytes() == b"not a database\n" * 100
+
+
+def test_a_search_with_a_corrupt_cache_ends_in_one_line_and_runs_without_it(cli, encoded_corpus, llama_checkpoint,
+                                                                           topics_tsv, tmp_path):
+    from o1e_pyserini.thought_cache import DATABASE_NAME
+    (tmp_path / "cache").mkdir()
+    garbage = tmp_path / "cache" / DATABASE_NAME
+    garbage.write_bytes(bytes(range(256)) * 8)
+    search = ["o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
+              "--output", tmp_path / "run.txt", "--encoder", llama_checkpoint, "--hits", 5, "--device", "cpu",
+              "--o1e-num-thoughts", 1, "--o1e-max-thought-tokens", 4, "--o1e-seed", 0,
+              "--o1e-thought-cache", tmp_path / "cache"]
+    proc = cli(*search, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"o1e: error: the thought cache at {garbage} is not a readable SQLite database (file is not a database): "
+        "move it away, or run without the cache (--no-thought-cache; --o1e-no-thought-cache in o1e_pyserini.search.faiss)")
+    assert garbage.read_bytes() == bytes(range(256)) * 8 and not (tmp_path / "run.txt").exists()
+    cli(*search, "--o1e-no-thought-cache")
+    assert (tmp_path / "run.txt").read_text() and garbage.read_bytes() == bytes(range(256)) * 8

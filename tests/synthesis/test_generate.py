@@ -180,3 +180,23 @@ def test_loopback_teacher_loads_in_the_dtype_asked(tiny_llama_dir):
     assert teacher.sample(["Query: dna repair\nResponse:"], 2, 4, 0.0, 1.0)[0][0][2] > 0
     with pytest.raises(ValueError, match="--dtype must be"):
         LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir), dtype="int8")
+
+
+def test_grounded_generation_shows_the_rows_passages_cut_and_needs_them(tmp_path, loopback_teacher):
+    from o1e_tevatron.synthesis.generate import grounding_of
+
+    passages = ["alpha beta gamma delta", "one two three four", "never shown"]
+    rows = write_jsonl(tmp_path / "train.jsonl", [{**r, "grounding": passages} for r in demo_rows(4)])
+    args = generate_args(rows, tmp_path / "out.jsonl", loopback_teacher, num_candidates=2, grounding_passages=2,
+                         grounding_max_words=3)
+    row = list_rows(rows)[0]
+    assert grounding_of(row, args) == ["alpha beta gamma", "one two three"]
+    user = TeacherPrompt().chat_messages(row.query, [("q", "d")], grounding_of(row, args))[1]["content"]
+    assert "Passages retrieved for the query: \n[1] alpha beta gamma\n[2] one two three\n\nQuery: \n" in user
+    assert user.index("Examples:") < user.index("[1] alpha") < user.index(row.query)
+    first, *_ = run_until_complete(args)
+    assert first.written + first.failed == 4
+    assert all(r["grounding"] == passages for r in read_jsonl(args.output_path))  # the row is kept whole
+    bare = write_jsonl(tmp_path / "bare.jsonl", demo_rows(2))
+    with pytest.raises(ValueError, match=r"bare.jsonl:1: --grounding_passages 2 but the row has no 'grounding'"):
+        asyncio.run(generate(generate_args(bare, tmp_path / "bare.out.jsonl", loopback_teacher, grounding_passages=2)))

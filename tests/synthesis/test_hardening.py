@@ -87,6 +87,68 @@ def test_a_server_echoing_the_key_leaks_it_nowhere(tmp_path, serve_teacher, faul
     assert proc.returncode == (3 if fault == "echo400" else 2)
 
 
+@pytest.mark.parametrize("credentials", ["key", "key-and-url-password"])
+def test_an_answer_echoing_the_key_writes_it_nowhere(tmp_path, serve_teacher, credentials):
+    """echo200: the teacher answers, with the request's Authorization header in every choice. The old code
+    wrote the key (or the URL's Basic credentials) verbatim into the candidates, and exited 0."""
+    import base64
+    import re
+    from .helpers import generate_args, read_jsonl
+    url = serve_teacher(faults=",".join(["echo200"] * 4))
+    if credentials == "key-and-url-password":
+        url = url.replace("http://", f"http://o1e:{PASSWORD}@")
+    rows = write_jsonl(tmp_path / "rows.jsonl", demo_rows(4))
+    args = generate_args(rows, tmp_path / "out.jsonl", url, concurrency=1, max_retries=0)
+    proc = run_generate(args, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    candidates = [c for row in read_jsonl(tmp_path / "out.jsonl") for c in row["thought_candidates"]]
+    assert len(candidates) == 12 and all(re.search(r"\(authorization: (Bearer|Basic) \*\*\*", c) for c in candidates)
+    written = proc.stdout + proc.stderr + "".join(p.read_text() for p in tmp_path.glob("out.jsonl*"))
+    basic = base64.b64encode(f"o1e:{PASSWORD}".encode()).decode()
+    assert KEY not in written and PASSWORD not in written and basic not in written
+
+
+def test_voted_rows_carry_no_echoed_key(tmp_path):
+    """Candidates an older o1e wrote with the echoed header in them: the old vote copied it into the
+    training rows (the chosen thought and the candidates); the user's own fields stay as they were."""
+    from .helpers import read_jsonl
+    leak = f" (authorization: Bearer {KEY})"
+    rows = [{**r, "thought_candidates": [r["query"] + " causes and treatment" + leak, "unrelated words" + leak]}
+            for r in demo_rows(2)]
+    rows[0]["positive_passages"][0]["text"] += " see https://host/?token=abcdef"
+    candidates = write_jsonl(tmp_path / "candidates.jsonl", rows)
+    vote(VoteArguments(input_path=str(candidates), output_path=str(tmp_path / "out.jsonl")))
+    out = read_jsonl(tmp_path / "out.jsonl")
+    assert len(out) == 2 and KEY not in (tmp_path / "out.jsonl").read_text()
+    assert all("(authorization: Bearer ***" in row["thought"] for row in out)
+    assert out[0]["positive_passages"] == rows[0]["positive_passages"]
+
+
+def test_thoughts_of_an_echoing_thought_server_are_saved_without_the_key(tmp_path, serve_teacher, monkeypatch):
+    """The search side's thought files (the eval harness's <run>.queries/thoughts.jsonl) with a --thought-server."""
+    import numpy as np
+    from o1e_pyserini.encoder import EncodedQueries
+    from o1e_pyserini.thinking import OpenAIThoughts, ThoughtSettings
+    monkeypatch.setenv("O1E_TEST_KEY", KEY)
+    url = serve_teacher(faults="echo200,echo200")
+    queries = ["dna repair", "rna splicing"]
+    thoughts = OpenAIThoughts(url, "loopback", ThoughtSettings(2, 1.0, 1.0, 8, 0), api_key_env="O1E_TEST_KEY",
+                              max_concurrency=1).texts(queries)
+    assert all(KEY in t for ts in thoughts for t in ts)  # what the server answered
+    encoded = EncodedQueries()
+    encoded.add(queries, np.ones((2, 4), dtype=np.float32), thoughts)
+    saved = encoded.save(tmp_path / "queries", {"dna repair": ["q1"], "rna splicing": ["q2"]}) / "thoughts.jsonl"
+    assert KEY not in saved.read_text() and "Bearer ***" in saved.read_text()
+
+
+def test_url_credentials_are_registered_secrets():
+    import base64
+    from o1e_tevatron.core.redact import redact, register_url_secrets
+    register_url_secrets("https://reader:pa%24%24word-42@host/v1?api_key=query-secret-7&n=3")
+    basic = base64.b64encode(b"reader:pa$$word-42").decode()
+    assert redact(f"pa$$word-42 pa%24%24word-42 {basic} query-secret-7") == "*** *** *** ***"
+
+
 def test_redact_blanks_every_secret_shape():
     from o1e_tevatron.core.redact import redact, register_secret
     register_secret("a-registered-secret")

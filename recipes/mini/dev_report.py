@@ -1,0 +1,125 @@
+"""The miniature's dev report, driven by recipes/mini/dev/index.yaml: every arm and mode on o1e/scifact/dev
+with paired t-tests against the arm's own fast mode and against (a), the cost columns, the training
+losses (PNG) and a few thoughts per thinking arm.
+
+    .venv/bin/python recipes/mini/dev_report.py [--index recipes/mini/dev/index.yaml] [--out docs/results/mini]
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from report import read_losses  # noqa: E402  (one parser of the trainer's logs)
+
+METRIC = "nDCG@10"
+
+
+def folder(index_path: Path, name: str, dataset: str) -> Path:
+    return index_path.parent / name / dataset.replace("/", "__")
+
+
+def record_of(index_path: Path, name: str, dataset: str) -> dict | None:
+    found = sorted(folder(index_path, name, dataset).glob("*.metrics.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def versus(index_path: Path, a: str, b: str) -> str:
+    """Δ, p and wins/losses of run.sh's paired t-test (``eval ttest``) of b against a, if it ran."""
+    path = index_path.parent / f"ttest.{a}-vs-{b}.json"
+    if not path.exists():
+        return "—"
+    test = json.loads(path.read_text())
+    deltas = test["deltas"].values()
+    return (f"{test['mean_b'] - test['mean_a']:+.4f}, p={test['p']:.2g}, "
+            f"{sum(d > 0 for d in deltas)}/{sum(d < 0 for d in deltas)}")
+
+
+def table(index_path: Path, index: dict) -> str:
+    dataset = index["dataset"]
+    baseline = index["arms"]["a"]["results"]["fast"] if "a" in index["arms"] else None
+    lines = [f"| arm | mode | {METRIC} | vs its fast: Δ, p, wins/losses | vs (a): Δ, p, wins/losses | "
+             "generated tokens/query | prompt tokens/query | query encoding s/query |",
+             "|---|---|---:|---|---|---:|---:|---:|"]
+    for arm, entry in index["arms"].items():
+        fast = entry["results"].get("fast")
+        for mode, name in entry["results"].items():
+            record = record_of(index_path, name, dataset)
+            if record is None:
+                lines.append(f"| {entry['label']} | {mode} | (not run yet) | | | | | |")
+                continue
+            cost = record["cost"]
+            own = versus(index_path, fast, name) if fast and name != fast else "—"
+            against_a = versus(index_path, baseline, name) if baseline and name != baseline else "—"
+            seconds = 1 / cost["query_encoding_qps"] if cost.get("query_encoding_qps") else None
+            lines.append(f"| {entry['label']} | {mode} | {record['metrics'][METRIC]:.4f} | {own} | {against_a} | "
+                         f"{cost['generated_tokens_per_query']:.1f} | {cost.get('prompt_tokens_per_query') or '—'} | "
+                         + (f"{seconds:.3f} |" if seconds else "— |"))
+    return "\n".join(lines)
+
+
+def plot_losses(index: dict, root: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for arm, entry in index["arms"].items():
+        log = root / entry["log"]
+        if not log.exists():
+            continue
+        rows = read_losses(log)
+        steps = range(1, len(rows) + 1)
+        axes[0].plot(steps, [r.get("ctr_loss", r["loss"]) for r in rows], marker=".", label=arm)
+        if any(r.get("gen_loss", 0) for r in rows):
+            axes[1].plot(steps, [r["gen_loss"] for r in rows], marker=".", label=arm)
+    axes[0].set(title="contrastive loss (InfoNCE)", xlabel="training step")
+    axes[1].set(title="thought-generation loss (token NLL)", xlabel="training step")
+    for ax in axes:
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "dev-loss.png", dpi=110)
+
+
+def thoughts(index_path: Path, index: dict, count: int = 2) -> str:
+    blocks = []
+    for arm, entry in index["arms"].items():
+        record = record_of(index_path, entry["results"].get("think", ""), index["dataset"])
+        if not record or not record.get("thoughts"):
+            continue
+        path = folder(index_path, entry["results"]["think"], index["dataset"]) / Path(record["thoughts"]).parent.name
+        files = sorted(path.glob("thoughts.jsonl*"))
+        if not files:
+            continue
+        opener = gzip.open if files[0].suffix == ".gz" else open
+        with opener(files[0], "rt", encoding="utf-8") as f:
+            rows = [json.loads(line) for line in f][:count]
+        blocks.append(f"**{entry['label']}**\n\n" + "".join(
+            f"- {row['text']!r}\n" + "".join(f"  - {t[:300]!r}\n" for t in row["thoughts"]) for row in rows))
+    return "\n".join(blocks)
+
+
+def main(argv=None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--index", type=Path, default=Path("recipes/mini/dev/index.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("docs/results/mini"))
+    args = parser.parse_args(argv)
+    index = yaml.safe_load(args.index.read_text())
+    root = args.index.resolve().parents[3]
+    args.out.mkdir(parents=True, exist_ok=True)
+    plot_losses(index, root, args.out)
+    report = "\n\n".join([f"{index['dataset']}: {index['shared']}", table(args.index, index),
+                          thoughts(args.index, index)])
+    (args.out / "dev.md").write_text(report + "\n")
+    print(report)
+    return report
+
+
+if __name__ == "__main__":
+    main()
