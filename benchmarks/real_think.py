@@ -38,7 +38,7 @@ def authors_pipeline(model, texts: list[str], k: int, temperature: float, top_p:
     out, generated = [], 0
     for start in range(0, len(texts), batch_size):
         chunk = texts[start:start + batch_size]
-        query_ids = t.tokenize_batch(chunk)
+        query_ids = t.tokenize_queries(chunk)
         ids, mask = pad([t.query_prefix(q) for q in query_ids], t.pad_id, "left")
         t0 = time.perf_counter()
         with torch.inference_mode():

@@ -50,7 +50,7 @@ def first_step_logits(model, texts: list[str]):
     from o1e_tevatron.modeling import position_ids_from_mask
 
     t = model.template
-    ids, mask = pad([t.query_prefix(q) for q in t.tokenize_batch(texts)], t.pad_id, "left")
+    ids, mask = pad([t.query_prefix(q) for q in t.tokenize_queries(texts)], t.pad_id, "left")
     with torch.inference_mode():
         return model.causal_lm(input_ids=ids, attention_mask=mask,
                                position_ids=position_ids_from_mask(mask)).logits[:, -1].float()

@@ -163,8 +163,11 @@ class O1EQueryEncoder(QueryEncoder):
         self.model = load_family_model(O1EModel, encoder_dir, device, dtype, fp16, base_model_name_or_path,
                                        trust_remote_code)
         self.template = self.model.template
+        self.trust_remote_code = trust_remote_code
         self.grounder = self._make_grounder(grounding_index, thoughts, grounding_passages)
-        self.grounding_max_words = grounding_max_words
+        # a grounded checkpoint shows its passages cut as it was trained; a separate generator then sees the same
+        self.grounding_max_words = (self.template.config.grounding_max_words if self.template.config.grounding_passages
+                                    else grounding_max_words)
         self.mode = mode
         self.batch_size = batch_size
         self.settings = ThoughtSettings(num_thoughts, temperature, top_p, max_new_tokens, seed)
@@ -219,7 +222,7 @@ class O1EQueryEncoder(QueryEncoder):
         if name == "hf":
             return HFThoughts(self.model, self.settings, **generate_kwargs)
         if name == "vllm":
-            return VLLMThoughts(encoder_dir, self.template, self.settings)
+            return VLLMThoughts(encoder_dir, self.template, self.settings, trust_remote_code=self.trust_remote_code)
         if name == "openai":
             if not (server and model):
                 raise ValueError("thoughts='openai' needs thought_server (base URL) and thought_model")
@@ -256,6 +259,8 @@ class O1EQueryEncoder(QueryEncoder):
     def _encode_chunk(self, queries: list[str]) -> np.ndarray:
         started = time.perf_counter()
         t = self.template
+        if t.grounder is not None:
+            t.grounder.prefetch(queries)  # one batched BM25 search for the chunk
         self.prompt_tokens += sum(len(t.query_prefix(q)) for q in t.tokenize_queries(queries))
         vectors = self._think_chunk(queries) if self.think_now else self._fast_chunk(queries)
         self.seconds["think" if self.think_now else "fast"] += time.perf_counter() - started

@@ -127,8 +127,9 @@ def evaluate(config: EvalConfig) -> dict:
     if info.ignore_identical_ids:
         excluded = {q: excluded.get(q, set()) | {q} for q in queries}
     depth = config.hits + max(map(len, excluded.values()), default=0)  # still `hits` deep after exclusion
-    if retriever.query_options.get("grounding_index") == "auto":
-        retriever.query_options["grounding_index"] = str(_bm25_index(config, dataset))
+    if retriever.query_options.get("grounding_index") == "auto":  # this dataset's corpus (a copy: specs are reused)
+        retriever = replace(retriever, query_options={**retriever.query_options,
+                                                      "grounding_index": str(_bm25_index(config, dataset))})
     query_encoder = None if retriever.is_lucene else _timed(retriever.query_encoder())
     run = retrievers.search(retriever, index_dir, queries, k=depth, threads=config.threads,
                             query_encoder=query_encoder)

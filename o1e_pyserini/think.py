@@ -60,8 +60,10 @@ def read_part(path: Path) -> Iterator[dict]:
 
 
 def part_settings(args) -> str:
+    grounding = path_fingerprint(args.grounding_index) if args.grounding_index and Path(args.grounding_index).exists() \
+        else args.grounding_index  # a grounded prompt's thoughts depend on the index it retrieves from
     return fingerprint(model=model_fingerprint(args.model), topics=path_fingerprint(args.topics),
-                       settings=vars(sampling(args)), backend=args.backend)
+                       settings=vars(sampling(args)), backend=args.backend, grounding=grounding)
 
 
 def sampling(args) -> ThoughtSettings:
@@ -85,10 +87,11 @@ def make_backend(args, settings: ThoughtSettings):
 
         from .thinking import VLLMThoughts
 
-        template = Template(AutoTokenizer.from_pretrained(args.model), O1EConfig.load(Path(args.model)).template)
+        template = Template(AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code),
+                            O1EConfig.load(Path(args.model)).template)
         options = {name: _option_value(value) for name, _, value in (item.partition("=") for item in args.vllm_arg)}
         return VLLMThoughts(args.model, template, settings, tensor_parallel_size=args.tensor_parallel_size,
-                            dtype=args.dtype, **options), template
+                            dtype=args.dtype, trust_remote_code=args.trust_remote_code, **options), template
     from o1e_tevatron.modeling import O1EModel
 
     from .base import load_family_model
@@ -97,7 +100,7 @@ def make_backend(args, settings: ThoughtSettings):
     device = args.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # torchrun: one GPU per rank
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-    model = load_family_model(O1EModel, args.model, device, args.dtype, False, args.base_model)
+    model = load_family_model(O1EModel, args.model, device, args.dtype, False, args.base_model, args.trust_remote_code)
     return HFThoughts(model, settings), model.template
 
 
@@ -132,6 +135,14 @@ def run(args) -> Path:
     if not todo:
         return out
     backend, template = make_backend(args, sampling(args))
+    if template.config.grounding_passages:
+        if not args.grounding_index:
+            raise SystemExit(f"error: {args.model} thinks from {template.config.grounding_passages} BM25 passages per "
+                             "query: give --grounding-index (a Lucene index of the corpus)")
+        from .grounding import LuceneGrounder
+
+        template.grounder = LuceneGrounder(args.grounding_index, template.config.grounding_passages)
+        template.grounder.prefetch(texts)
     with open(out, "a", encoding="utf-8") as f:
         for start in range(0, len(todo), args.batch_size):
             batch = todo[start:start + args.batch_size]
@@ -195,6 +206,10 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--device", default="cpu")
     c.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
     c.add_argument("--base-model", default=None, help="where the base model of an adapter checkpoint lives now")
+    c.add_argument("--grounding-index", default=None,
+                   help="a Lucene index of the corpus (folder or prebuilt name), for checkpoints trained with grounding")
+    c.add_argument("--trust-remote-code", action="store_true",
+                   help="run code shipped in the model folder (some backbones need it); off by default")
     c.add_argument("--tensor-parallel-size", type=positive_int, default=1, help="vLLM")
     c.add_argument("--vllm-arg", action="append", default=[], metavar="NAME=VALUE", help="more vllm.LLM options")
     return p

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional
 
 from tevatron.arguments import DataArguments, DenseTrainingArguments, ModelArguments
@@ -56,6 +56,9 @@ class O1EModelArguments(ModelArguments):
         "help": "chat layout: show the query's top-K retrieved passages (the rows' 'grounding' field; at search "
                 "time BM25 from a Lucene index) in the prompt before the query; 0: none"})
     grounding_max_words: int = field(default=48, metadata={"help": "Words kept of each grounding passage"})
+    prompts_file: Optional[str] = field(default=None, metadata={
+        "help": "chat layout: a JSON object overriding the prompt (system / task / user_template / ...), the same "
+                "file as synthesis.generate --prompts_file, so that the student reads the teacher's prompt"})
     passage_prefix: str = field(default="", metadata={"help": "Text put before every passage"})
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights"})
     lora_r: Optional[int] = field(default=None, metadata={"help": "default: 32 (o1e), 16 (debater)"})
@@ -96,6 +99,16 @@ class O1EModelArguments(ModelArguments):
             check_flag("grounding_passages", self.grounding_passages, False,
                        "0 unless --template_layout chat (the passages go into the chat prompt)")
 
+    def chat_prompt(self) -> Optional[dict]:
+        """The chat layout's prompt: o1e's teacher prompt, with --prompts_file's overrides."""
+        if self.template_layout != "chat":
+            if self.prompts_file:
+                check_flag("prompts_file", self.prompts_file, False, "given with --template_layout chat only")
+            return None
+        from .synthesis.prompts import TeacherPrompt
+
+        return asdict(TeacherPrompt.from_file(self.prompts_file) if self.prompts_file else TeacherPrompt())
+
     def lora_settings(self) -> dict:
         """LoRA's r, alpha and dropout: the flags given, the family's defaults for the others."""
         given = (self.lora_r, self.lora_alpha, self.lora_dropout)
@@ -116,7 +129,7 @@ class O1EModelArguments(ModelArguments):
             layout=self.template_layout, query_max_len=data_args.q_max_len,
             thought_max_len=data_args.thought_max_len, passage_max_len=data_args.p_max_len,
             passage_prefix=self.passage_prefix, grounding_passages=self.grounding_passages,
-            grounding_max_words=self.grounding_max_words,
+            grounding_max_words=self.grounding_max_words, prompt=self.chat_prompt(),
         )
         return O1EConfig(pooling=self.pooling, normalize=self.normalize, temperature=self.temperature,
                          template=template)

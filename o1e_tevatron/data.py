@@ -4,7 +4,7 @@ Two row formats are read, and may be mixed:
   Tevatron   {query_id, query, positive_passages: [{docid, title, text}], negative_passages: [...], thought}
   authors'   {query, pos: [str], neg: [str], thought, pos_scores, neg_scores}
 Either may carry ``grounding``: the query's retrieved passages (strings or {title, text}, best first)
-that a chat-layout checkpoint with grounding shows in its prompt (``python -m o1e_pyserini.ground``).
+that a chat-layout checkpoint with grounding shows in its prompt (``python -m o1e_pyserini.grounding``).
 
 Local JSONL files are validated line by line once, up front, so a bad line fails before training
 starts with its file and line number; afterwards only byte offsets are kept in memory, so files far
@@ -222,7 +222,7 @@ class TrainDataset(Dataset):
             where = self.rows.where(i) if hasattr(self.rows, "where") else f"row {i}"
             if require_grounding and ex.grounding is None:
                 raise DataFormatError(f"{where}: row {ex.query_id!r} has no 'grounding' passages, which the chat "
-                                      "layout with --grounding_passages reads (python -m o1e_pyserini.ground adds them)")
+                                      "layout with --grounding_passages reads (python -m o1e_pyserini.grounding adds them)")
             if ex.thought is None:
                 if require_thought:
                     raise DataFormatError(f"{where}: row {ex.query_id!r} has no thought (--require_thought)")

@@ -178,6 +178,11 @@ class Template(TokenTemplate):
             tokenize=False, add_generation_prompt=True)
         if rendered.count(_QUERY_SLOT) != 1 or rendered.count(_PASSAGES_SLOT) != 1:
             raise ValueError("the prompt's user_template must hold {passages} and {query} once each for the chat layout")
+        answered = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "q"}, {"role": "assistant", "content": _QUERY_SLOT}], tokenize=False)
+        if f"{_QUERY_SLOT}{self.tokenizer.eos_token}" not in answered:
+            raise ValueError(f"the chat layout ends the thought with eos ({self.tokenizer.eos_token!r}), but this chat "
+                             "template closes an assistant turn with another token: not supported yet")
         return rendered
 
     # --- queries -------------------------------------------------------------------------------

@@ -128,6 +128,8 @@ def test_positive_is_drawn_from_all_positives(tmp_path):
     ("--lora_dropout", "1", r"--lora_dropout 1.0: must be in \[0, 1\)"),
     ("--thought_max_len", "0", r"--thought_max_len 0: must be an integer >= 1"),
     ("--gen_loss_chunk_size", "0", r"--gen_loss_chunk_size 0: must be an integer >= 1"),
+    ("--grounding_passages", "2", r"--grounding_passages 2: must be 0 unless --template_layout chat"),
+    ("--grounding_max_words", "0", r"--grounding_max_words 0: must be an integer >= 1"),
 ])
 def test_invalid_numeric_flags_fail_naming_the_flag(tmp_path, flag, value, message):
     write(tmp_path / "a.jsonl", [TEVATRON_ROW])
@@ -163,3 +165,16 @@ def test_grounding_passages_travel_with_the_row_and_are_required_when_asked(tmp_
     bad = write(tmp_path / "bad.jsonl", [dict(TEVATRON_ROW, grounding="not a list")])
     with pytest.raises(DataFormatError, match=r"bad.jsonl:1: 'grounding' must be a list"):
         dataset(bad, train_n_passages=1)
+
+
+def test_the_students_chat_prompt_takes_the_teachers_prompts_file(tmp_path):
+    write(tmp_path / "a.jsonl", [TEVATRON_ROW])
+    prompt = tmp_path / "prompt.json"
+    prompt.write_text(json.dumps({"task": "Write a passage that answers the claim."}))
+    argv = ["--model_name_or_path", "m", "--output_dir", str(tmp_path / "out"), "--train_dir", str(tmp_path),
+            "--template_layout", "chat", "--prompts_file", str(prompt), "--grounding_passages", "2"]
+    model_args, data_args, _ = parse_args(argv=argv)
+    template = model_args.o1e_config(data_args).template
+    assert template.prompt["task"] == "Write a passage that answers the claim." and template.grounding_passages == 2
+    with pytest.raises(ValueError, match="--prompts_file .*: must be given with --template_layout chat only"):
+        parse_args(argv=argv[:6] + ["--prompts_file", str(prompt)])[0].o1e_config(data_args)

@@ -172,6 +172,12 @@ def test_chat_layout_errors(tokenizer, tiny_llama_dir):
     add_special_tokens(plain)
     with pytest.raises(ValueError, match="chat template"):
         Template(plain, TemplateConfig(layout="chat"))
+    # the thought must end with the turn's own closing token, which the chat layout takes to be eos
+    other = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    other.chat_template = "{% for m in messages %}<s>{{ m['content'] }}<pad>{% endfor %}"
+    add_special_tokens(other)
+    with pytest.raises(ValueError, match="closes an assistant turn with another token"):
+        Template(other, TemplateConfig(layout="chat"))
     # the prompt is stored resolved, so later changes of o1e's default prompt leave a checkpoint alone
     config = TemplateConfig.from_dict(TemplateConfig(layout="chat", prompt={"task": "Explain."}).to_dict())
     assert config.prompt["task"] == "Explain." and config.prompt["system"].startswith("You are a helpful")

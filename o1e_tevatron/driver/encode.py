@@ -157,6 +157,10 @@ def main(argv=None) -> int:
         logger.info("%s %d (the checkpoint says %d)", name, value, getattr(t.config, name))
         setattr(t.config, name, value)
     if data_args.encode_is_qry:
+        if getattr(t.config, "grounding_passages", 0):
+            raise ValueError(f"{model_args.model_name_or_path} thinks from BM25 passages: encode its queries on the "
+                             "search side, which retrieves them (python -m o1e_pyserini.search.faiss "
+                             "--o1e-grounding-index, python -m o1e_pyserini.eval --grounding-index)")
         sequences = [t.plain_query(x) for x in t.tokenize_queries(texts)]
     else:
         sequences = [t.passage(x) for x in t.tokenize_batch(texts)]

@@ -69,10 +69,12 @@ def plot_losses(index: dict, root: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    seen = set()
     for arm, entry in index["arms"].items():
         log = root / entry["log"]
-        if not log.exists():
+        if not log.exists() or log in seen:  # arms that share a model share its log
             continue
+        seen.add(log)
         rows = read_losses(log)
         steps = range(1, len(rows) + 1)
         axes[0].plot(steps, [r.get("ctr_loss", r["loss"]) for r in rows], marker=".", label=arm)

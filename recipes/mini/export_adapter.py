@@ -22,7 +22,8 @@ SKIPPED = ("optimizer.pt", "scheduler.pt", "rng_state.pth", "trainer_state.json"
 def export(source: Path, target: Path) -> Path:
     if not (source / WEIGHTS).exists():
         raise SystemExit(f"error: {source} has no {WEIGHTS}: not an o1e LoRA checkpoint")
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent if target.parent.exists() else None))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))  # same filesystem: an atomic move
     for item in source.iterdir():
         if item.is_file() and item.name not in SKIPPED and item.name != WEIGHTS:
             shutil.copy2(item, staging / item.name)
@@ -33,7 +34,6 @@ def export(source: Path, target: Path) -> Path:
         item.chmod(0o644)
     if target.exists():
         shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staging, target)
     return target
 

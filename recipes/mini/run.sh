@@ -30,12 +30,15 @@ DEVICE=${DEVICE:-cpu}
 DTYPE=${DTYPE:-$( [[ $DEVICE != cpu ]] || grep -qwE "amx_bf16|avx512_bf16" /proc/cpuinfo && echo bfloat16 || echo float32)}
 MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
 TRAIN_QUERIES=${TRAIN_QUERIES:-809}        # SciFact train has 809 queries
-STEPS=${STEPS:-87}                         # one epoch of the 696 training rows at 8 queries a step
-SAVE_STEPS=${SAVE_STEPS:-29}               # checkpoints for the dev curve (a third of an epoch)
+STEPS=${STEPS:-29}                         # a third of an epoch of the 696 training rows (87 = one): the CPU budget
+SAVE_STEPS=${SAVE_STEPS:-29}               # checkpoints (a dev curve reads them)
 BATCH=${BATCH:-8}
 GROUP=${GROUP:-2}                          # passages per query: 1 positive + 1 BM25 negative (+ in-batch)
 LR=${LR:-2e-4}
-ARMS=${ARMS:-b-chat b-authors a}           # add c for DEBATER
+ARMS=${ARMS:-b-chat b-authors a}           # add b-chat-grounded (regenerates the teacher's thoughts) and c (DEBATER)
+G_K=${G_K:-3}                              # grounding: BM25 passages in the prompt, each cut to G_WORDS words
+G_WORDS=${G_WORDS:-48}
+DEV_TEACHER=${DEV_TEACHER:-1}              # dev: also (a) with the teacher's thoughts, plain and grounded
 P_LEN=${P_LEN:-128}
 Q_LEN=${Q_LEN:-32}
 T_LEN=${T_LEN:-64}                         # thought tokens (the teacher's max_tokens too)
@@ -64,7 +67,7 @@ if [[ ! -e $MINI/data/thoughts.jsonl.gz ]] && ! stamp mine; then  # the committe
 fi
 [[ $STOP_AFTER != mine ]] || exit 0
 
-echo "== 2/5 teacher thoughts: SmolLM2 behind transformers serve, the paper's prompt, k=3; committee vote"
+echo "== 2/5 teacher thoughts: SmolLM2 behind an OpenAI-compatible server, the paper's prompt, k=3; committee vote"
 teacher_up() {
   local path; path=$($PY -c "from o1e_tevatron.models import resolve_model_path as r; print(r('$MODEL'))")
   if [[ $TEACHER == serve ]]; then
@@ -109,32 +112,58 @@ open(sys.argv[2], "w", encoding="utf-8").writelines(rows)
 print(f"{len(rows)} training rows ({len(dev)} dev queries held out)")
 PY
 
+has_arm() { [[ " $ARMS " == *" $1 "* ]]; }
+if has_arm b-chat-grounded; then
+  echo "== grounded teacher thoughts: the top-$G_K BM25 passages in the teacher's prompt (and later the student's)"
+  if [[ ! -e $MINI/data/thoughts-grounded.jsonl.gz ]]; then
+    $PY -m o1e_pyserini.grounding --input "$WORK/train-rows.jsonl" --corpus "$DATA_DIR/scifact/corpus.jsonl" \
+      --output "$WORK/train-rows.grounding.jsonl" -k "$G_K"
+    [[ -e $WORK/candidates-grounded.jsonl || ! -e $MINI/data/candidates-grounded.jsonl.gz ]] || \
+      gunzip -c "$MINI/data/candidates-grounded.jsonl.gz" > "$WORK/candidates-grounded.jsonl"
+    [[ -n ${TEACHER_PID:-} ]] || teacher_up
+    timed generate-grounded $PY -m o1e_tevatron.synthesis.generate --input_path "$WORK/train-rows.grounding.jsonl" \
+      --output_path "$WORK/candidates-grounded.jsonl" --base_url "http://127.0.0.1:$PORT/v1" --model "$TEACHER_MODEL" \
+      --num_candidates 3 --num_examples 3 --example_max_chars 300 --max_tokens "$T_LEN" --temperature 0.7 --top_p 0.9 \
+      --grounding_passages "$G_K" --grounding_max_words "$G_WORDS" --concurrency 16 --request_timeout 600
+    gzip -c "$WORK/candidates-grounded.jsonl" > "$MINI/data/candidates-grounded.jsonl.gz"
+    timed vote-grounded $PY -m o1e_tevatron.synthesis.vote --input_path "$WORK/candidates-grounded.jsonl" \
+      --output_path "$WORK/train-rows-grounded.jsonl" --dense_models sentence-transformers/all-MiniLM-L6-v2 \
+      --voting soft | tee "$MINI/logs/vote-grounded.json"
+    gzip -c "$WORK/train-rows-grounded.jsonl" > "$MINI/data/thoughts-grounded.jsonl.gz"
+  fi
+  gunzip -c "$MINI/data/thoughts-grounded.jsonl.gz" > "$WORK/train-rows-grounded.jsonl"
+fi
+
 echo "== 3/5 training: ${ARMS}"
-arm_flags() {  # the one place an arm's training settings live (recipes/mini/dev/index.yaml describes them)
+arm_flags() {  # sets FLAGS: the one place an arm's training settings live (dev/index.yaml describes them)
   case $1 in
-    a) echo --gen_loss_weight 0 --plain_query_prob 1.0 ;;
-    b-authors) echo --gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout authors ;;
-    b-chat) echo --gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout chat ;;
-    c) echo --family debater ;;
+    a) FLAGS=(--gen_loss_weight 0 --plain_query_prob 1.0) ;;
+    b-authors) FLAGS=(--gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout authors) ;;
+    b-chat) FLAGS=(--gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout chat) ;;
+    b-chat-grounded) FLAGS=(--gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout chat
+                            --grounding_passages "$G_K" --grounding_max_words "$G_WORDS") ;;
+    c) FLAGS=(--family debater --debater_query_instruction
+              "Given a scientific claim, retrieve documents that support or refute the claim:") ;;
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
 model_of() { echo "$ADAPTERS/$1"; }  # the shipped adapter: what every later stage loads
 train() {
-  local arm=$1 flags
+  local arm=$1
   [[ -e $(model_of "$arm")/o1e_config.json ]] && return  # committed: trained here or in an earlier session
-  flags=$(arm_flags "$arm")
+  arm_flags "$arm"
   local resume=()
   local last; last=$( (ls -d "$WORK/model-$arm"/checkpoint-* 2>/dev/null || true) | sort -V | tail -1)
   [[ -z $last ]] || resume=(--resume_from_checkpoint "$last")  # a stopped run continues where it saved
-  # shellcheck disable=SC2086
-  timed "train-$arm" $PY -m o1e_tevatron.driver.train --model_name_or_path "$MODEL" --train_dir "$WORK/train-rows.jsonl" \
+  local rows=$WORK/train-rows.jsonl
+  [[ $arm != *grounded ]] || rows=$WORK/train-rows-grounded.jsonl
+  timed "train-$arm" $PY -m o1e_tevatron.driver.train --model_name_or_path "$MODEL" --train_dir "$rows" \
     --output_dir "$WORK/model-$arm" --report_to none --save_steps "$SAVE_STEPS" \
     --max_steps "$STEPS" --per_device_train_batch_size "$BATCH" --train_n_passages "$GROUP" \
     --q_max_len "$Q_LEN" --p_max_len "$P_LEN" --thought_max_len "$T_LEN" \
     --lora --lora_r 16 --lora_alpha 32 --learning_rate "$LR" --warmup_ratio 0.1 --temperature 0.02 \
     --seed 42 --data_seed 42 --logging_steps 1 --disable_tqdm true \
-    $([[ $DEVICE == cpu ]] && echo --use_cpu) $flags "${resume[@]}" 2>&1 | tee "$OUT/logs/train-$arm.log"
+    $([[ $DEVICE == cpu ]] && echo --use_cpu) "${FLAGS[@]}" "${resume[@]}" 2>&1 | tee "$OUT/logs/train-$arm.log"
   $PY "$MINI/export_adapter.py" "$WORK/model-$arm" "$(model_of "$arm")"
 }
 for arm in $ARMS; do train "$arm"; done
@@ -154,11 +183,24 @@ for arm in $ARMS; do
   case $arm in
     c) evaluate c "debater:$(model_of c)" ;;
     a) evaluate a-fast "o1e:$(model_of a)" --mode fast ;;
-    b-*) evaluate "$arm-fast" "o1e:$(model_of "$arm")" --mode fast
-         evaluate "$arm-think" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}"
-         evaluate "$arm-think-with-query" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}" --query-vector thoughts+query ;;
+    b-*) ground=()
+         [[ $arm != *grounded ]] || ground=(--grounding-index auto)
+         evaluate "$arm-fast" "o1e:$(model_of "$arm")" --mode fast "${ground[@]}"
+         evaluate "$arm-think" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}" "${ground[@]}"
+         evaluate "$arm-think-with-query" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}" \
+           --query-vector thoughts+query "${ground[@]}" ;;
   esac
 done
+if has_arm a && [[ $DEV_TEACHER == 1 ]]; then  # Table 4's separate generator: the teacher's thoughts fed to (a)
+  for grounded in "" "-grounded"; do
+    compgen -G "$OUT/a-teacher$grounded/${DEV//\//__}/*.metrics.json" > /dev/null && continue
+    [[ -n ${TEACHER_PID:-} ]] || teacher_up
+    extra=()
+    [[ -z $grounded ]] || extra=(--grounding-index auto --grounding-passages "$G_K")
+    evaluate "a-teacher$grounded" "o1e:$(model_of a)" --mode think "${THINK[@]}" --no-thought-cache \
+      --thought-server "http://127.0.0.1:$PORT/v1" --thought-model "$TEACHER_MODEL" "${extra[@]}"
+  done
+fi
 [[ $STOP_AFTER != dev ]] || exit 0
 
 echo "== 5/5 paired t-tests on $DEV"
@@ -169,6 +211,8 @@ ttest() {  # A B: writes $OUT/ttest.A-vs-B.json when both runs are there
   $PY -m o1e_pyserini.eval ttest --dataset "$DEV" --data-dir "$DATA_DIR" --run-a "$a" --run-b "$b" \
     --output "$OUT/ttest.$1-vs-$2.json"
 }
+ttest a-fast a-teacher
+ttest a-fast a-teacher-grounded
 for arm in $ARMS; do
   [[ $arm == b-* ]] || continue
   for mode in think think-with-query; do
@@ -178,4 +222,5 @@ for arm in $ARMS; do
   ttest a-fast "$arm-fast"
 done
 ttest b-authors-think b-chat-think
-echo "done: dev results in $OUT, adapters in $ADAPTERS; report: $PY $MINI/report.py"
+ttest b-chat-think b-chat-grounded-think
+echo "done: dev results in $OUT, adapters in $ADAPTERS; report: $PY $MINI/dev_report.py"

@@ -118,3 +118,16 @@ def test_identical_ids_are_ignored_only_where_beir_does():
     assert datasets.dataset_info("beir/arguana").ignore_identical_ids
     assert datasets.dataset_info("beir/quora/test").ignore_identical_ids
     assert not datasets.dataset_info("beir/scifact/test").ignore_identical_ids  # numeric ids on both sides
+
+
+def test_scifact_dev_is_a_fixed_held_out_slice_of_scifact_train(shared_data):
+    """o1e/scifact/dev: the committed 100 train queries with their train judgments, nothing else."""
+    ids = datasets.scifact_dev_query_ids()
+    assert len(ids) == 100
+    dev = datasets.load(datasets.SCIFACT_DEV_ID, shared_data)
+    train = datasets.load("beir/scifact/train", shared_data)
+    assert {q.query_id for q in dev.queries_iter()} == ids
+    judged = {(q.query_id, q.doc_id) for q in train.qrels_iter() if q.query_id in ids}
+    assert {(q.query_id, q.doc_id) for q in dev.qrels_iter()} == judged and len(judged) >= 100
+    assert ids <= {q.query_id for q in train.queries_iter()}
+    assert ir_datasets.load(datasets.SCIFACT_DEV_ID) is dev

@@ -49,7 +49,7 @@ def test_chat_checkpoint_round_trips_its_layout(chat_checkpoint):
     assert saved["prompt"]["task"].startswith("Think about a plausible response")
     model = O1EModel.load(chat_checkpoint)
     assert model.template.config == TemplateConfig.from_dict(saved)
-    assert model.template.config.layout == "chat" and model.template._chat_parts[0]
+    assert model.template.config.layout == "chat" and model.template.chat_prompt
 
 
 def test_grounder_returns_lucene_searchers_top_passages(demo_lucene):
