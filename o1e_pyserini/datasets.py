@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import ir_datasets
-from ir_datasets.datasets.base import Dataset, FilteredQueries
+from ir_datasets.datasets.base import Dataset, FilteredQrels, FilteredQueries
 from ir_datasets.datasets.beir import BeirQrels, BeirQueries, BeirTitleDoc
 from ir_datasets.formats import BaseDocs, GenericQuery, TrecQrels, TsvQueries
 from ir_datasets.util import GzipExtract, LocalDownload
@@ -167,17 +167,6 @@ def scifact_dev_query_ids() -> set[str]:
     return {line.strip() for line in lines if line.strip() and not line.startswith("#")}
 
 
-class _SubsetQrels(BeirQrels):
-    def __init__(self, qrels: BeirQrels, query_ids: set[str]):
-        self._qrels, self._query_ids = qrels, query_ids
-
-    def qrels_iter(self):
-        return (q for q in self._qrels.qrels_iter() if q.query_id in self._query_ids)
-
-    def qrels_defs(self):
-        return self._qrels.qrels_defs()
-
-
 def register_beir_folder(dataset_id: str, folder: Path | str, split: str = "test",
                          query_ids: set[str] | None = None) -> Dataset:
     """Register a BEIR-format folder; queries are those judged in ``qrels/<split>.tsv`` (BEIR), or
@@ -189,7 +178,7 @@ def register_beir_folder(dataset_id: str, folder: Path | str, split: str = "test
         raise DatasetUnavailableError(f"{folder} is not a BEIR folder for split {split!r}: missing {missing}")
     qrels = BeirQrels(_local(paths[f"qrels/{split}.tsv"]), {})
     if query_ids is not None:
-        qrels = _SubsetQrels(qrels, query_ids)
+        qrels = FilteredQrels(qrels, lambda: query_ids)
     queries = FilteredQueries(BeirQueries(dataset_id, _local(paths["queries.jsonl"]), GenericQuery),
                               _qrels_query_ids(qrels))
     return _register(dataset_id, Dataset(JsonlDocs(paths["corpus.jsonl"]), queries, qrels))
@@ -305,6 +294,11 @@ def load(dataset_id: str, data_dir: Path | str | None = None, topics_dir: Path |
             if root and (root / "topics" / info.topics).exists() and (root / "qrels" / info.qrels).exists():
                 return register_trec_files(dataset_id, root / "topics" / info.topics,
                                            root / "qrels" / info.qrels, corpus)
+    if dataset_id == SCIFACT_DEV_ID:  # no local SciFact: the same slice of ir_datasets' SciFact train
+        train = ir_datasets.load("beir/scifact/train")
+        return _register(dataset_id, Dataset(train.docs_handler(),
+                                             FilteredQueries(train.queries_handler(), scifact_dev_query_ids),
+                                             FilteredQrels(train.qrels_handler(), scifact_dev_query_ids)))
     if dataset_id not in ir_datasets.registry and (info.ir_datasets_id or dataset_id) not in ir_datasets.registry:
         raise DatasetUnavailableError(where_to_put(dataset_id, data_dir, topics_dir))
     dataset = ir_datasets.load(info.ir_datasets_id or dataset_id)

@@ -191,9 +191,10 @@ class HFThoughts(ThoughtBackend):
         return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.cache, plain
 
     def _split(self, generated: torch.Tensor):
-        """Mask of the real generated tokens (up to and including the first eos) and the thoughts."""
-        is_eos = generated == self.template.eos_id
-        real = (is_eos.long().cumsum(1) - is_eos.long()) == 0
+        """Mask of the real generated tokens (up to the first eos, which counts unless ``<emb>`` takes its
+        place) and the thoughts."""
+        is_eos = (generated == self.template.eos_id).long()
+        real = ((is_eos.cumsum(1) - is_eos) if self.template.thought_keeps_eos else is_eos.cumsum(1)) == 0
         rows = [row[:n] for row, n in zip(generated.tolist(), real.sum(1).tolist())]
         k = self.settings.num_thoughts
         thoughts = [self.template.strip_thought(r) for r in rows]

@@ -5,7 +5,7 @@ from typing import Sequence
 
 import torch
 
-from .template import IGNORE_INDEX, Template, generation_labels
+from .template import IGNORE_INDEX, Template
 
 
 def pad(sequences: Sequence[Sequence[int]], pad_value: int, side: str, multiple_of: int | None = None):
@@ -48,7 +48,7 @@ class O1ECollator:
                 labels.append([IGNORE_INDEX] * len(seq))
             else:
                 seq, start, end = t.thought_query(q, next(thought_ids))
-                labels.append(generation_labels(seq, start, end))
+                labels.append(t.generation_labels(seq, start, end))
             sequences.append(seq)
         ids, mask = pad(sequences, t.pad_id, self.padding_side, self.pad_to_multiple_of)
         label_ids, _ = pad(labels, IGNORE_INDEX, self.padding_side, self.pad_to_multiple_of)

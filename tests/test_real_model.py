@@ -72,7 +72,7 @@ def test_chat_layout_speaks_smollm2s_own_chat_template(smollm2_dir):
         prompt = t.query_prefix(t.tokenize_queries([query], passages=[passages])[0])
         assert prompt == tokenizer(rendered, add_special_tokens=False).input_ids
     assert tokenizer.convert_ids_to_tokens(t.eos_id) == "<|im_end|>"
-    assert t.plain_suffix == [t.eos_id, t.emb_id]
+    assert t.plain_suffix == [t.emb_id] and t.thought_query(prompt, [42])[0][-2:] == [42, t.emb_id]
 
 
 def test_fused_think_and_embed_equals_reencoding_on_the_real_model(smollm2_dir, tmp_path):

@@ -118,14 +118,14 @@ CHAT_QUERY, CHAT_THOUGHT = "cancer risk of smokers", "cells mutate"
 
 def chat_reference(tokenizer, query, passages=(), thought=None):
     """The literal layout: the teacher's messages through the tokenizer's own chat template, tokenized
-    whole; then the thought (or nothing, fast mode), the end of turn and <emb>."""
+    whole; then the thought (or nothing, fast mode) and <emb> in place of the end of turn."""
     from o1e_tevatron.synthesis.prompts import TeacherPrompt
 
     rendered = tokenizer.apply_chat_template(TeacherPrompt().chat_messages(query, (), passages), tokenize=False,
                                              add_generation_prompt=True)
     prompt = tokenizer(rendered, add_special_tokens=False)["input_ids"]
     thought_ids = tokenizer(thought, add_special_tokens=False)["input_ids"] if thought else []
-    return prompt, prompt + thought_ids + [tokenizer.eos_token_id, tokenizer.convert_tokens_to_ids(EMB_TOKEN)]
+    return prompt, prompt + thought_ids + [tokenizer.convert_tokens_to_ids(EMB_TOKEN)]
 
 
 def test_chat_layout_is_the_chat_template_around_the_teachers_prompt(tokenizer):
@@ -135,9 +135,12 @@ def test_chat_layout_is_the_chat_template_around_the_teachers_prompt(tokenizer):
     assert t.query_prefix(q) == prompt
     ids, start, end = t.thought_query(q, t.tokenize(CHAT_THOUGHT))
     assert ids == expected
-    assert ids[start:end] == t.tokenize(CHAT_THOUGHT) + [t.eos_id]  # the generation loss: thought + end of turn
-    assert t.plain_query(q) == chat_reference(tokenizer, CHAT_QUERY)[1]  # fast: an empty assistant turn
-    assert t.plain_suffix == [t.eos_id, t.emb_id]
+    # the generation loss: the thought, then the end of turn, which <emb> stands in for
+    labels = t.generation_labels(ids, start, end)
+    assert [x for x in labels if x != IGNORE_INDEX] == t.tokenize(CHAT_THOUGHT) + [t.eos_id]
+    assert labels[-1] == t.eos_id and ids[-1] == t.emb_id and t.eos_id not in ids[start:]
+    assert t.plain_query(q) == chat_reference(tokenizer, CHAT_QUERY)[1]  # fast: an empty turn closed by <emb>
+    assert t.plain_suffix == [t.emb_id] and t.close_thought([5, t.eos_id]) == [t.emb_id] and not t.thought_keeps_eos
     assert t.query_id not in ids and t.thought_id not in ids  # no untrained markers in the chat layout
 
 
@@ -188,6 +191,8 @@ def test_collator_feeds_training_rows_grounding_to_the_chat_layout(tokenizer):
     collator = O1ECollator(t, "left")
     features = [{"query": CHAT_QUERY, "thought": CHAT_THOUGHT, "passages": ["p"], "teacher_scores": None,
                  "grounding": ["smoking damages dna badly"]}]
-    ids = collator(features)["query_input_ids"]
+    batch = collator(features)
     expected = chat_reference(tokenizer, CHAT_QUERY, ["smoking damages"], CHAT_THOUGHT)[1]
-    assert ids[0].tolist() == expected
+    assert batch["query_input_ids"][0].tolist() == expected
+    labels = [x for x in batch["gen_labels"][0].tolist() if x != IGNORE_INDEX]
+    assert labels == t.tokenize(CHAT_THOUGHT) + [t.eos_id]  # <emb>'s label is the end of turn

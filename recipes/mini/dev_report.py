@@ -40,6 +40,13 @@ def versus(index_path: Path, a: str, b: str) -> str:
             f"{sum(d > 0 for d in deltas)}/{sum(d < 0 for d in deltas)}")
 
 
+def generated(cost: dict) -> str:
+    """Tokens generated per query; a run whose thoughts all came from the thought cache generated none."""
+    if cost.get("queries_from_thought_cache") and not cost["generated_tokens_per_query"]:
+        return "0 (thoughts from the cache)"
+    return f"{cost['generated_tokens_per_query']:.1f}"
+
+
 def table(index_path: Path, index: dict) -> str:
     dataset = index["dataset"]
     baseline = index["arms"]["a"]["results"]["fast"] if "a" in index["arms"] else None
@@ -58,7 +65,7 @@ def table(index_path: Path, index: dict) -> str:
             against_a = versus(index_path, baseline, name) if baseline and name != baseline else "—"
             seconds = 1 / cost["query_encoding_qps"] if cost.get("query_encoding_qps") else None
             lines.append(f"| {entry['label']} | {mode} | {record['metrics'][METRIC]:.4f} | {own} | {against_a} | "
-                         f"{cost['generated_tokens_per_query']:.1f} | {cost.get('prompt_tokens_per_query') or '—'} | "
+                         f"{generated(cost)} | {cost.get('prompt_tokens_per_query') or '—'} | "
                          + (f"{seconds:.3f} |" if seconds else "— |"))
     return "\n".join(lines)
 

@@ -148,10 +148,22 @@ arm_flags() {  # sets FLAGS: the one place an arm's training settings live (dev/
   esac
 }
 model_of() { echo "$ADAPTERS/$1"; }  # the shipped adapter: what every later stage loads
+recipe_of() {  # what an arm is trained with (after arm_flags): another recipe retrains it
+  echo "model=$MODEL steps=$STEPS batch=$BATCH group=$GROUP lr=$LR q=$Q_LEN p=$P_LEN t=$T_LEN flags=${FLAGS[*]}"
+}
+RECIPE=o1e-mini-recipe.txt
 train() {
   local arm=$1
-  [[ -e $(model_of "$arm")/o1e_config.json ]] && return  # committed: trained here or in an earlier session
   arm_flags "$arm"
+  if [[ -e $(model_of "$arm")/o1e_config.json ]]; then  # committed: trained here or in an earlier session
+    [[ $(cat "$(model_of "$arm")/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] && return
+    echo "$arm: the shipped adapter was trained with another recipe: training it again, its dev results dropped"
+    rm -rf "$(model_of "$arm")" "$OUT/$arm"-fast "$OUT/$arm"-think "$OUT/$arm"-think-with-query
+    [[ $arm != a ]] || rm -rf "$OUT"/a-teacher "$OUT"/a-teacher-grounded
+  fi
+  [[ $(cat "$WORK/model-$arm/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] || rm -rf "$WORK/model-$arm"
+  mkdir -p "$WORK/model-$arm"
+  recipe_of > "$WORK/model-$arm/$RECIPE"
   local resume=()
   local last; last=$( (ls -d "$WORK/model-$arm"/checkpoint-* 2>/dev/null || true) | sort -V | tail -1)
   [[ -z $last ]] || resume=(--resume_from_checkpoint "$last")  # a stopped run continues where it saved
@@ -164,7 +176,7 @@ train() {
     --lora --lora_r 16 --lora_alpha 32 --learning_rate "$LR" --warmup_ratio 0.1 --temperature 0.02 \
     --seed 42 --data_seed 42 --logging_steps 1 --disable_tqdm true \
     $([[ $DEVICE == cpu ]] && echo --use_cpu) "${FLAGS[@]}" "${resume[@]}" 2>&1 | tee "$OUT/logs/train-$arm.log"
-  $PY "$MINI/export_adapter.py" "$WORK/model-$arm" "$(model_of "$arm")"
+  $PY "$MINI/export_adapter.py" "$WORK/model-$arm" "$(model_of "$arm")"  # carries $RECIPE along
 }
 for arm in $ARMS; do train "$arm"; done
 [[ $STOP_AFTER != train ]] || exit 0
