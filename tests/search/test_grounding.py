@@ -72,10 +72,10 @@ def test_grounded_fused_think_equals_reencoding_and_the_prompt_holds_the_passage
         assert f"[{rank}] {cut_words(text, WORDS)}" in prompt
     assert prompt.rstrip().endswith("assistant") and QUERIES[0] in prompt
 
-    settings = ThoughtSettings(num_thoughts=2, temperature=1.0, max_new_tokens=6, seed=3)
-    thoughts, fused = HFThoughts(model, settings, sequence_bias={(t.eos_id,): 2.0}).think_and_embed(QUERIES)
+    settings = ThoughtSettings(num_thoughts=3, temperature=1.0, max_new_tokens=8, seed=3)
+    thoughts, fused = HFThoughts(model, settings, sequence_bias={(t.eos_id,): 4.0}).think_and_embed(QUERIES)
     lengths = {len(th) for ths in thoughts for th in ths}
-    assert len(lengths) >= 2 and min(lengths) < 6, f"want thoughts that stop early (a masked </s>), got {lengths}"
+    assert len(lengths) >= 2 and min(lengths) < 8, f"want thoughts that stop early (a masked </s>), got {lengths}"
     sequences = [t.thought_query(q, th)[0] for q, ths in zip(t.tokenize_queries(QUERIES), thoughts) for th in ths]
     reencoded = torch.from_numpy(encode_sequences(model, sequences, batch_size=4))
     torch.testing.assert_close(fused.reshape(len(sequences), -1), reencoded, atol=1e-5, rtol=0)
