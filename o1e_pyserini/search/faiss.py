@@ -374,6 +374,11 @@ def main(argv: list[str] | None = None) -> list:
 def search(argv: list[str] | None, scratch: str) -> list:
     """:func:`main`, with ``scratch`` for the files it passes on to Pyserini in place of the user's."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(argv):  # o1e's own flags first, then Pyserini's help
+        parser = o1e_parser()
+        parser.prog, parser.usage = "python -m o1e_pyserini.search.faiss", "%(prog)s [Pyserini's flags] [o1e's flags]"
+        parser.print_help()
+        print("\nPyserini's flags (pyserini.search.faiss):")
     opts, rest = o1e_parser().parse_known_args(argv)
     rest, keys = registry_keys(rest)
     inputs, _ = pyserini_inputs_parser().parse_known_args(rest)

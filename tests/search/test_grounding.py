@@ -131,3 +131,9 @@ def test_search_cli_grounds_a_chat_checkpoint(cli, encoded_corpus, chat_checkpoi
     assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("o1e: error: this checkpoint thinks")
     cli("o1e_pyserini.search.faiss", *common, "--output", tmp_path / "run.txt", "--o1e-grounding-index", demo_lucene)
     assert len((tmp_path / "run.txt").read_text().splitlines()) == 5 * 8
+
+
+def test_search_cli_help_lists_o1e_flags_then_pyserinis(cli):
+    out = cli("o1e_pyserini.search.faiss", "--help").stdout
+    assert "--o1e-grounding-index" in out and "--o1e-mode" in out and "--topics" in out
+    assert out.index("--o1e-grounding-index") < out.index("Pyserini's flags (pyserini.search.faiss):")
