@@ -1,6 +1,6 @@
 """The miniature's dev report, driven by recipes/mini/dev/index.yaml: every arm and mode on o1e/scifact/dev
 with paired t-tests against the arm's own fast mode and against (a), the cost columns, the training
-losses (PNG) and a few thoughts per thinking arm.
+losses and the dev curves (PNG) and a few thoughts per thinking arm.
 
     .venv/bin/python recipes/mini/dev_report.py [--index recipes/mini/dev/index.yaml] [--out docs/results/mini]
 """
@@ -31,7 +31,10 @@ def record_of(index_path: Path, name: str, dataset: str) -> dict | None:
 
 def versus(index_path: Path, a: str, b: str) -> str:
     """Δ, p and wins/losses of run.sh's paired t-test (``eval ttest``) of b against a, if it ran."""
-    path = index_path.parent / f"ttest.{a}-vs-{b}.json"
+    first, second = Path(a), Path(b)  # runs in one folder (dev/ or dev/history/...) have their t-tests there
+    path = index_path.parent / first.parent / f"ttest.{first.name}-vs-{second.name}.json"
+    if first.parent != second.parent:
+        return "—"
     if not path.exists():
         return "—"
     test = json.loads(path.read_text())
@@ -50,21 +53,22 @@ def generated(cost: dict) -> str:
 def table(index_path: Path, index: dict) -> str:
     dataset = index["dataset"]
     baseline = index["arms"]["a"]["results"]["fast"] if "a" in index["arms"] else None
-    lines = [f"| arm | mode | {METRIC} | vs its fast: Δ, p, wins/losses | vs (a): Δ, p, wins/losses | "
+    lines = [f"| arm | steps | mode | {METRIC} | vs its fast: Δ, p, wins/losses | vs (a): Δ, p, wins/losses | "
              "generated tokens/query | prompt tokens/query | query encoding s/query |",
-             "|---|---|---:|---|---|---:|---:|---:|"]
+             "|---|---:|---|---:|---|---|---:|---:|---:|"]
     for arm, entry in index["arms"].items():
         fast = entry["results"].get("fast")
+        steps = entry.get("steps", "—")
         for mode, name in entry["results"].items():
             record = record_of(index_path, name, dataset)
             if record is None:
-                lines.append(f"| {entry['label']} | {mode} | (not run yet) | | | | | |")
+                lines.append(f"| {entry['label']} | {steps} | {mode} | (not run yet) | | | | | |")
                 continue
             cost = record["cost"]
             own = versus(index_path, fast, name) if fast and name != fast else "—"
             against_a = versus(index_path, baseline, name) if baseline and name != baseline else "—"
             seconds = 1 / cost["query_encoding_qps"] if cost.get("query_encoding_qps") else None
-            lines.append(f"| {entry['label']} | {mode} | {record['metrics'][METRIC]:.4f} | {own} | {against_a} | "
+            lines.append(f"| {entry['label']} | {steps} | {mode} | {record['metrics'][METRIC]:.4f} | {own} | {against_a} | "
                          f"{generated(cost)} | {cost.get('prompt_tokens_per_query') or '—'} | "
                          + (f"{seconds:.3f} |" if seconds else "— |"))
     return "\n".join(lines)
@@ -96,6 +100,42 @@ def plot_losses(index: dict, root: Path, out: Path) -> None:
     fig.savefig(out / "dev-loss.png", dpi=110)
 
 
+def curve(index_path: Path, index: dict, out: Path) -> str:
+    """Fast-mode dev nDCG@10 at each saved checkpoint (run.sh's ``curve/<arm>-step<N>``, the last point being
+    the shipped adapter's ``<arm>-fast``): a table and ``dev-curve.png``; empty when no curve ran."""
+    dataset, points = index["dataset"], {}
+    for path in sorted((index_path.parent / "curve").glob("*-step*")):
+        arm, step = path.name.rsplit("-step", 1)
+        record = record_of(index_path, f"curve/{path.name}", dataset)
+        if record and arm in index["arms"]:
+            points.setdefault(arm, {})[int(step)] = record["metrics"][METRIC]
+    if not points:
+        return ""
+    for arm in points:  # the final point: the shipped adapter, after the recipe's last step
+        record = record_of(index_path, index["arms"][arm]["results"]["fast"], dataset)
+        steps = index["arms"][arm].get("steps")
+        if record and steps:
+            points[arm][int(steps)] = record["metrics"][METRIC]
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    lines = ["| arm | " + " | ".join(f"step {s}" for s in sorted({s for p in points.values() for s in p})) + " |"]
+    lines.append("|---|" + "---:|" * (lines[0].count("|") - 2))
+    all_steps = sorted({s for p in points.values() for s in p})
+    for arm, by_step in points.items():
+        ax.plot(sorted(by_step), [by_step[s] for s in sorted(by_step)], marker="o", label=arm)
+        lines.append(f"| {index['arms'][arm]['label']} | " +
+                     " | ".join(f"{by_step[s]:.4f}" if s in by_step else "—" for s in all_steps) + " |")
+    ax.set(title=f"fast-mode {METRIC} on {dataset}", xlabel="training step")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out / "dev-curve.png", dpi=110)
+    return "Dev curve (fast mode):\n\n" + "\n".join(lines)
+
+
 def thoughts(index_path: Path, index: dict, count: int = 2) -> str:
     blocks = []
     for arm, entry in index["arms"].items():
@@ -123,8 +163,8 @@ def main(argv=None) -> str:
     root = args.index.resolve().parents[3]
     args.out.mkdir(parents=True, exist_ok=True)
     plot_losses(index, root, args.out)
-    report = "\n\n".join([f"{index['dataset']}: {index['shared']}", table(args.index, index),
-                          thoughts(args.index, index)])
+    report = "\n\n".join(part for part in [f"{index['dataset']}: {index['shared']}", table(args.index, index),
+                                          curve(args.index, index, args.out), thoughts(args.index, index)] if part)
     (args.out / "dev.md").write_text(report + "\n")
     print(report)
     return report

@@ -15,7 +15,8 @@
 #              (LoRA + token rows in bfloat16): (a) contrastive only; (b-authors) O1E joint in the authors'
 #              layout; (b-chat) O1E joint in the chat layout; (c) DEBATER
 #   4 dev      every arm on o1e/scifact/dev: fast; the (b) arms also think (k=3), and with the query in the mean
-#   5 ttests   on dev: each (b) arm's think against its fast and against (a)
+#   5 ttests   on dev: each (b) arm's think against its fast and against (a); then the dev curves (fast mode
+#              at every saved checkpoint: SAVE_STEPS)
 # Small artifacts (mined rows, candidates, voted thoughts, logs, metrics, runs cut to 100 hits, adapters)
 # are committed under recipes/mini/; full checkpoints and indexes go to $WORK and the cache.
 set -euo pipefail
@@ -158,7 +159,7 @@ train() {
   if [[ -e $(model_of "$arm")/o1e_config.json ]]; then  # committed: trained here or in an earlier session
     [[ $(cat "$(model_of "$arm")/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] && return
     echo "$arm: the shipped adapter was trained with another recipe: training it again, its dev results dropped"
-    rm -rf "$(model_of "$arm")" "$OUT/$arm"-fast "$OUT/$arm"-think "$OUT/$arm"-think-with-query
+    rm -rf "$(model_of "$arm")" "$OUT/$arm"-fast "$OUT/$arm"-think "$OUT/$arm"-think-with-query "$OUT/curve/$arm"-step*
     [[ $arm != a ]] || rm -rf "$OUT"/a-teacher "$OUT"/a-teacher-grounded
   fi
   [[ $(cat "$WORK/model-$arm/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] || rm -rf "$WORK/model-$arm"
@@ -225,8 +226,9 @@ ttest() {  # A B: writes $OUT/ttest.A-vs-B.json when both runs are there
 }
 ttest a-fast a-teacher
 ttest a-fast a-teacher-grounded
-for arm in $ARMS; do
-  [[ $arm == b-* ]] || continue
+for fast in "$OUT"/b-*-fast; do  # every (b) arm with results, not only $ARMS: a retrained (a) is compared afresh
+  [[ -d $fast ]] || continue
+  arm=${fast##*/}; arm=${arm%-fast}
   for mode in think think-with-query; do
     ttest "$arm-fast" "$arm-$mode"
     ttest a-fast "$arm-$mode"
@@ -235,4 +237,17 @@ for arm in $ARMS; do
 done
 ttest b-authors-think b-chat-think
 ttest b-chat-think b-chat-grounded-think
+
+echo "== dev curves: fast-mode dev nDCG@10 of each arm's saved checkpoints (every $SAVE_STEPS steps)"
+for arm in $ARMS; do  # the last checkpoint is the shipped adapter (its <arm>-fast above); a curve point's metrics
+  # are committed under curve/<arm>-step<N>; the checkpoints themselves stay in $WORK (a fresh clone skips them)
+  ground=()
+  [[ $arm != *grounded ]] || ground=(--grounding-index auto)
+  for ckpt in $( (ls -d "$WORK/model-$arm"/checkpoint-* 2>/dev/null || true) | sort -V | head -n -1); do
+    point=curve/$arm-step${ckpt##*-}
+    compgen -G "$OUT/$point/${DEV//\//__}/*.metrics.json" > /dev/null && continue
+    $PY "$MINI/export_adapter.py" "$ckpt" "$WORK/$point"
+    evaluate "$point" "o1e:$WORK/$point" --mode fast "${ground[@]}"
+  done
+done
 echo "done: dev results in $OUT, adapters in $ADAPTERS; report: $PY $MINI/dev_report.py"

@@ -15,7 +15,7 @@ OUT=${OUT:-runs/quickstart}
 mkdir -p "$OUT"
 
 MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
-ARM=${ARM:-b-chat}                  # the shipped adapter (recipes/mini/dev/index.yaml)
+ARM=${ARM:-b-chat-grounded}         # the shipped adapter picked on dev (recipes/mini/dev/index.yaml, docs/RESULTS.md)
 TRAIN=${TRAIN:-0}
 [[ $MODEL != tiny ]] || TRAIN=1
 if [[ $MODEL == tiny ]]; then
@@ -41,8 +41,12 @@ if [[ $TRAIN == 1 ]]; then
 else
   CKPT=recipes/mini/adapters/$ARM
   echo "== 2/5 the shipped adapter $CKPT (SmolLM2 + LoRA, trained by recipes/mini/run.sh on SciFact train)"
-  [[ -e $CKPT/o1e_config.json ]] || { echo "no adapter at $CKPT (ARM=b-chat, b-authors or a)"; exit 1; }
+  [[ -e $CKPT/o1e_config.json ]] || { echo "no adapter at $CKPT (ARM=b-chat-grounded, b-chat, b-authors or a)"; exit 1; }
   P_LEN=128 T_LEN=64  # as it was trained
+fi
+GROUND=()
+if [[ $CKPT == *grounded ]]; then  # it thinks from the query's top-3 BM25 passages: a Lucene index of the corpus
+  GROUND=(--o1e-grounding-index "$($PY -c "from pathlib import Path; from o1e_pyserini.mine import corpus_index; print(corpus_index(Path('$DEMO/corpus.jsonl')))" | tail -1)")
 fi
 
 echo "== 3/5 corpus encoding into a Pyserini faiss index"
@@ -54,7 +58,7 @@ echo "== 4/5 search through Pyserini's CLI: think mode (k=3 thoughts per query) 
 for mode in think fast; do
   $PY -m o1e_pyserini.search.faiss --index "$OUT/index" --topics "$DEMO/topics.tsv" --encoder "$CKPT" \
     --device cpu --batch-size 16 --hits 100 --output "$OUT/run.$mode.trec" \
-    --o1e-mode "$mode" --o1e-num-thoughts 3 --o1e-max-thought-tokens "$T_LEN" --o1e-temperature $THINK_T --o1e-seed 0 --o1e-save-queries "$OUT/queries.$mode"
+    --o1e-mode "$mode" --o1e-num-thoughts 3 --o1e-max-thought-tokens "$T_LEN" --o1e-temperature $THINK_T --o1e-seed 0 --o1e-save-queries "$OUT/queries.$mode" "${GROUND[@]}"
 done
 
 echo "== 5/5 scores (a = fast, b = think)"
