@@ -11,14 +11,15 @@ import numpy as np
 from pyserini.encode import DocumentEncoder
 
 from o1e_tevatron.checkpoint import load_model
+from o1e_tevatron.core.errors import CheckpointError, InputError
 from o1e_tevatron.inference import encode_sequences
 from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
 
 
-class O1EInputError(ValueError):
-    """Input that o1e refuses (an empty query, an inconsistent index), with what and where."""
+#: The search side's name for o1e's one input error (``core.errors.InputError``)
+O1EInputError = InputError
 
 
 def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
@@ -41,7 +42,7 @@ def load_family_model(family, path: str, device: str, dtype: str, fp16: bool,
         model = load_model(path, family, dtype="float32" if adapter else dtype, device=None if adapter else device,
                            base_model_name_or_path=base_model_name_or_path, trust_remote_code=trust_remote_code)
     except ValueError as e:
-        raise O1EInputError(str(e)) from None
+        raise CheckpointError(str(e)) from None
     if adapter:
         model.lm = model.lm.merge_and_unload()
         with torch.no_grad():

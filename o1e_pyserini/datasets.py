@@ -24,10 +24,10 @@ from typing import Callable, Iterator
 
 import ir_datasets
 from ir_datasets.datasets.base import Dataset, FilteredQrels, FilteredQueries
-from ir_datasets.datasets.beir import BeirQrels, BeirQueries, BeirTitleDoc
-from ir_datasets.formats import BaseDocs, GenericQuery, TrecQrels, TsvQueries
-from ir_datasets.util import GzipExtract, LocalDownload
+from ir_datasets.datasets.beir import BeirTitleDoc
+from ir_datasets.formats import BaseDocs, BaseQrels, BaseQueries, GenericQuery, TrecQrel
 
+from o1e_tevatron.core import readers
 from o1e_tevatron.core.fingerprint import O1E_CACHE  # noqa: F401  (one cache root for both sides)
 
 PYSERINI_TOPICS_DIR = Path.home() / ".cache" / "pyserini" / "topics-and-qrels"
@@ -108,10 +108,8 @@ def dataset_info(dataset_id: str) -> DatasetInfo:
 
 class JsonlDocs(BaseDocs):
     """Streams a local corpus: BEIR (``_id``/``title``/``text``), Pyserini (``id``/``contents``)
-    or BRIGHT (``id``/``content``) JSON lines, without ir_datasets' docstore (which would write
-    into the cache slot of the downloaded copy)."""
-
-    ID_FIELDS, TEXT_FIELDS = ("_id", "id", "doc_id", "docid"), ("text", "contents", "content")
+    or BRIGHT (``id``/``content``) JSON lines (``core.readers.corpus``), without ir_datasets' docstore
+    (which would write into the cache slot of the downloaded copy)."""
 
     def __init__(self, path: Path):
         self._path = Path(path)
@@ -121,18 +119,8 @@ class JsonlDocs(BaseDocs):
         return self._path
 
     def docs_iter(self) -> Iterator[BeirTitleDoc]:
-        with open(self._path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    doc_id = next(str(row[k]) for k in self.ID_FIELDS if k in row)
-                    text = next(row[k] for k in self.TEXT_FIELDS if k in row)
-                except (json.JSONDecodeError, StopIteration) as e:
-                    raise ValueError(f"{self._path}:{line_no}: not a corpus line with one of "
-                                     f"{self.ID_FIELDS} and one of {self.TEXT_FIELDS}") from e
-                yield BeirTitleDoc(doc_id, text, row.get("title") or "")
+        for _, doc_id, title, text in readers.corpus(self._path):
+            yield BeirTitleDoc(doc_id, text, title)
 
     def docs_cls(self):
         return BeirTitleDoc
@@ -144,8 +132,41 @@ class JsonlDocs(BaseDocs):
         return "en"
 
 
-def _local(path: Path) -> LocalDownload:
-    return GzipExtract(LocalDownload(path, mkdir=False)) if path.suffix == ".gz" else LocalDownload(path, mkdir=False)
+class LocalQueries(BaseQueries):
+    """Queries of a local file read by o1e's reader (``readers.beir_queries`` or ``readers.topics``):
+    ir_datasets' own readers fail on a blank line without naming it and take a blank query."""
+
+    def __init__(self, path: Path, read: Callable[[Path], dict[str, str]]):
+        self.path, self.read = Path(path), read
+
+    def queries_iter(self) -> Iterator[GenericQuery]:
+        return (GenericQuery(query_id, text) for query_id, text in self.read(self.path).items())
+
+    def queries_cls(self):
+        return GenericQuery
+
+    def queries_lang(self):
+        return "en"
+
+
+class LocalQrels(BaseQrels):
+    """Judgments of a local file read by o1e's reader (``readers.beir_qrels`` or ``readers.trec_qrels``)."""
+
+    def __init__(self, path: Path, read: Callable[[Path], dict[str, dict[str, int]]]):
+        self.path, self.read = Path(path), read
+
+    def qrels_iter(self) -> Iterator[TrecQrel]:
+        return (TrecQrel(query_id, doc_id, relevance, "0")
+                for query_id, judged in self.read(self.path).items() for doc_id, relevance in judged.items())
+
+    def qrels_path(self):
+        return self.path
+
+    def qrels_cls(self):
+        return TrecQrel
+
+    def qrels_defs(self):
+        return {}
 
 
 def _register(dataset_id: str, dataset: Dataset) -> Dataset:
@@ -176,11 +197,10 @@ def register_beir_folder(dataset_id: str, folder: Path | str, split: str = "test
     missing = [str(p) for p in paths.values() if not p.exists()]
     if missing:
         raise DatasetUnavailableError(f"{folder} is not a BEIR folder for split {split!r}: missing {missing}")
-    qrels = BeirQrels(_local(paths[f"qrels/{split}.tsv"]), {})
+    qrels = LocalQrels(paths[f"qrels/{split}.tsv"], readers.beir_qrels)
     if query_ids is not None:
         qrels = FilteredQrels(qrels, lambda: query_ids)
-    queries = FilteredQueries(BeirQueries(dataset_id, _local(paths["queries.jsonl"]), GenericQuery),
-                              _qrels_query_ids(qrels))
+    queries = FilteredQueries(LocalQueries(paths["queries.jsonl"], readers.beir_queries), _qrels_query_ids(qrels))
     return _register(dataset_id, Dataset(JsonlDocs(paths["corpus.jsonl"]), queries, qrels))
 
 
@@ -201,16 +221,16 @@ def register_trec_files(dataset_id: str, topics: Path | str, qrels: Path | str,
                 f"PATH (JSON lines with id/_id and text/content) or put a BEIR folder at "
                 f"<data_dir>/{info.folder}/")
         docs = ir_datasets.load(info.ir_datasets_id or dataset_id).docs_handler()
-    return _register(dataset_id, Dataset(docs, TsvQueries(_local(Path(topics))),
-                                         TrecQrels(_local(Path(qrels)), {})))
+    return _register(dataset_id, Dataset(docs, LocalQueries(Path(topics), readers.topics),
+                                         LocalQrels(Path(qrels), readers.trec_qrels)))
 
 
 def coclr_to_beir(release_json: Path | str, code_idx_map: Path | str, out_dir: Path | str) -> Path:
     """Write the CoCLR CoSQA retrieval release as a BEIR folder: corpus ``c<retrieval_idx>`` from
     ``code_idx_map.txt`` (code -> index), queries ``idx``/``doc``, qrels ``idx`` -> ``c<retrieval_idx>``."""
     release_json, out_dir = Path(release_json), Path(out_dir)
-    codes = json.loads(Path(code_idx_map).read_text())
-    rows = json.loads(release_json.read_text())
+    codes = readers.parse_json(readers.whole_text(code_idx_map), code_idx_map)  # a located error, as every reader
+    rows = readers.parse_json(readers.whole_text(release_json), release_json)
     for n, row in enumerate(rows):
         missing = {"idx", "doc", "retrieval_idx"} - row.keys()
         if missing:

@@ -19,6 +19,8 @@ import sys
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 
+from o1e_tevatron.core.errors import run_command
+
 from .registry import ENCODERS, register, registry_keys
 
 TRUST_REMOTE_CODE = "--o1e-trust-remote-code"
@@ -35,4 +37,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

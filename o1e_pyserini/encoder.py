@@ -12,6 +12,7 @@ construct them.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 from pyserini.encode import QueryEncoder
 
-from o1e_tevatron.core.fingerprint import model_fingerprint
+from o1e_tevatron.core.fingerprint import O1E_CACHE, model_fingerprint
 from o1e_tevatron.core.redact import json_line
 from o1e_tevatron.core.vectors import PICKLE_WARNING, read_vectors, write_vectors
 from o1e_tevatron.inference import encode_sequences
@@ -123,6 +124,19 @@ def check_queries(queries: Sequence[str], ids: Optional[Sequence[str]] = None) -
                             + (f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""))
 
 
+def merged_for_vllm(model: O1EModel, checkpoint: str, base: str | None = None) -> str:
+    """The checkpoint as vLLM loads it: an adapter (LoRA + trained token rows, which vLLM's LoRA does not
+    cover) is merged once into ``$O1E_CACHE/merged/``, under its content's digest (never a stale merge)."""
+    if not (Path(checkpoint) / "adapter_config.json").exists():  # (loaded for search, an adapter is merged already)
+        return checkpoint
+    key = hashlib.sha256(f"{model_fingerprint(checkpoint)}\n{base and model_fingerprint(base)}".encode()).hexdigest()
+    target = O1E_CACHE / "merged" / key[:24]
+    if not (target / "o1e_config.json").exists():
+        logger.info("merging the adapter %s for vLLM into %s", checkpoint, target)
+        type(model).load(checkpoint, base_model_name_or_path=base, dtype="float32").save(target, merge=True)  # merging folds a copy in place
+    return str(target)
+
+
 class O1EQueryEncoder(QueryEncoder):
     """Query vectors from an o1e checkpoint, thinking first (``mode='think'``) or not (``'fast'``).
 
@@ -146,7 +160,7 @@ class O1EQueryEncoder(QueryEncoder):
                  generate_kwargs: Optional[dict] = None, query_vector: str = "thoughts", renormalize: bool = False,
                  thought_cache: Optional[str] = None, trust_remote_code: bool = False,
                  grounding_index: Optional[str] = None, grounding_passages: int = 3, grounding_max_words: int = 48,
-                 **pyserini_options):
+                 vllm_options: Optional[dict] = None, **pyserini_options):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
@@ -164,6 +178,10 @@ class O1EQueryEncoder(QueryEncoder):
                                        trust_remote_code)
         self.template = self.model.template
         self.trust_remote_code = trust_remote_code
+        self.dtype = "float16" if fp16 else dtype
+        self.vllm_options, self.base_model = dict(vllm_options or {}), base_model_name_or_path
+        if self.vllm_options and thoughts != "vllm":
+            raise ValueError("vllm_options (--o1e-vllm-arg, --vllm-arg) apply to thoughts='vllm' only")
         self.grounder = self._make_grounder(grounding_index, thoughts, grounding_passages)
         # a grounded checkpoint shows its passages cut as it was trained; a separate generator then sees the same
         self.grounding_max_words = (self.template.config.grounding_max_words if self.template.config.grounding_passages
@@ -222,7 +240,8 @@ class O1EQueryEncoder(QueryEncoder):
         if name == "hf":
             return HFThoughts(self.model, self.settings, **generate_kwargs)
         if name == "vllm":
-            return VLLMThoughts(encoder_dir, self.template, self.settings, trust_remote_code=self.trust_remote_code)
+            options = {"trust_remote_code": self.trust_remote_code, "dtype": self.dtype, **self.vllm_options}
+            return VLLMThoughts(merged_for_vllm(self.model, encoder_dir, self.base_model), self.template, self.settings, **options)
         if name == "openai":
             if not (server and model):
                 raise ValueError("thoughts='openai' needs thought_server (base URL) and thought_model")

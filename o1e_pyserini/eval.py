@@ -29,13 +29,13 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import yaml
-
 from o1e_pyserini import datasets
 from o1e_pyserini.adaptive import SIGNALS, AdaptivePolicy, uncertainties
 from o1e_pyserini.arguments import positive_int
 from o1e_pyserini.evaluation import retrievers, scoring
 from o1e_tevatron.core.fingerprint import path_fingerprint
+from o1e_tevatron.core import readers
+from o1e_tevatron.core.errors import one_line_errors, run_command
 from o1e_tevatron.core.redact import install_log_redaction, redact
 
 logger = logging.getLogger("o1e_pyserini.eval")
@@ -348,7 +348,9 @@ def _run_name(retriever: retrievers.RetrieverSpec) -> str:
             parts.append("renormalized")
         elif name == "grounding_index":
             parts.append("grounded")
-        elif name not in ("thoughts", "thought_server", "thought_cache"):
+        elif name == "thoughts" and value == "vllm":
+            parts.append("vllm")
+        elif name not in ("thoughts", "thought_server", "thought_cache", "vllm_options"):
             parts.append(str(value))
     return _slug("-".join(parts))
 
@@ -388,7 +390,7 @@ def compare(expected_path: Path, results_dir: Path) -> list[dict]:
     ids. The paper prints percentages, hence ``metric_scale`` (100). Cost columns beside the scores:
     the share of queries that thought, generated tokens and thinking seconds per query (means over
     ``over``), blank for results written before o1e recorded cost."""
-    expected = yaml.safe_load(Path(expected_path).read_text())
+    expected = readers.yaml_file(expected_path)
     scale = expected.get("metric_scale", 1)
     if not Path(results_dir).is_dir():
         raise FileNotFoundError(f"--results {results_dir}: no such folder (it holds <condition>/<dataset>/*.metrics.json)")
@@ -445,7 +447,7 @@ def _mean(values: list) -> float | None:
 
 def regress(regressions: Path, base: EvalConfig) -> list[str]:
     """Run every condition of a 2CR-style YAML and return the scores that moved beyond its tolerance."""
-    spec = yaml.safe_load(Path(regressions).read_text())
+    spec = readers.yaml_file(regressions)
     tolerance = check_regressions(spec, regressions)
     failures = []
     for condition in spec["conditions"]:
@@ -576,6 +578,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     o1e.add_argument("--no-thought-cache", action="store_true", help="o1e: generate every thought afresh")
     o1e.add_argument("--thoughts-file", type=Path, default=None,
                      help="thoughts.jsonl of an earlier run ({text, thoughts} lines), e.g. <run>.queries/thoughts.jsonl")
+    o1e.add_argument("--thought-backend", choices=["hf", "vllm"], default=None,
+                     help="o1e think mode: the checkpoint's own thoughts from Hugging Face generate (default) or vLLM "
+                          "(an adapter is merged once for it; on a CPU: recipes/vllm/install.sh)")
+    o1e.add_argument("--vllm-arg", action="append", default=[], metavar="NAME=VALUE",
+                     help="--thought-backend vllm: a vllm.LLM option (e.g. tensor_parallel_size=2); repeatable")
     o1e.add_argument("--thought-server", default=None,
                      help="OpenAI-compatible base URL of a separate thought generator (key from $OPENAI_API_KEY)")
     o1e.add_argument("--thought-model", default=None, help="the separate generator's model name, e.g. gpt-4o-mini")
@@ -600,10 +607,24 @@ def _config(args) -> EvalConfig:
     options = {"mode": args.mode} if args.mode else {}
     if args.thoughts_file and args.thought_server:
         raise SystemExit("error: give --thoughts-file or --thought-server, not both")
-    if args.mode == "fast" and (args.thoughts_file or args.thought_server):
-        raise SystemExit("error: --mode fast embeds the plain query, so --thoughts-file and --thought-server would "
-                         "be ignored: use --mode think to embed the query with those thoughts")
-    if args.thoughts_file:
+    if args.mode == "fast" and (args.thoughts_file or args.thought_server or args.thought_backend):
+        raise SystemExit("error: --mode fast embeds the plain query, so --thoughts-file, --thought-server and "
+                         "--thought-backend would be ignored: use --mode think to embed the query with thoughts")
+    if args.thought_backend and (args.thoughts_file or args.thought_server):
+        raise SystemExit("error: --thought-backend is where the checkpoint's own thoughts come from: not with "
+                         "--thoughts-file or --thought-server")
+    if args.vllm_arg and args.thought_backend != "vllm":
+        raise SystemExit("error: --vllm-arg applies to --thought-backend vllm")
+    if args.thought_backend:
+        options.update(thoughts=args.thought_backend)
+        if args.vllm_arg:
+            from o1e_pyserini.thinking import engine_options
+
+            try:
+                options["vllm_options"] = engine_options(args.vllm_arg)
+            except ValueError as e:
+                raise SystemExit(f"error: --vllm-arg: {e}") from None
+    elif args.thoughts_file:
         options.update(thoughts="file", thoughts_file=str(args.thoughts_file))
     elif args.thought_server or args.thought_model:
         if not (args.thought_server and args.thought_model):
@@ -723,11 +744,10 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv[1:])
         base = EvalConfig("", retrievers.RetrieverSpec("bm25"), data_dir=args.data_dir,
                           output_dir=args.output_dir, index_root=args.index_root)
-        try:
-            failures = regress(args.regressions, base)
-        except (ValueError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
+        failures = []
+        code = _run_reporting_errors(lambda: failures.extend(regress(args.regressions, base)))
+        if code:
+            return code
         for failure in failures:
             print(f"REGRESSION {failure}", file=sys.stderr)
         return 1 if failures else 0
@@ -735,14 +755,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_reporting_errors(function, *args) -> int:
-    """Bad input (a missing dataset, a wrong file, an index of another model) ends in one line, exit 2."""
+    """``function(*args)`` inside the error boundary (``core.errors``): a known error (a missing dataset, a
+    wrong file, an index of another model, a thought server's refusal) ends in one line and its exit
+    code, returned here so that a caller of :func:`main` gets it too."""
     try:
-        function(*args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {redact(str(e.args[0] if isinstance(e, KeyError) and e.args else e))}", file=sys.stderr)
-        return 2
+        with one_line_errors():
+            function(*args)
+    except SystemExit as e:
+        return e.code
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

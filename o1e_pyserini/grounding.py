@@ -20,6 +20,8 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
+from o1e_tevatron.core import readers
+from o1e_tevatron.core.errors import run_command
 from o1e_tevatron.template import passage_text
 
 logger = logging.getLogger(__name__)
@@ -86,19 +88,7 @@ class LuceneGrounder:
 
 def ground_rows(input_path: Path, output: Path, grounder: LuceneGrounder, batch: int = 64) -> dict:
     """Copy JSONL rows to ``output`` (through a temporary file) with ``grounding`` = the query's passages."""
-    with open(input_path, encoding="utf-8") as f:
-        rows = []
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                query = row["query"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{input_path}:{line_no}: expected a JSON object with a 'query'") from e
-            if not isinstance(query, str) or not query.strip():
-                raise ValueError(f"{input_path}:{line_no}: empty or missing query")
-            rows.append(row)
+    rows = [row for _, row in readers.json_records(input_path, {"query": readers.nonblank_text})]
     partial = output.with_name(output.name + ".partial")
     output.parent.mkdir(parents=True, exist_ok=True)
     with open(partial, "w", encoding="utf-8") as out:
@@ -136,4 +126,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from o1e_pyserini.datasets import JsonlDocs
 from o1e_pyserini.evaluation import retrievers
+from o1e_tevatron.core.errors import run_command
 from o1e_tevatron.core.fingerprint import O1E_CACHE, file_digest
 from o1e_tevatron.synthesis.rows import read_beir
 
@@ -99,4 +100,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -21,20 +21,19 @@ vLLM, one process may also take all queries (``--num-shards 1``) and split them 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 from pathlib import Path
 from typing import Iterator
 
 from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
-from o1e_tevatron.core.redact import install_log_redaction, json_line, redact
+from o1e_tevatron.core import readers
+from o1e_tevatron.core.errors import run_command
+from o1e_tevatron.core.redact import install_log_redaction, json_line
 from o1e_tevatron.driver.encode import shard_slice
 
 from .arguments import positive_int
 from .encoder import THOUGHTS_NAME
-from .search.faiss import read_topics_file
 from .thinking import ThoughtSettings
 
 logger = logging.getLogger(__name__)
@@ -48,15 +47,13 @@ def read_part(path: Path) -> Iterator[dict]:
     """The complete lines of a part file (a line cut by a kill has no newline and is skipped)."""
     if not path.exists():
         return
+    fields = {"query_id": readers.record_id, "text": readers.text, "thoughts": readers.string_list}
     with open(path, encoding="utf-8", newline="") as f:
         for line_no, line in enumerate(f, 1):
             if not line.endswith("\n"):
                 break
-            try:
-                row = json.loads(line)
-                yield {"query_id": str(row["query_id"]), "text": row["text"], "thoughts": row["thoughts"]}
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise ValueError(f"{path}:{line_no}: not a thoughts line ({{query_id, text, thoughts}})") from None
+            row = readers.checked_object(readers.parse_json(line, path, line_no), fields, path, line_no)
+            yield {name: row[name] for name in fields}
 
 
 def part_settings(args) -> str:
@@ -85,11 +82,11 @@ def make_backend(args, settings: ThoughtSettings):
         from o1e_tevatron.modeling import O1EConfig
         from o1e_tevatron.template import Template
 
-        from .thinking import VLLMThoughts
+        from .thinking import VLLMThoughts, engine_options
 
         template = Template(AutoTokenizer.from_pretrained(args.model, trust_remote_code=args.trust_remote_code),
                             O1EConfig.load(Path(args.model)).template)
-        options = {name: _option_value(value) for name, _, value in (item.partition("=") for item in args.vllm_arg)}
+        options = engine_options(args.vllm_arg)
         return VLLMThoughts(args.model, template, settings, tensor_parallel_size=args.tensor_parallel_size,
                             dtype=args.dtype, trust_remote_code=args.trust_remote_code, **options), template
     from o1e_tevatron.modeling import O1EModel
@@ -104,17 +101,10 @@ def make_backend(args, settings: ThoughtSettings):
     return HFThoughts(model, settings), model.template
 
 
-def _option_value(text: str):
-    """``8`` -> 8, ``true`` -> True, ``[1,2]`` -> [1, 2]; anything else stays text."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def run(args) -> Path:
     index, count = rank_and_world(args)
-    ids, texts = read_topics_file(args.topics)
+    topics = readers.topics(args.topics)
+    ids, texts = list(topics), list(topics.values())
     part = shard_slice(len(ids), count, index)
     ids, texts = ids[part], texts[part]
     out = part_path(args.output_dir, index, count)
@@ -157,7 +147,8 @@ def run(args) -> Path:
 
 def merge(args) -> Path:
     """One ``thoughts.jsonl`` in topic order from the parts; each query exactly once."""
-    ids, texts = read_topics_file(args.topics)
+    topics = readers.topics(args.topics)
+    ids, texts = list(topics), list(topics.values())
     rows = {}
     for index in range(args.num_shards):
         path = part_path(args.output_dir, index, args.num_shards)
@@ -223,7 +214,4 @@ def main(argv: list[str] | None = None) -> Path:
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     install_log_redaction()
-    try:
-        main()
-    except (ValueError, FileNotFoundError) as e:
-        sys.exit(f"o1e: error: {redact(str(e))}")
+    run_command(main)

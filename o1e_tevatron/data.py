@@ -12,7 +12,6 @@ larger than RAM train fine.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -24,13 +23,15 @@ from typing import Optional, Sequence
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from .core.errors import InputError
+from .core.readers import parse_json
 from .template import passage_text
 
 logger = logging.getLogger(__name__)
 
 
-class DataFormatError(ValueError):
-    """A training row that cannot be used; the message names the file and line (or dataset row)."""
+#: The training side's name for o1e's one input error: a row that cannot be used, named by file and line
+DataFormatError = InputError
 
 
 @dataclass
@@ -144,6 +145,9 @@ class JsonlRows:
                     if line.strip():
                         self.index.append((file_no, offset, line_no))
                     offset += len(line)
+        if not self.index:
+            raise InputError("no training rows: the file is empty", ", ".join(map(str, self.paths)),
+                             hint="give at least one row")
 
     def __len__(self) -> int:
         return len(self.index)
@@ -159,11 +163,13 @@ class JsonlRows:
             handle = self._handles[(os.getpid(), file_no)] = open(self.paths[file_no], "rb")
         handle.seek(offset)
         line = handle.readline()
+        file_no, _, line_no = self.index[i]
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise DataFormatError(f"{self.where(i)}: malformed JSON ({e.msg} at column {e.colno})") from None
-        return parse_row(row, self.where(i), self.separator)
+            text = line.decode("utf-8-sig" if line_no == 1 else "utf-8")
+        except UnicodeDecodeError as e:
+            raise InputError(f"not UTF-8 text (byte {e.start + 1} of the line)", self.paths[file_no], line_no,
+                             hint="convert the file to UTF-8") from None
+        return parse_row(parse_json(text, self.paths[file_no], line_no), self.where(i), self.separator)
 
     def __getstate__(self):
         return {**self.__dict__, "_handles": {}}

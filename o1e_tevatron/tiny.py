@@ -88,4 +88,6 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from o1e_tevatron.core.errors import run_command
+
+    run_command(main)

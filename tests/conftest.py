@@ -13,6 +13,15 @@ SHARED_DATA = Path(os.environ.get("O1E_SHARED_DATA", REPO.parent / "shared" / "d
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+try:  # the reader fuzzer's budgets: a quick default; HYPOTHESIS_PROFILE=thorough for the long run
+    from hypothesis import settings
+
+    settings.register_profile("default", max_examples=50, deadline=2000, database=None)
+    settings.register_profile("thorough", max_examples=2000, deadline=5000, database=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+except ImportError:  # hypothesis is in the dev extra; only tests/test_fuzz_readers.py needs it
+    pass
+
 
 @pytest.fixture(scope="session")
 def demo_dir():

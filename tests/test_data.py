@@ -33,7 +33,7 @@ def test_both_formats_parse(tmp_path):
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("{not json", r"t.jsonl:2: malformed JSON"),
+    ("{not json", r"t.jsonl:2: not valid JSON"),
     ({"query": "q", "negative_passages": []}, r"t.jsonl:2: row has neither"),
     ({**TEVATRON_ROW, "query": "   "}, r"t.jsonl:2: empty or missing query"),
     ({**TEVATRON_ROW, "positive_passages": []}, r"t.jsonl:2: no positive passages"),

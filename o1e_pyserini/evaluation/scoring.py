@@ -1,8 +1,6 @@
 """Runs and scores: TREC run files, ir_measures metrics, the paper's paired t-test, comparisons."""
 from __future__ import annotations
 
-import json
-import logging
 from collections import defaultdict
 from collections.abc import Collection, Mapping
 from pathlib import Path
@@ -10,29 +8,8 @@ from pathlib import Path
 import ir_measures
 import numpy as np
 
-from o1e_tevatron.core.textfile import numbered_lines
-
-logger = logging.getLogger(__name__)
-
-Run = dict[str, list[tuple[str, float]]]  # query id -> [(doc id, score)], best first
-Qrels = dict[str, dict[str, int]]
-
-
-def dedup_run(run: Run) -> tuple[Run, int]:
-    """Keep each (query, doc) once, at its best rank; returns the run and how many hits went."""
-    cleaned, removed = {}, 0
-    for query_id, hits in run.items():
-        seen, kept = set(), []
-        for doc_id, score in hits:
-            if doc_id in seen:
-                removed += 1
-                continue
-            seen.add(doc_id)
-            kept.append((doc_id, score))
-        cleaned[query_id] = kept
-    if removed:
-        logger.warning("removed %d duplicate doc ids from the run (kept the best-ranked copy)", removed)
-    return cleaned, removed
+from o1e_tevatron.core import readers
+from o1e_tevatron.core.readers import Qrels, Run, dedup_run  # noqa: F401  (the harness's names for them)
 
 
 def drop_excluded(run: Run, excluded: Mapping[str, Collection[str]]) -> tuple[Run, int]:
@@ -48,32 +25,27 @@ def drop_excluded(run: Run, excluded: Mapping[str, Collection[str]]) -> tuple[Ru
     return cleaned, removed
 
 
+def _doc_ids(value) -> list[str]:
+    if not isinstance(value, list):
+        raise ValueError(f"must be a list of document ids, got {type(value).__name__}")
+    return [readers.record_id(v) for v in value]
+
+
 def read_excluded_ids(path: Path | str) -> dict[str, set[str]]:
     """BRIGHT's ``excluded_ids`` per query, from a JSON object ``{query_id: [doc_id, ...]}`` or from JSON
-    lines of BRIGHT examples (``{"id": ..., "excluded_ids": [...]}``); BRIGHT's ``"N/A"`` means none."""
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
+    lines of BRIGHT examples (``{"id": ..., "excluded_ids": [...]}``); BRIGHT's ``"N/A"`` means none.
+    Read through the reader layer: the file and line of a bad record are named."""
     try:
-        whole = json.loads(text)
-        pairs = whole.items() if isinstance(whole, dict) else None
-    except json.JSONDecodeError:
-        pairs = None
-    if pairs is None:
-        pairs = []
-        for line_no, line in enumerate(text.split("\n"), 1):  # not splitlines: texts may hold U+2028
-            if not line.strip():
-                continue
-            try:
-                example = json.loads(line)
-                pairs.append((example["id"], example["excluded_ids"]))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{path}:{line_no}: expected a BRIGHT example with 'id' and 'excluded_ids'") from e
-    excluded = {}
-    for query_id, doc_ids in pairs:
-        if not isinstance(doc_ids, list):
-            raise ValueError(f"{path}: excluded ids of query {query_id} must be a list, got {type(doc_ids).__name__}")
-        excluded[str(query_id)] = {str(d) for d in doc_ids if str(d) != "N/A"}
-    return excluded
+        whole = readers.parse_json(readers.whole_text(path), path)
+    except readers.InputError:
+        whole = None  # not one JSON document: JSON lines
+    if isinstance(whole, dict) and not {"id", "excluded_ids"} <= whole.keys():
+        pairs = [(query_id, readers.checked_object({"excluded_ids": ids}, {"excluded_ids": _doc_ids}, path, None)
+                  ["excluded_ids"]) for query_id, ids in whole.items()]
+    else:
+        fields = {"id": readers.record_id, "excluded_ids": _doc_ids}
+        pairs = [(row["id"], row["excluded_ids"]) for _, row in readers.json_records(path, fields)]
+    return {str(query_id): {d for d in doc_ids if d != "N/A"} for query_id, doc_ids in pairs}
 
 
 def write_run(run: Run, path: Path | str, tag: str) -> Path:
@@ -87,43 +59,13 @@ def write_run(run: Run, path: Path | str, tag: str) -> Path:
 
 
 def read_run(path: Path | str) -> Run:
-    """A TREC run file; hits are ordered by score, duplicates removed with a warning. An empty file is
-    an error (scoring it would report zeros)."""
-    run = defaultdict(list)
-    for line_no, line in numbered_lines(path):
-        cols = line.split()
-        if len(cols) != 6:
-            raise ValueError(f"{path}:{line_no}: a TREC run line has 6 columns "
-                             f"(query_id Q0 doc_id rank score tag), this one {len(cols)}")
-        try:
-            score = float(cols[4])
-        except ValueError:
-            raise ValueError(f"{path}:{line_no}: the score (5th column) {cols[4]!r} is not a number") from None
-        run[cols[0]].append((cols[2], score))
-    if not run:
-        raise ValueError(f"{path}: the run is empty")
-    return dedup_run({q: sorted(hits, key=lambda hit: -hit[1]) for q, hits in run.items()})[0]
+    """A TREC run file (``core.readers.trec_run``): an empty file is an error (scoring it would report zeros)."""
+    return readers.trec_run(path)
 
 
 def read_qrels(path: Path | str) -> Qrels:
-    """TREC qrels (``query_id iteration doc_id relevance``, an integer relevance); a line of another
-    shape (a BEIR ``query-id corpus-id score`` TSV, a run file) is an error naming the line."""
-    judged = defaultdict(dict)
-    for line_no, line in numbered_lines(path):
-        cols = line.split()
-        if not cols:
-            continue
-        if len(cols) != 4:
-            hint = " (a BEIR qrels TSV? use --dataset with --data-dir)" if len(cols) == 3 else ""
-            raise ValueError(f"{path}:{line_no}: a TREC qrels line has 4 columns (query_id 0 doc_id relevance), "
-                             f"this one {len(cols)}{hint}")
-        try:
-            judged[cols[0]][cols[2]] = int(cols[3])
-        except ValueError:
-            raise ValueError(f"{path}:{line_no}: the relevance {cols[3]!r} is not an integer") from None
-    if not judged:
-        raise ValueError(f"{path}: no judgments")
-    return dict(judged)
+    """TREC qrels (``core.readers.trec_qrels``): an integer relevance, four columns, each judgment once."""
+    return readers.trec_qrels(path)
 
 
 def qrels_dict(qrels) -> Qrels:

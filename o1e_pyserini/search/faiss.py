@@ -40,19 +40,17 @@ faiss's own multi-GPU sharding.
 from __future__ import annotations
 
 import argparse
-import codecs
 import functools
 import logging
 import os
 import runpy
-import shutil
 import sys
 import tempfile
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 from o1e_tevatron.core.fingerprint import O1E_CACHE
-from o1e_tevatron.core.redact import install_log_redaction, redact
-from o1e_tevatron.core.textfile import numbered_lines
+from o1e_tevatron.core.errors import run_command
+from o1e_tevatron.core.redact import install_log_redaction
 from o1e_tevatron.families.debater import SCORINGS, DebaterConfig
 from o1e_tevatron.inference import check_index_dir
 
@@ -63,6 +61,9 @@ from ..fusion import FUSIONS
 from ..encoder import (MODES, QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
 from ..registry import register, registry_keys
+from ..thinking import engine_options
+from . import topics
+from .topics import with_flag
 from .sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ def o1e_parser() -> argparse.ArgumentParser:
                    help="keep and reuse seeded (or greedy) thoughts here, keyed by content (default $O1E_CACHE/thoughts)")
     p.add_argument("--o1e-no-thought-cache", action="store_true", help="generate every thought afresh")
     p.add_argument("--o1e-thoughts", choices=THOUGHT_BACKENDS, default="hf")
+    p.add_argument("--o1e-vllm-arg", action="append", default=[], metavar="NAME=VALUE",
+                   help="--o1e-thoughts vllm: a vllm.LLM option (e.g. tensor_parallel_size=2); repeatable")
     p.add_argument("--o1e-thought-server", help="base URL of an OpenAI-compatible server (--o1e-thoughts openai)")
     p.add_argument("--o1e-thought-model", help="model name on that server")
     p.add_argument("--o1e-thoughts-file", help="thoughts.jsonl of an earlier run (--o1e-thoughts file)")
@@ -138,59 +141,15 @@ def pyserini_inputs_parser() -> argparse.ArgumentParser:
 
 
 def read_topics(topics_name: str, topics_format: str) -> tuple[list[str], list[str]]:
-    """(ids, texts) of the topics. Local TSV files are read here: Pyserini's Java reader rejects a whole
-    file with an empty query without saying which."""
-    if topics_name.endswith((".tsv", ".txt")):
-        if not os.path.isfile(topics_name):
-            raise O1EInputError(f"--topics {topics_name}: no such file (a local topics file has query_id<TAB>text lines)")
-        return read_topics_file(topics_name)
+    """(ids, texts) of the topics. Local TSV files are read by o1e's reader: Pyserini's Java reader rejects
+    a whole file with an empty query without saying which, and searches a line with a second tab as other text."""
+    if topics.is_local(topics_name):
+        local = topics.read_local(topics_name)
+        return list(local), list(local.values())
     from pyserini.query_iterator import TopicsFormat, get_query_iterator
 
-    topics = get_query_iterator(topics_name, TopicsFormat(topics_format)).topics
-    return [str(i) for i in topics], [t["title"] if isinstance(t, dict) else t for t in topics.values()]
-
-
-def read_topics_file(path: str) -> tuple[list[str], list[str]]:
-    """A local ``id<TAB>text`` topics file, checked line by line: Pyserini would search a line with a
-    second tab as other text, keep only the last of two queries with one id, and stop at a blank line."""
-    ids, texts, first_seen, blank = [], [], {}, None
-    try:
-        lines = list(numbered_lines(path))
-    except ValueError as e:
-        raise O1EInputError(str(e)) from None
-    for line_no, line in lines:
-        if not line.strip():
-            blank = blank or line_no
-            continue
-        if blank is not None:
-            raise O1EInputError(f"{path}:{blank}: blank line among the topics: remove it")
-        query_id, sep, text = line.partition("\t")
-        if not sep or "\t" in text:
-            raise O1EInputError(f"{path}:{line_no}: expected query_id<TAB>text with one tab, found "
-                                f"{line.count(chr(9))}: remove the extra tabs from the query text")
-        if query_id in first_seen:
-            raise O1EInputError(f"{path}:{line_no}: query id {query_id!r} again (first on line {first_seen[query_id]}): "
-                                "query ids must be unique")
-        first_seen[query_id] = line_no
-        ids.append(query_id)
-        texts.append(text)
-    return ids, texts
-
-
-def copy_without_bom(topics: str, scratch: str) -> str | None:
-    """A copy of a local topics file without the UTF-8 byte-order mark it starts with, under ``scratch``
-    at the same path (Pyserini picks its topic reader by words in the path); None when it has none."""
-    if not (topics.endswith((".tsv", ".txt")) and os.path.isfile(topics)):
-        return None
-    with open(topics, "rb") as f:
-        if f.read(len(codecs.BOM_UTF8)) != codecs.BOM_UTF8:
-            return None
-        copy = os.path.join(scratch, os.path.abspath(topics).lstrip(os.sep))
-        os.makedirs(os.path.dirname(copy), exist_ok=True)
-        with open(copy, "wb") as out:
-            shutil.copyfileobj(f, out)
-    logger.info("%s starts with a UTF-8 byte-order mark: searching a copy without it", topics)
-    return copy
+    read = get_query_iterator(topics_name, TopicsFormat(topics_format)).topics
+    return [str(i) for i in read], [t["title"] if isinstance(t, dict) else t for t in read.values()]
 
 
 def checked_index_path(index: str) -> str | None:
@@ -241,7 +200,8 @@ def build_query_encoder(opts: argparse.Namespace, index_dir: str | None, built: 
         query_vector=opts.o1e_query_vector, renormalize=opts.o1e_renormalize,
         thought_cache=None if opts.o1e_no_thought_cache else opts.o1e_thought_cache,
         trust_remote_code=opts.o1e_trust_remote_code, grounding_index=opts.o1e_grounding_index,
-        grounding_passages=opts.o1e_grounding_passages, **pyserini_kwargs)
+        grounding_passages=opts.o1e_grounding_passages, vllm_options=engine_options(opts.o1e_vllm_arg),
+        **pyserini_kwargs)
     return checked_encoder(encoder, index_dir, built)
 
 
@@ -325,19 +285,6 @@ def fuse_with_bm25(opts: argparse.Namespace, inputs: argparse.Namespace) -> None
     logger.info("hybrid: %s of %s and BM25 (%s) written to %s", opts.o1e_fusion, dense, bm25, inputs.output)
 
 
-def with_flag(rest: list[str], flag: str, value: str) -> list[str]:
-    """``rest`` with ``flag``'s value replaced (both ``--flag v`` and ``--flag=v`` forms)."""
-    out, skip = [], False
-    for arg in rest:
-        if skip:
-            skip = False
-        elif arg == flag:
-            skip = True
-        elif not arg.startswith(flag + "="):
-            out.append(arg)
-    return out + [flag, value]
-
-
 def think_where_uncertain(policy: AdaptivePolicy, rest: list[str], output: str, ids_by_text: dict,
                           encoder: O1EQueryEncoder) -> dict[str, dict]:
     """The second pass of adaptive mode: the fast run in ``output`` decides which queries think; those are
@@ -356,10 +303,10 @@ def think_where_uncertain(policy: AdaptivePolicy, rest: list[str], output: str, 
     if thinking:
         encoder.think_now = True
         with tempfile.TemporaryDirectory(prefix="o1e-adaptive-") as tmp:
-            topics, thought_run = os.path.join(tmp, "topics.tsv"), os.path.join(tmp, "run.trec")
-            with open(topics, "w", encoding="utf-8") as f:
+            thinking_topics, thought_run = os.path.join(tmp, "topics.tsv"), os.path.join(tmp, "run.trec")
+            with open(thinking_topics, "w", encoding="utf-8") as f:
                 f.writelines(f"{q}\t{text_of[q]}\n" for q in thinking)
-            run_pyserini(with_flag(with_flag(rest, "--topics", topics), "--output", thought_run))
+            run_pyserini(with_flag(with_flag(rest, "--topics", thinking_topics), "--output", thought_run))
             fast.update(read_run(thought_run))
         write_run(fast, output, tag="o1e-adaptive")
     return decisions
@@ -388,9 +335,9 @@ def search(argv: list[str] | None, scratch: str) -> list:
     if index_dir is not None:
         checked_index_dir(index_dir)
     ids_by_text = query_ids_by_text(inputs.topics, inputs.topics_format) if inputs.topics else {}
-    topics_copy = copy_without_bom(inputs.topics, scratch) if inputs.topics else None
-    if topics_copy:
-        inputs.topics, rest = topics_copy, with_flag(rest, "--topics", topics_copy)
+    if inputs.topics:
+        inputs.topics = topics.for_pyserini(inputs.topics, scratch)
+        rest = with_flag(rest, "--topics", inputs.topics)
 
     if opts.debater_scoring == "max-steps":
         rest = max_steps_args(rest, inputs.encoder, inputs.hits)
@@ -430,7 +377,4 @@ def search(argv: list[str] | None, scratch: str) -> list:
 if __name__ == "__main__":
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     install_log_redaction()
-    try:
-        main()
-    except O1EInputError as e:
-        sys.exit(f"o1e: error: {redact(str(e))}")
+    run_command(main)

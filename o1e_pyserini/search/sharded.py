@@ -156,7 +156,8 @@ class ShardedIndex:
         scores, rows = np.take_along_axis(scores, order, 1), np.take_along_axis(rows, order, 1)
         repeated = np.zeros_like(rows, dtype=bool)
         repeated[:, 1:] = (rows[:, 1:] == rows[:, :-1]) & (rows[:, 1:] >= 0)
-        keep = np.argsort(repeated, axis=1, kind="stable")[:, :k]
+        scores, rows = np.where(repeated, -np.inf, scores), np.where(repeated, -1, rows)  # not back as filler
+        keep = np.argsort(rows < 0, axis=1, kind="stable")[:, :k]
         scores, rows = np.take_along_axis(scores, keep, 1), np.take_along_axis(rows, keep, 1)
         if scores.shape[1] < k:
             pad = k - scores.shape[1]

@@ -18,10 +18,12 @@ from typing import Optional
 
 import torch
 
+from .errors import CheckpointError, is_disk_full
+
 logger = logging.getLogger(__name__)
 
 
-class BaseModelMismatchError(ValueError):
+class BaseModelMismatchError(CheckpointError):
     """An adapter or a checkpoint over another base model than the one it was trained on."""
 
 
@@ -109,11 +111,6 @@ def peft_without_deprecation_warnings():
         yield
 
 
-def _is_disk_full(error: BaseException) -> bool:
-    text = str(error)
-    return getattr(error, "errno", None) == errno.ENOSPC or "No space left on device" in text or "os error 28" in text
-
-
 @contextmanager
 def staging_folder(final: Path, staging: Optional[Path] = None):
     """A fresh hidden sibling of ``final`` to write into (``staging``, or a new unique one), so that a
@@ -130,7 +127,7 @@ def staging_folder(final: Path, staging: Optional[Path] = None):
         yield staging
     except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
-        if _is_disk_full(e):
+        if is_disk_full(e):
             raise OSError(errno.ENOSPC, f"no space left on device while saving {final}: nothing was written "
                                         f"there (the partial files were removed); free some space and save again") from e
         raise

@@ -38,6 +38,8 @@ class _DigestCache:
             self.digests = json.loads(path.read_text())
         except (OSError, ValueError):
             self.digests = {}
+        if not isinstance(self.digests, dict):  # valid JSON but not a digest map (`null`, a list): re-hash
+            self.digests = {}
 
     def digest(self, path: Path) -> str:
         key = _stat_key(path)

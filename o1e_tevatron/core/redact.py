@@ -11,14 +11,12 @@ server may echo the request's ``Authorization`` header into a successful answer 
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import logging
 import re
-import sys
 import traceback
 import urllib.parse
-from typing import Any, Iterator
+from typing import Any
 
 MASK = "***"
 _SECRETS: set[str] = set()
@@ -87,17 +85,6 @@ def json_line(record: dict) -> str:
 
 def redacted_traceback(error: BaseException) -> str:
     return redact("".join(traceback.format_exception(error)))
-
-
-@contextlib.contextmanager
-def one_line_errors() -> Iterator[None]:
-    """Bad input (a ValueError or a missing file, whose message names the file and line or id) ends a
-    command with that one line, redacted, and exit status 2, instead of a traceback."""
-    try:
-        yield
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {redact(str(e))}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 class RedactingFilter(logging.Filter):

@@ -29,19 +29,19 @@ from ``o1e_pyserini.encoder.O1EQueryEncoder``.
 """
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
 from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArguments, parse_args
 from ..checkpoint import load_model
+from ..core import readers
+from ..core.errors import InputError, run_command
 from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
-from ..core.textfile import numbered_lines
 from ..core.vectors import (VECTOR_DTYPES, memory_plan, recorded_dimension, remove_record, storage_dtype,
                             write_record, write_vectors)
 from ..families.debater import SCORINGS, index_rows
@@ -49,9 +49,6 @@ from ..inference import DocidCheck, encode_sequences, write_index_dir
 from ..template import passage_text
 
 logger = logging.getLogger(__name__)
-
-ID_FIELDS = ("_id", "docid", "query_id", "id")
-TEXT_FIELDS = ("text", "query", "contents")
 
 
 @dataclass
@@ -70,37 +67,30 @@ class O1EEncodeArguments:
 
 
 def read_texts(paths: list[str], is_query: bool) -> tuple[list[str], list[str]]:
-    """(ids, texts) from JSON lines or TSV files, passages as ``title text``."""
+    """(ids, texts) from JSON lines (``core.readers.corpus``) or ``id<TAB>text`` files, passages as
+    ``title text``; ids unique across all files."""
     ids, texts, check = [], [], DocidCheck("")
     for path in paths:
-        for line_no, line in numbered_lines(path):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_no}"
-            if path.endswith(".tsv"):
-                row_id, sep, text = line.partition("\t")
-                if not sep or "\t" in text:
-                    raise ValueError(f"{where}: expected id<TAB>text (one tab), got {line.count(chr(9))} tabs")
-            else:
-                try:
-                    row = json.loads(line)
-                    row_id = next(str(row[k]) for k in ID_FIELDS if k in row)
-                    text = next(row[k] for k in TEXT_FIELDS if k in row)
-                    title = "" if is_query else (row.get("title") or "").strip()
-                    text = passage_text(title, text)
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{where}: not JSON ({e.msg} at column {e.colno})") from None
-                except (StopIteration, AttributeError, TypeError):
-                    raise ValueError(f"{where}: expected a JSON object with one of {ID_FIELDS} and a text "
-                                     f"string in one of {TEXT_FIELDS}") from None
+        for line_no, row_id, title, text in _rows(path):
+            text = text if is_query else passage_text(title.strip(), text)
             if is_query and not text.strip():
-                raise ValueError(f"{where}: query {row_id} is empty")
+                raise InputError(f"query {row_id} is empty", path, line_no, hint="give its text or remove the line")
             problem = check.problem(row_id)
             if problem:
-                raise ValueError(f"{where}: {problem}")
+                raise InputError(problem, path, line_no)
             ids.append(row_id)
             texts.append(text)
     return ids, texts
+
+
+def _rows(path: str) -> Iterator[tuple[int, str, str, str]]:
+    """(line, id, title, text) of one input file."""
+    if path.endswith(".tsv"):
+        for line_no, line in readers.record_lines(path):
+            row_id, text = readers.tsv_fields(line, 2, "id<TAB>text", path, line_no)
+            yield line_no, row_id, "", text
+    else:
+        yield from readers.corpus(path)
 
 
 def shard_slice(total: int, num_shards: int, index: int) -> slice:
@@ -183,7 +173,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except (ValueError, FileNotFoundError) as e:  # bad input: one line naming the file, line or id
-        sys.exit(f"error: {e}")
+    run_command(main)

@@ -16,6 +16,7 @@ from ..arguments import parse_args
 from ..collator import O1ECollator
 from ..data import TrainDataset, load_train_rows
 from ..checkpoint import family_class
+from ..core.errors import run_command
 from ..trainer import O1ETrainer
 
 logger = logging.getLogger(__name__)
@@ -74,4 +75,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_command(main, sys.argv[1:])

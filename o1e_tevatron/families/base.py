@@ -34,7 +34,7 @@ from transformers.utils import ModelOutput
 
 from ..core.checkpoint import (adapter_embedding_rows, base_fingerprint, check_same_base, move_into,
                                peft_without_deprecation_warnings, staging_folder, warn_remote_code)
-from ..models import resolve_model_path
+from ..models import model_to_load, resolve_model_path
 from ..objective import Objective
 
 logger = logging.getLogger(__name__)
@@ -211,10 +211,10 @@ class FamilyModel(nn.Module):
         adapter records as its base, so another machine resolves it again."""
         if trust_remote_code:
             warn_remote_code(model_name_or_path)
-        tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(tokenizer_name or model_name_or_path),
+        tokenizer = AutoTokenizer.from_pretrained(model_to_load(tokenizer_name or model_name_or_path),
                                                   cache_dir=cache_dir, trust_remote_code=trust_remote_code)
         lm = AutoModelForCausalLM.from_pretrained(
-            resolve_model_path(model_name_or_path), dtype=DTYPES[dtype], attn_implementation=attn_implementation,
+            model_to_load(model_name_or_path), dtype=DTYPES[dtype], attn_implementation=attn_implementation,
             trust_remote_code=trust_remote_code, cache_dir=cache_dir, use_safetensors=None,
         )
         lm.config._name_or_path = model_name_or_path
@@ -264,7 +264,7 @@ class FamilyModel(nn.Module):
         For an adapter, the base model is the one named in ``adapter_config.json`` unless
         ``base_model_name_or_path`` says where it now lives.
         """
-        path = Path(resolve_model_path(str(path)))
+        path = Path(model_to_load(str(path)))
         config = cls.config_class.load(path) if path.is_dir() else cls.config_class()
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
         adapter_file = path / ADAPTER_CONFIG_NAME

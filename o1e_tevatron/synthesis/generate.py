@@ -12,11 +12,12 @@ out of retries, goes to the failures file with its row id and is tried again by 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
+import math
 import os
 import random
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,8 +27,8 @@ import openai
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.core.redact import (install_log_redaction, json_line, one_line_errors, redact, redacted_traceback,
-                                     register_secret, register_url_secrets)
+from o1e_tevatron.core.errors import EXIT_PARTIAL, run_command
+from o1e_tevatron.core.redact import install_log_redaction, json_line, redact, register_secret, register_url_secrets
 from o1e_tevatron.synthesis.prompts import TeacherPrompt, cut_words
 from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, refuse_writing_into_input, resume_output
 
@@ -66,6 +67,9 @@ class GenerateArguments:
     retry_backoff: float = field(default=1.0, metadata={"help": "First backoff in seconds; doubles, with jitter."})
     retry_backoff_max: float = field(default=60.0)
     seed: int = field(default=42, metadata={"help": "Seeds the example draw per row (stable across restarts)."})
+    server_seed: bool = field(default=True, metadata={
+        "help": "Send a per-row sampling seed (from --seed and the row id) so that servers that honour it (vLLM) "
+                "answer a row the same way on a rerun; --server_seed false for servers that refuse the field."})
 
     def __post_init__(self):
         if self.failures_path is None:
@@ -85,13 +89,25 @@ RETRYABLE = (openai.APIConnectionError, openai.RateLimitError, openai.InternalSe
 FATAL = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)  # would fail every row
 
 
-def retry_after(error: Exception) -> float:
-    """Seconds a 429/503 answer asked us to wait (Retry-After), else 0."""
+def retry_after(error: Exception, longest: float) -> float:
+    """Seconds a 429/503 answer asked us to wait (Retry-After), else 0; capped at ``longest``
+    (``--retry_backoff_max``) with a warning: a server asking for a day would otherwise hold the run."""
     response = getattr(error, "response", None)
     try:
-        return min(float(response.headers.get("retry-after", 0)), 600.0) if response is not None else 0.0
+        asked = float(response.headers.get("retry-after", 0)) if response is not None else 0.0
     except ValueError:  # an HTTP date: fall back to our own backoff
         return 0.0
+    if not math.isfinite(asked) or asked > longest:
+        logger.warning("the server asked to retry after %s s; waiting --retry_backoff_max %g s instead", asked, longest)
+        return longest
+    return max(asked, 0.0)
+
+
+def row_seed(seed: int, row_id: str) -> int:
+    """A row's sampling seed for the server: stable across restarts and distinct per row (31 bits: servers
+    take a signed 32- or 64-bit integer)."""
+    digest = hashlib.blake2b(f"{seed}:{row_id}".encode("utf-8"), digest_size=4).digest()
+    return int.from_bytes(digest, "little") % (2 ** 31 - 64)  # room for the +len(texts) of a re-ask
 
 
 def pick_examples(pool: list[tuple[str, str]], row: TrainingRow, m: int, seed: int,
@@ -126,12 +142,15 @@ class Teacher:
         self.retries = 0
         self.partial_n_seen = False
 
-    async def _request(self, query: str, examples: list[tuple[str, str]], passages: Sequence[str] = ()) -> list[str]:
+    async def _request(self, query: str, examples: list[tuple[str, str]], passages: Sequence[str] = (),
+                       seed: int | None = None) -> list[str]:
         """k candidates. Servers that ignore ``n`` (``transformers serve`` answers one choice) are asked
-        again for the rest, with the same prompt, until k texts are in."""
+        again for the rest, with the same prompt (and the seed moved on, lest a seeded server repeat
+        itself), until k texts are in."""
         texts: list[str] = []
         while len(texts) < self.args.num_candidates:
-            more = await self._ask(query, examples, self.args.num_candidates - len(texts), passages)
+            more = await self._ask(query, examples, self.args.num_candidates - len(texts), passages,
+                                   None if seed is None else seed + len(texts))
             if not more:
                 raise MalformedResponse("the server answered with no choices")
             if len(more) < self.args.num_candidates - len(texts) and not self.partial_n_seen:
@@ -145,9 +164,12 @@ class Teacher:
                                     f"{sum(map(bool, texts))} non-empty of {len(texts)}")
         return texts
 
-    async def _ask(self, query: str, examples: list[tuple[str, str]], n: int, passages: Sequence[str] = ()) -> list[str]:
+    async def _ask(self, query: str, examples: list[tuple[str, str]], n: int, passages: Sequence[str] = (),
+                   seed: int | None = None) -> list[str]:
         a = self.args
         sampling = dict(model=a.model, n=n, temperature=a.temperature, top_p=a.top_p, max_tokens=a.max_tokens)
+        if seed is not None:
+            sampling["seed"] = seed
         try:
             if a.endpoint == "chat":
                 response = await self.client.chat.completions.create(
@@ -161,11 +183,12 @@ class Teacher:
             raise MalformedResponse(f"unparsable response: {e!r:.300}") from e
         return [t.strip() if isinstance(t, str) else "" for t in texts]
 
-    async def candidates(self, query: str, examples: list[tuple[str, str]], passages: Sequence[str] = ()) -> list[str]:
+    async def candidates(self, query: str, examples: list[tuple[str, str]], passages: Sequence[str] = (),
+                         seed: int | None = None) -> list[str]:
         """k thoughts, retrying transient errors with exponential backoff and full jitter."""
         for attempt in range(self.args.max_retries + 1):
             try:
-                return await self._request(query, examples, passages)
+                return await self._request(query, examples, passages, seed)
             except FATAL:
                 raise
             except RETRYABLE as e:
@@ -173,7 +196,7 @@ class Teacher:
                     raise
                 self.retries += 1
                 backoff = random.uniform(0, min(self.args.retry_backoff_max, self.args.retry_backoff * 2 ** attempt))
-                await asyncio.sleep(max(backoff, retry_after(e)))
+                await asyncio.sleep(max(backoff, retry_after(e, self.args.retry_backoff_max)))
         raise AssertionError("unreachable")
 
 
@@ -227,7 +250,8 @@ async def generate(args: GenerateArguments) -> GenerateSummary:
             for row in queue:
                 try:
                     examples = pick_examples(pool, row, args.num_examples, args.seed, args.example_max_chars)
-                    thoughts = await teacher.candidates(row.query, examples, grounding_of(row, args))
+                    thoughts = await teacher.candidates(row.query, examples, grounding_of(row, args),
+                                                        row_seed(args.seed, row.row_id) if args.server_seed else None)
                 except FATAL:
                     raise
                 except (MalformedResponse, openai.OpenAIError) as e:
@@ -256,24 +280,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     install_log_redaction()
     for chatty in ("httpx", "httpx2"):  # one line per request otherwise
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    with one_line_errors():
-        (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
+    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(argv)
     logger.info("arguments: %s", args)
-    try:
-        with one_line_errors():
-            summary = asyncio.run(generate(args))
-    except openai.OpenAIError as e:  # e.g. a wrong key or model: every row would fail
-        print(f"error: {redact(f'{type(e).__name__}: {e}')}", file=sys.stderr)
-        return 2
-    except Exception as e:
-        sys.stderr.write(redacted_traceback(e))
-        return 1
+    summary = asyncio.run(generate(args))  # a wrong key or model (every row would fail) ends in the boundary
     print(json.dumps(asdict(summary)))
     if summary.failed:
         logger.warning("%d rows failed (see %s); run the same command again to retry them",
                        summary.failed, args.failures_path)
-    return 0 if summary.failed == 0 else 3
+    return 0 if summary.failed == 0 else EXIT_PARTIAL
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

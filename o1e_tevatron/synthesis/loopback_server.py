@@ -151,12 +151,14 @@ def build_app(args: LoopbackServerArguments) -> FastAPI:
     teacher = LocalTeacher(args)
     plan = collections.deque(args.fault_plan())
     stats = collections.Counter()
+    sampling_seen = collections.deque(maxlen=10_000)  # each request's n and seed, for tests of the client
     batcher = Batcher(teacher, stats)
     app = FastAPI(title="o1e loopback teacher (test/dev only)")
 
     async def answer(request: Request, chat: bool):
         body = await request.json()
         stats["requests"] += 1
+        sampling_seen.append({"n": body.get("n"), "seed": body.get("seed")})  # seed: recorded, not honoured
         fault = plan.popleft() if plan else None
         if fault:
             stats[f"fault_{fault}"] += 1
@@ -210,6 +212,10 @@ def build_app(args: LoopbackServerArguments) -> FastAPI:
     async def served():
         return dict(stats)
 
+    @app.get("/loopback/sampling")
+    async def sampling():
+        return list(sampling_seen)
+
     return app
 
 
@@ -245,4 +251,6 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from o1e_tevatron.core.errors import run_command
+
+    run_command(main)

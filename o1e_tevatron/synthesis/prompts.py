@@ -8,10 +8,12 @@ through the backbone's chat template, so teacher and student read one prompt.
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Sequence
+
+from o1e_tevatron.core import readers
+from o1e_tevatron.core.errors import InputError
 
 SYSTEM_PROMPT = (
     "You are a helpful assistant. Your answer should follow the task description. Do not ask the user "
@@ -43,19 +45,15 @@ class TeacherPrompt:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "TeacherPrompt":
-        """Override any of the fields (system, task, user_template, example_template) from a JSON object."""
-        try:
-            overrides = json.loads(Path(path).read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {e.lineno}: not valid JSON ({e.msg})") from e
-        known = {f.name for f in fields(cls)}
-        if not isinstance(overrides, dict) or set(overrides) - known:
-            raise ValueError(f"{path}: expected a JSON object with keys among {sorted(known)}, got {overrides!r:.200}")
+        """Override any of the fields (system, task, user_template, example_template) from a JSON object whose
+        values are strings (``core.readers.json_object``: null or a number is refused, naming the key)."""
+        overrides = readers.json_object(path, {f.name: readers.text for f in fields(cls)})
         prompt = cls(**overrides)
         try:  # fail now, naming the file, rather than mid-run
             prompt.user(query="q", examples=[("q", "d")], passages=["p"])
         except (KeyError, IndexError, ValueError) as e:
-            raise ValueError(f"{path}: a template uses an unknown placeholder or bad braces: {e!r}") from e
+            raise InputError(f"a template uses an unknown placeholder or bad braces: {e!r}", path,
+                             hint="use {task}, {examples}, {passages}, {query}, {response}, {rank}, {text}") from None
         return prompt
 
     def examples_block(self, examples: Sequence[tuple[str, str]]) -> str:

@@ -11,7 +11,6 @@ the size of MS MARCO's with 15 negatives per row do not have to fit in memory.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -20,6 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Optional
 
+from o1e_tevatron.core import readers
+from o1e_tevatron.core.errors import InputError
+from o1e_tevatron.core.readers import json_records
 from o1e_tevatron.data import parse_row as parse_train_row
 
 logger = logging.getLogger(__name__)
@@ -47,21 +49,20 @@ def parse_row(record: dict, source: str) -> TrainingRow:
     example = parse_train_row(record, source)
     positives = tuple(example.positives)
     if not all(p.strip() for p in positives):
-        raise ValueError(f"{source}: row has an empty positive passage")
+        raise InputError(f"{source}: row has an empty positive passage")
     grounding = tuple(example.grounding) if example.grounding is not None else None
     return TrainingRow(row_id_of(record, positives), example.query, positives, record, source, grounding)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
-    """(object, "file:line") for each non-blank line; a line that is not JSON is an error naming it."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line), f"{path}:{lineno}"
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from e
+    """(object, "file:line") for each record of a JSON-lines file (``core.readers.json_records``)."""
+    for line_no, record in json_records(path):
+        yield record, f"{path}:{line_no}"
+
+
+def output_records(path: Path) -> Iterator[tuple[dict, str]]:
+    """:func:`iter_jsonl` of an output o1e appends to, which (unlike an input) may still be empty."""
+    return iter_jsonl(path) if path.stat().st_size else iter(())
 
 
 def is_beir_folder(path: Path) -> bool:
@@ -69,34 +70,30 @@ def is_beir_folder(path: Path) -> bool:
 
 
 def read_beir(folder: Path, split: str) -> Iterator[TrainingRow]:
+    """One row per judged query of a BEIR folder, read by ``core.readers`` (positives: relevance > 0)."""
     qrels_path = folder / "qrels" / f"{split}.tsv"
     if not qrels_path.exists():
         raise FileNotFoundError(f"{folder} is a BEIR folder without qrels/{split}.tsv (see --qrels_split)")
-    positives: dict[str, list[str]] = {}
-    with open(qrels_path, encoding="utf-8", newline="") as f:
-        for lineno, fields in enumerate(csv.reader(f, delimiter="\t"), 1):
-            if lineno == 1 and fields[:1] == ["query-id"]:
-                continue
-            if len(fields) < 3:
-                raise ValueError(f"{qrels_path}:{lineno}: expected query-id, corpus-id, score")
-            if int(fields[2]) > 0:
-                positives.setdefault(fields[0], []).append(fields[1])
+    positives = {query_id: [d for d, relevance in judged.items() if relevance > 0]
+                 for query_id, judged in readers.beir_qrels(qrels_path).items()}
     needed = {d for ds in positives.values() for d in ds}
-    corpus = {doc["_id"]: doc for doc, _ in iter_jsonl(folder / "corpus.jsonl") if doc["_id"] in needed}
-    for query, source in iter_jsonl(folder / "queries.jsonl"):
-        if query["_id"] not in positives:
+    corpus = {doc_id: (title, text) for _, doc_id, title, text in readers.corpus(folder / "corpus.jsonl")
+              if doc_id in needed}
+    queries_path = folder / "queries.jsonl"
+    for query_id, query in readers.beir_queries(queries_path).items():
+        if not positives.get(query_id):
             continue
-        missing = [d for d in positives[query["_id"]] if d not in corpus]
+        missing = [d for d in positives[query_id] if d not in corpus]
         if missing:
-            raise ValueError(f"{qrels_path}: query {query['_id']} names docids absent from corpus.jsonl: {missing}")
+            raise InputError(f"query {query_id} names docids absent from corpus.jsonl: {missing[:10]}", qrels_path,
+                             hint="use the qrels of this corpus")
         record = {
-            "query_id": query["_id"],
-            "query": query["text"],
-            "positive_passages": [{"docid": d, "title": corpus[d].get("title", ""), "text": corpus[d]["text"]}
-                                  for d in positives[query["_id"]]],
+            "query_id": query_id,
+            "query": query,
+            "positive_passages": [{"docid": d, "title": corpus[d][0], "text": corpus[d][1]} for d in positives[query_id]],
             "negative_passages": [],
         }
-        yield parse_row(record, source)
+        yield parse_row(record, f"{queries_path}: query {query_id}")
 
 
 def jsonl_files(path: str | Path) -> list[Path]:
@@ -136,7 +133,7 @@ def unique_rows(rows: Iterable[TrainingRow]) -> Iterator[TrainingRow]:
     seen: dict[str, str] = {}
     for row in rows:
         if row.row_id in seen:
-            raise ValueError(f"{row.source}: row id {row.row_id!r} repeats {seen[row.row_id]}; "
+            raise InputError(f"{row.source}: row id {row.row_id!r} repeats {seen[row.row_id]}; "
                              "each row must be unique so that a restart can tell what is done")
         seen[row.row_id] = row.source
         yield row
@@ -179,4 +176,4 @@ def resume_output(path: Path) -> set[str]:
         if end != size:
             logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, size - end)
             f.truncate(end)
-    return {parse_row(record, source).row_id for record, source in iter_jsonl(path)}
+    return {parse_row(record, source).row_id for record, source in output_records(path)}

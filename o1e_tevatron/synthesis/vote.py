@@ -30,10 +30,11 @@ import numpy as np
 from tqdm import tqdm
 from transformers import HfArgumentParser
 
-from o1e_tevatron.core.redact import install_log_redaction, json_line, one_line_errors
+from o1e_tevatron.core.errors import InputError, run_command
+from o1e_tevatron.core.redact import install_log_redaction, json_line
 from o1e_tevatron.models import resolve_model_path
 from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row,
-                                         refuse_writing_into_input, resume_output, unique_rows)
+                                         output_records, refuse_writing_into_input, resume_output, unique_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def iter_candidate_rows(path: str | Path) -> Iterator[CandidateRow]:
         candidates = row.record.get("thought_candidates")
         if not isinstance(candidates, list) or not candidates or \
                 not all(isinstance(c, str) and c.strip() for c in candidates):
-            raise ValueError(f"{row.source}: 'thought_candidates' must be a non-empty list of non-empty strings")
+            raise InputError(f"{row.source}: 'thought_candidates' must be a non-empty list of non-empty strings")
         yield CandidateRow(row, tuple(candidates))
 
 
@@ -241,7 +242,7 @@ class VoteReport:
     def add_output(self, path: Path, member_names: list[str]) -> None:
         """Candidates, rejections and agreement of every row in the output, this run's and earlier runs'."""
         same_choice, member_hits = 0, Counter()
-        for record, _ in iter_records(path):
+        for record, _ in output_records(path):
             votes = record["thought_votes"]
             self.rows_in_output += 1
             self.candidates += len(record["thought_candidates"])
@@ -318,10 +319,9 @@ def vote(args: VoteArguments) -> VoteReport:
 def main(argv: Optional[list[str]] = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     install_log_redaction()
-    with one_line_errors():
-        (args,) = HfArgumentParser(VoteArguments).parse_args_into_dataclasses(argv)
-        logger.info("arguments: %s", args)
-        report = vote(args)
+    (args,) = HfArgumentParser(VoteArguments).parse_args_into_dataclasses(argv)
+    logger.info("arguments: %s", args)
+    report = vote(args)
     summary = json.dumps(report.__dict__, indent=1)
     if args.report_path:
         Path(args.report_path).write_text(summary + "\n")
@@ -332,4 +332,4 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -182,10 +182,10 @@ def full_run(score=1.0):
 
 
 @pytest.mark.parametrize("run_a, message", [
-    ("", "a.trec: the run is empty"),
+    ("", "a.trec: no records: the file is empty"),
     ("q1 Q0 d1 1 1.0 x\n", "run a has no hits for 3 of 4 judged queries (e.g. q2, q3, q4): pass --missing zero"),
     ("z1 Q0 d1 1 1.0 x\n", "run a answers none of the 4 judged queries"),
-    ("q1 Q0 d1 1 high x\n", "a.trec:1: the score (5th column) 'high' is not a number"),
+    ("q1 Q0 d1 1 high x\n", "a.trec:1: the score (5th column) 'high' is not a finite number"),
 ], ids=["empty", "most-missing", "other-dataset", "bad-score"])
 def test_ttest_refuses_runs_that_are_not_evidence(tmp_path, capsys, run_a, message):
     """The old command scored an empty run, or one missing most queries, as zeros and called it significant."""
@@ -202,7 +202,7 @@ def test_ttest_missing_policies(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("qrels, message", [
-    ("q1\td1\t1\n", "qrels.txt:1: a TREC qrels line has 4 columns (query_id 0 doc_id relevance), this one 3 (a BEIR"),
+    ("q1\td1\t1\n", "qrels.txt:1: a TREC qrels line has 4 columns (query_id 0 doc_id relevance), this one 3: a BEIR"),
     ("q1 0 d1 1\nq2 0 d2 high\n", "qrels.txt:2: the relevance 'high' is not an integer"),
     (b"q1 0 d\xff1 1\n", "qrels.txt:1: not UTF-8 text"),
 ], ids=["beir-tsv", "bad-relevance", "not-utf8"])

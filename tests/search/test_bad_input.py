@@ -8,12 +8,12 @@ from o1e_pyserini.search.faiss import main
 
 
 @pytest.mark.parametrize("content, message", [
-    ("q1\tdna repair\tsee also rna\n", "topics.tsv:1: expected query_id<TAB>text with one tab, found 2"),
+    ("q1\tdna repair\tsee also rna\n", "topics.tsv:1: expected query_id<TAB>text (1 tab), found 2"),
     ("q1\tdna repair\nq2\trna\nq1\tprotein\n", "topics.tsv:3: query id 'q1' again (first on line 1)"),
-    ("q1\tdna repair\n\nq2\trna\n", "topics.tsv:2: blank line among the topics"),
+    ("q1\tdna repair\nq2\t  \n", "topics.tsv:2: query 'q2': is empty or whitespace only"),
     (b"q1\tdna repair\nq2\tr\xffna\n", "topics.tsv:2: not UTF-8 text"),
-    ("q1 dna repair\n", "topics.tsv:1: expected query_id<TAB>text with one tab, found 0"),
-], ids=["extra-tab", "duplicate-id", "blank-line", "not-utf8", "no-tab"])
+    ("q1 dna repair\n", "topics.tsv:1: expected query_id<TAB>text (1 tab), found 0"),
+], ids=["extra-tab", "duplicate-id", "blank-query", "not-utf8", "no-tab"])
 def test_bad_topics_lines_are_named(encoded_corpus, tmp_path, content, message):
     """The old code searched 'dna repair\\tsee also rna', kept one of two q1 queries, and so on."""
     topics = tmp_path / "topics.tsv"
@@ -22,11 +22,16 @@ def test_bad_topics_lines_are_named(encoded_corpus, tmp_path, content, message):
         main(["--index", str(encoded_corpus / "index"), "--topics", str(topics), "--output", str(tmp_path / "run")])
 
 
-def test_trailing_blank_lines_are_fine(encoded_corpus, tmp_path):
-    from o1e_pyserini.search.faiss import read_topics_file
+def test_blank_lines_are_skipped_and_pyserini_reads_a_clean_copy(tmp_path):
+    """Anserini's TopicReader failed on a trailing blank line ('Unable to initialize TopicReader')."""
+    from o1e_pyserini.search.topics import for_pyserini
     topics = tmp_path / "topics.tsv"
-    topics.write_text("q1\tdna\n\n\n")
-    assert read_topics_file(str(topics)) == (["q1"], ["dna"])
+    topics.write_text("q1\tdna\n\nq2\trna\n\n")
+    copy = for_pyserini(str(topics), str(tmp_path / "scratch"))
+    assert copy != str(topics) and open(copy).read() == "q1\tdna\nq2\trna\n"
+    clean = tmp_path / "clean.tsv"
+    clean.write_text("q1\tdna\n")
+    assert for_pyserini(str(clean), str(tmp_path / "scratch")) == str(clean)
 
 
 def test_a_topics_file_with_a_byte_order_mark_is_searched(cli, encoded_corpus, llama_checkpoint, demo_queries, tmp_path):
@@ -38,10 +43,10 @@ def test_a_topics_file_with_a_byte_order_mark_is_searched(cli, encoded_corpus, l
     proc = cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics, "--output", run,
                "--encoder", llama_checkpoint, "--hits", 5, "--device", "cpu", "--o1e-mode", "fast")
     assert {line.split()[0] for line in run.read_text().splitlines()} == set(demo_queries)
-    assert f"{topics} starts with a UTF-8 byte-order mark: searching a copy without it" in proc.stderr
+    assert f"{topics} has a byte-order mark, blank lines or CRLF line ends: Pyserini reads a clean copy" in proc.stderr
     assert topics.read_bytes() == content
-    from o1e_pyserini.search.faiss import read_topics_file
-    assert read_topics_file(str(topics))[0] == list(demo_queries)  # o1e's own reader drops the mark too
+    from o1e_tevatron.core.readers import topics as read_topics
+    assert list(read_topics(topics)) == list(demo_queries)  # o1e's own reader drops the mark too
 
 
 def test_missing_index_or_topics_file(encoded_corpus, topics_tsv, tmp_path):
@@ -65,7 +70,7 @@ def test_a_missing_index_exits_non_zero(cli, topics_tsv, tmp_path):
     """The old command printed a traceback from Pyserini and exited 0."""
     proc = cli("o1e_pyserini.search.faiss", "--index", tmp_path / "missing", "--topics", topics_tsv,
                "--output", tmp_path / "run.txt", "--encoder", "o1e", check=False)
-    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1].startswith("o1e: error: --index")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --index")
     assert not (tmp_path / "run.txt").exists()
 
 
@@ -94,8 +99,8 @@ def test_encode_driver_input_errors_are_one_line(cli, llama_checkpoint, tmp_path
     corpus.write_text('{"_id": "d1", "text": "dna"}\n{"_id": "d2", "text": "rna"\n')
     proc = cli("o1e_tevatron.driver.encode", "--model_name_or_path", llama_checkpoint, "--encode_in_path", corpus,
                "--encoded_save_path", tmp_path / "c.npz", "--output_dir", tmp_path / "tr", check=False)
-    assert proc.returncode == 1
-    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {corpus}:2: not JSON")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {corpus}:2: not valid JSON")
 
 
 def test_recorded_thoughts_must_be_lists_of_strings(tmp_path):

@@ -120,7 +120,7 @@ def test_ground_rows_adds_bm25_passages_to_training_rows(demo_lucene, tmp_path):
                                                                           for q in QUERIES[:2]]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"query": "ok"}\n{"text": "no query"}\n')
-    with pytest.raises(ValueError, match=r"bad.jsonl:2: expected a JSON object with a 'query'"):
+    with pytest.raises(ValueError, match=r"bad.jsonl:2: 'query' is missing \(the object has: 'text'\)"):
         ground_rows(bad, tmp_path / "out.jsonl", LuceneGrounder(str(demo_lucene), 1))
 
 
@@ -128,7 +128,7 @@ def test_search_cli_grounds_a_chat_checkpoint(cli, encoded_corpus, chat_checkpoi
     common = ["--encoder", chat_checkpoint, "--index", encoded_corpus / "index", "--topics", topics_tsv,
               "--hits", 5, "--o1e-mode", "fast"]
     proc = cli("o1e_pyserini.search.faiss", *common, "--output", tmp_path / "run.txt", check=False)
-    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("o1e: error: this checkpoint thinks")
+    assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1].startswith("error: this checkpoint thinks")
     cli("o1e_pyserini.search.faiss", *common, "--output", tmp_path / "run.txt", "--o1e-grounding-index", demo_lucene)
     assert len((tmp_path / "run.txt").read_text().splitlines()) == 5 * 8
 

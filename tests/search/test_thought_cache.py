@@ -115,9 +115,9 @@ def test_a_search_with_a_corrupt_cache_ends_in_one_line_and_runs_without_it(cli,
               "--o1e-num-thoughts", 1, "--o1e-max-thought-tokens", 4, "--o1e-seed", 0,
               "--o1e-thought-cache", tmp_path / "cache"]
     proc = cli(*search, check=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
-        f"o1e: error: the thought cache at {garbage} is not a readable SQLite database (file is not a database): "
+        f"error: the thought cache at {garbage} is not a readable SQLite database (file is not a database): "
         "move it away, or run without the cache (--no-thought-cache; --o1e-no-thought-cache in o1e_pyserini.search.faiss)")
     assert garbage.read_bytes() == bytes(range(256)) * 8 and not (tmp_path / "run.txt").exists()
     cli(*search, "--o1e-no-thought-cache")

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from o1e_tevatron.synthesis.generate import generate, pick_examples
+from o1e_tevatron.synthesis.generate import generate, pick_examples, row_seed
 from o1e_tevatron.synthesis.prompts import SYSTEM_PROMPT, TeacherPrompt
 from o1e_tevatron.synthesis.rows import iter_rows
 from .helpers import DEMO_TRAIN, demo_rows, generate_args, generate_cli, read_jsonl, run_until_complete, write_jsonl
@@ -91,6 +91,10 @@ def test_a_server_that_ignores_n_is_asked_again_for_the_rest(tmp_path, serve_tea
     assert all(len(r["thought_candidates"]) == 3 for r in read_jsonl(args.output_path))
     stats = json.load(urllib.request.urlopen(url.removesuffix("/v1") + "/loopback/stats"))
     assert stats["requests"] == 12  # k requests per row
+    # each row has its seed (for servers that honour one, vLLM), moved on for each re-ask
+    seeds = sorted(r["seed"] for r in json.load(urllib.request.urlopen(url.removesuffix("/v1") + "/loopback/sampling")))
+    firsts = sorted(row_seed(args.seed, row_id) for row_id in ALL_IDS[:4])
+    assert seeds == sorted(s + i for s in firsts for i in range(3)) and len(set(seeds)) == 12
 
 
 def test_transient_faults_are_retried_and_bad_answers_recorded(tmp_path, serve_teacher):
