@@ -16,18 +16,34 @@ before Pyserini parses the rest) runs the model folder's code, as MiniCPM needs.
 import functools
 import runpy
 import sys
+from pathlib import Path
 
 import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 
-from o1e_tevatron.core.errors import run_command
+from o1e_tevatron.core.errors import InputError, run_command
+from o1e_tevatron.core.readers import json_records
 
 from .registry import ENCODERS, register, registry_keys
 
 TRUST_REMOTE_CODE = "--o1e-trust-remote-code"
 
 
+def check_corpus(argv: list[str]) -> None:
+    """Read every file of ``--corpus`` (a file, or a folder's files, as Pyserini reads them) through o1e's
+    reader layer first: Pyserini ends a torn line in a bare JSON error that names neither file nor line."""
+    if "--corpus" not in argv[:-1]:
+        return
+    path = Path(argv[argv.index("--corpus") + 1])
+    if not path.exists():
+        raise InputError("no such corpus file or folder", path)
+    for file in [path] if path.is_file() else sorted(p for p in path.iterdir() if p.is_file()):
+        for _ in json_records(file):
+            pass
+
+
 def main(argv=None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
+    check_corpus(argv)
     trusted = TRUST_REMOTE_CODE in argv
     argv, keys = registry_keys([arg for arg in argv if arg != TRUST_REMOTE_CODE])
     register(keys, document_encoders={family: functools.partial(classes[1], trust_remote_code=True)

@@ -79,6 +79,9 @@ class O1EModelArguments(ModelArguments):
     debater_scale: float = field(default=30.0, metadata={"help": "DEBATER: cosine scale (1 / temperature)"})
     debater_query_instruction: str = field(default="", metadata={
         "help": "DEBATER: instruction before every training query ('{instruction} {query}</s>'), ending with ':'"})
+    debater_query_token: str = field(default="", metadata={
+        "help": "DEBATER: a token of its own ending every query, where it is pooled (added and trained; default: "
+                "the eos, DEBATER's </s>, which in a chat model closes a turn, where all queries look alike)"})
     attn_implementation: Optional[str] = field(default=None, metadata={"help": "eager, sdpa, flash_attention_2"})
     trust_remote_code: bool = field(default=False, metadata={"help": "Run model code from the model's folder"})
 
@@ -121,6 +124,7 @@ class O1EModelArguments(ModelArguments):
                 num_steps=self.debater_num_steps, step_prompt=self.debater_step_prompt,
                 step_tokens=[t for t in self.debater_step_tokens.split(",") if t] or None,
                 scale=self.debater_scale, query_instruction=self.debater_query_instruction,
+                query_token=self.debater_query_token,
                 query_max_len=data_args.q_max_len, passage_max_len=data_args.p_max_len)
         return self.o1e_config(data_args)
 

@@ -25,10 +25,10 @@ PASSAGES = [f"passage {i} about {w} and more words {i * 'x'}" for i, w in
 STEPS = 3
 
 
-def build(model_dir, scale=30.0, **kwargs):
+def build(model_dir, scale=30.0, query_token="", **kwargs):
     torch.manual_seed(0)
     config = DebaterConfig(num_steps=STEPS, scale=scale, query_instruction="Given a claim, find evidence:",
-                           passage_max_len=24)
+                           passage_max_len=24, query_token=query_token)
     model = DebaterModel.build(str(model_dir), config, lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.0, **kwargs)
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -122,6 +122,47 @@ def test_added_step_tokens_have_embedding_rows_that_receive_gradient(tiny_llama_
     assert deltas and all(p.grad is not None and (p.grad.abs().sum(-1) > 0).all() for p in deltas)
 
 
+def test_a_query_token_of_its_own_ends_every_query_is_pooled_there_and_trains(tiny_llama_dir):
+    model = build(tiny_llama_dir, query_token="<query_vector>")
+    t = model.template
+    assert t.query_end_id == t.tokenizer.convert_tokens_to_ids("<query_vector>") != t.eos_id
+    b = make_batch(model, "right")
+    last = b["query_attention_mask"].sum(1) - 1
+    assert (b["query_input_ids"][torch.arange(3), last] == t.query_end_id).all()
+    with torch.no_grad():
+        queries = model.encode_query(b["query_input_ids"], b["query_attention_mask"])
+        for row in range(3):  # pooled at the query token: the unpadded sequence's last hidden state
+            seq = b["query_input_ids"][row][: last[row] + 1].unsqueeze(0)
+            hidden = model.lm(input_ids=seq, output_hidden_states=True).hidden_states[-1][0, -1]
+            torch.testing.assert_close(queries[row], F.normalize(hidden, dim=-1), rtol=1e-5, atol=1e-5)
+    model.train()
+    model(**b).loss.backward()
+    deltas = [p for n, p in model.named_parameters() if "trainable_tokens_delta" in n and p.requires_grad]
+    assert deltas and all(p.grad is not None and (p.grad.abs().sum(-1) > 0).all() for p in deltas)
+    assert {p.shape[0] for p in deltas} == {STEPS + 1}  # the steps' rows and the query token's
+    eos_ended = b["query_input_ids"].clone()
+    eos_ended[torch.arange(3), last] = t.eos_id
+    with pytest.raises(ValueError, match="does not end with its query token"):
+        model.encode_query(eos_ended, b["query_attention_mask"])
+    with pytest.raises(ValueError, match="also a step token"):
+        DebaterConfig(num_steps=2, step_tokens=["<a>", "<b>"], query_token="<b>")
+
+
+def test_training_warns_when_queries_end_at_an_eos_that_closes_chat_turns(tiny_llama_dir, caplog):
+    from o1e_tevatron.families.debater import warn_on_turn_closing_eos
+
+    plain, own = build(tiny_llama_dir), build(tiny_llama_dir, query_token="<query_vector>")
+    assert "</s>\n" in plain.template.tokenizer.apply_chat_template(  # the tiny template closes turns with eos
+        [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], tokenize=False)
+    with caplog.at_level("WARNING"):
+        assert warn_on_turn_closing_eos(plain.template) and "--debater_query_token" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert not warn_on_turn_closing_eos(own.template) and not caplog.text
+    plain.template.tokenizer.chat_template = None  # a base model: no turns, nothing to say
+    assert not warn_on_turn_closing_eos(plain.template)
+
+
 @pytest.mark.parametrize("q_chunk,p_chunk,side", [(2, 3, "left"), (1, 4, "right")])
 def test_grad_cache_equals_the_unchunked_step(tiny_llama_dir, q_chunk, p_chunk, side):
     model = build(tiny_llama_dir).double().train()
@@ -156,16 +197,19 @@ def test_driver_trains_saves_loads_by_family_and_encodes(tiny_llama_dir, demo_di
                     "--p_max_len", "32", "--report_to", "none", "--use_cpu", "--logging_steps", "1",
                     "--lora", "--learning_rate", "1e-3", "--max_steps", "3", "--save_strategy", "no",
                     "--debater_num_steps", "4", "--debater_scale", "25", "--disable_tqdm", "true",
-                    "--debater_query_instruction", "Given a scientific claim, retrieve documents:"])
+                    "--debater_query_instruction", "Given a scientific claim, retrieve documents:",
+                    "--debater_query_token", "<query_vector>"])
     logs = [h for h in trainer.state.log_history if "ce_loss" in h]
     assert len(logs) == 3 and all("distill_loss" in h and "ctr_loss" not in h for h in logs)
     assert json.loads((out / "adapter_config.json").read_text())["r"] == 16  # the release's LoRA default
     config = json.loads((out / "o1e_config.json").read_text())
     assert config["family"] == "debater" and config["num_steps"] == 4 and config["scale"] == 25
+    assert config["query_token"] == "<query_vector>"
 
     model = load_model(out)
     assert isinstance(model, DebaterModel) and len(model.template.step_ids) == 4
     assert model.template.instruction_ids == model.template.tokenize("Given a scientific claim, retrieve documents:")
+    assert model.template.query_end_id == model.template.tokenizer.convert_tokens_to_ids("<query_vector>")
 
     for scoring, rows in (("last", 600), ("max-steps", 2400)):
         index = tmp_path / f"index-{scoring}"

@@ -160,3 +160,82 @@ def test_vote_on_an_empty_candidates_file(tmp_path):
     proc = run_cli("o1e_tevatron.synthesis.vote", "--input_path", "candidates.jsonl", "--output_path", "voted.jsonl",
                    cwd=tmp_path)
     assert_one_line(proc, errors.EXIT_INPUT, "candidates.jsonl: no records", folder=tmp_path)
+
+
+def test_mine_with_a_qrels_line_of_four_columns(tmp_path):
+    beir = tmp_path / "beir"
+    shutil.copytree(DEMO, beir)
+    lines = (beir / "qrels" / "test.tsv").read_text().splitlines()
+    (beir / "qrels" / "test.tsv").write_text("\n".join(lines[:5] + ["q-bad\t0\td1\t1"] + lines[5:]) + "\n")
+    proc = run_cli("o1e_pyserini.mine", "--input", beir, "--split", "test", "--output", "mined.jsonl",
+                   "--index-root", tmp_path / "indexes", cwd=tmp_path)
+    assert_one_line(proc, errors.EXIT_INPUT, "test.tsv:6: expected query-id<TAB>corpus-id<TAB>score", folder=tmp_path)
+
+
+def test_grounding_with_a_row_without_query(tmp_path):
+    (tmp_path / "rows.jsonl").write_text('{"query": "dna repair"}\n{"text": "no query"}\n')
+    proc = run_cli("o1e_pyserini.grounding", "--input", "rows.jsonl", "--output", "grounded.jsonl",
+                   "--corpus", DEMO / "corpus.jsonl", cwd=tmp_path)
+    assert_one_line(proc, errors.EXIT_INPUT, "rows.jsonl:2: 'query' is missing (the object has: 'text')",
+                    folder=tmp_path)
+    assert not (tmp_path / "grounded.jsonl").exists()
+
+
+def test_lucene_search_with_a_whitespace_only_topic(tmp_path):
+    (tmp_path / "topics.tsv").write_text("q1\tdna repair\nq2\t  \n")
+    proc = run_cli("o1e_pyserini.search.lucene", "--index", tmp_path / "no-index", "--topics", "topics.tsv",
+                   "--output", "run.txt", "--bm25", cwd=tmp_path)
+    assert_one_line(proc, errors.EXIT_INPUT, "topics.tsv:2: query 'q2': is empty or whitespace only", folder=tmp_path)
+
+
+@pytest.mark.parametrize("corpus, words", [
+    ('{"id": "d1", "contents": "fine"}\n{"id": "d2", "contents": \n', "corpus.jsonl:2: not valid JSON"),
+    (None, "corpus.jsonl: no such corpus file or folder"),
+], ids=["torn-line", "missing"])
+def test_encode_with_a_torn_corpus_line(tmp_path, corpus, words):
+    """Pyserini's reader ended in 'Expecting value: line 2 column 1 (char 26)': no file, and the line within the line."""
+    if corpus is not None:
+        (tmp_path / "corpus.jsonl").write_text(corpus)
+    proc = run_cli("o1e_pyserini.encode", "input", "--corpus", "corpus.jsonl", "output", "--embeddings", "emb",
+                   "encoder", "--encoder", tmp_path / "no-model", "--encoder-class", "o1e", "--device", "cpu",
+                   cwd=tmp_path)
+    assert_one_line(proc, errors.EXIT_INPUT, words, folder=tmp_path)
+
+
+def test_a_usage_error_is_one_redacted_line_with_exit_code_2(tmp_path):
+    """argparse printed 'argument --temperature: invalid float value: <the key>' itself, unredacted."""
+    proc = run_cli("o1e_tevatron.synthesis.generate", "--input_path", "rows.jsonl", "--output_path", "out.jsonl",
+                   "--base_url", "http://127.0.0.1:9/v1", "--model", "m", "--temperature", SECRET, cwd=tmp_path)
+    line = assert_one_line(proc, errors.EXIT_INPUT, "argument --temperature: invalid float value: '***'",
+                           folder=tmp_path)
+    assert proc.stderr.startswith("usage: ") and line.startswith("error: ")
+
+
+def test_resume_from_true_without_a_checkpoint(tiny_llama_dir, tmp_path):
+    """It read 'true' as a folder: 'Can't find a checkpoint index ... in true'."""
+    (tmp_path / "train.jsonl").write_text(json.dumps({"query": "q", "pos": ["p"], "neg": ["n"]}) + "\n")
+    proc = run_cli("o1e_tevatron.driver.train", "--model_name_or_path", tiny_llama_dir, "--train_dir", "train.jsonl",
+                   "--output_dir", "out", "--resume_from_checkpoint", "true", cwd=tmp_path)
+    assert_one_line(proc, errors.EXIT_CHECKPOINT, "out: --resume_from_checkpoint true: no checkpoint-N folder",
+                    folder=tmp_path)
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("lora_r", "its adapter does not fit this model"),
+    ("truncated", "adapter_model.safetensors: not a readable safetensors file"),
+])
+def test_resume_from_a_checkpoint_of_another_shape_or_a_damaged_one(tiny_llama_dir, tmp_path, damage, words):
+    """A --lora_r mismatch ended in torch's 'size mismatch' traceback; a truncated adapter in safetensors' error."""
+    shutil.copy(DEMO / "train.jsonl", tmp_path / "train.jsonl")
+    train = ["--model_name_or_path", tiny_llama_dir, "--train_dir", "train.jsonl", "--output_dir", "out", "--lora",
+             "--train_n_passages", "2", "--per_device_train_batch_size", "2", "--report_to", "none", "--use_cpu"]
+    first = run_cli("o1e_tevatron.driver.train", *train, "--lora_r", "4", "--max_steps", "1", "--save_steps", "1",
+                    cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    checkpoint = tmp_path / "out" / "checkpoint-1"
+    if damage == "truncated":
+        weights = checkpoint / "adapter_model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    again = run_cli("o1e_tevatron.driver.train", *train, "--lora_r", "8" if damage == "lora_r" else "4",
+                    "--max_steps", "2", "--resume_from_checkpoint", "true", cwd=tmp_path)
+    assert_one_line(again, errors.EXIT_CHECKPOINT, words, folder=tmp_path)

@@ -8,6 +8,7 @@ in docs/reliability.md.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import os
@@ -106,7 +107,8 @@ def one_line_errors() -> Iterator[None]:
     flag check) is redacted and exits 2."""
     register_environment_secrets()
     try:
-        yield
+        with _usage_errors_through_the_boundary():
+            yield
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             raise
@@ -122,6 +124,23 @@ def one_line_errors() -> Iterator[None]:
             raise SystemExit(EXIT_UNEXPECTED) from None
         print(f"error: {one_line(e)}", file=sys.stderr)
         raise SystemExit(code) from None
+
+
+@contextlib.contextmanager
+def _usage_errors_through_the_boundary() -> Iterator[None]:
+    """argparse prints a usage error itself, the offending value in it (a key given to the wrong flag), and
+    exits 2: here its usage is printed, and its message raised to the boundary, which redacts it."""
+    original = argparse.ArgumentParser.error
+
+    def error(parser: argparse.ArgumentParser, message: str):
+        parser.print_usage(sys.stderr)
+        raise SystemExit(f"error: {parser.prog}: {message}")
+
+    argparse.ArgumentParser.error = error
+    try:
+        yield
+    finally:
+        argparse.ArgumentParser.error = original
 
 
 def run_command(main: Callable[..., Any], *args: Any) -> None:

@@ -8,15 +8,18 @@ ZeRO-1/2, bf16, gradient checkpointing.
 import logging
 import os
 import sys
+from pathlib import Path
+from typing import Optional
 
 import torch.distributed as dist
 from transformers import set_seed
+from transformers.trainer_utils import get_last_checkpoint
 
 from ..arguments import parse_args
 from ..collator import O1ECollator
 from ..data import TrainDataset, load_train_rows
 from ..checkpoint import family_class
-from ..core.errors import run_command
+from ..core.errors import CheckpointError, run_command
 from ..trainer import O1ETrainer
 
 logger = logging.getLogger(__name__)
@@ -34,8 +37,26 @@ def family_training_kwargs(family: str, training_args) -> dict:
                 kd_teacher_temperature=training_args.kd_teacher_temperature)
 
 
+def resume_point(value: Optional[str], output_dir: str) -> Optional[str]:
+    """``--resume_from_checkpoint``: a checkpoint folder; ``true`` / ``last`` = the last ``checkpoint-N`` of
+    ``--output_dir`` (the Trainer's meaning of True, which a flag string never reaches); ``false`` = none."""
+    if value is None or value.lower() in ("false", ""):
+        return None
+    if value.lower() in ("true", "last"):
+        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last is None:
+            raise CheckpointError(f"--resume_from_checkpoint {value}: no checkpoint-N folder to resume from",
+                                  output_dir)
+        return last
+    if not Path(value).is_dir():
+        raise CheckpointError("--resume_from_checkpoint: no such checkpoint folder (give one, or 'true' for the "
+                              "last one in --output_dir)", value)
+    return value
+
+
 def main(argv=None):
     model_args, data_args, training_args = parse_args(argv=argv)
+    resume = resume_point(training_args.resume_from_checkpoint, training_args.output_dir)
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         level=logging.INFO if training_args.local_rank in (-1, 0) else logging.WARNING,
@@ -52,6 +73,9 @@ def main(argv=None):
         **family_training_kwargs(model_args.family, training_args),
     )
     thinks = model_args.family == "o1e"  # DEBATER's queries never carry a thought
+    if not thinks:
+        from ..families.debater import warn_on_turn_closing_eos
+        warn_on_turn_closing_eos(model.template)
     dataset = TrainDataset(
         load_train_rows(data_args), train_n_passages=data_args.train_n_passages,
         plain_query_prob=data_args.plain_query_prob if thinks else 1.0,
@@ -64,7 +88,7 @@ def main(argv=None):
         model=model, args=training_args, train_dataset=dataset,
         data_collator=O1ECollator(model.template, data_args.padding_side),
     )
-    trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()
     if training_args.merge_lora and trainer.is_world_process_zero():
         model.save(os.path.join(training_args.output_dir, "merged"), merge=True)

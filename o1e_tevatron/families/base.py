@@ -34,6 +34,7 @@ from transformers.utils import ModelOutput
 
 from ..core.checkpoint import (adapter_embedding_rows, base_fingerprint, check_same_base, move_into,
                                peft_without_deprecation_warnings, staging_folder, warn_remote_code)
+from ..core.errors import CheckpointError
 from ..models import model_to_load, resolve_model_path
 from ..objective import Objective
 
@@ -305,10 +306,20 @@ class FamilyModel(nn.Module):
         if self.is_peft:
             from peft import set_peft_model_state_dict
 
-            state = load_file(str(checkpoint / "adapter_model.safetensors"))
-            result = set_peft_model_state_dict(self.lm, state)
+            weights = checkpoint / "adapter_model.safetensors"
+            try:
+                state = load_file(str(weights))
+            except Exception as e:  # noqa: BLE001  (safetensors' own error types: a truncated or foreign file)
+                raise CheckpointError(f"not a readable safetensors file ({e})", weights,
+                                      hint="the checkpoint is damaged: resume from an earlier one") from None
+            try:
+                result = set_peft_model_state_dict(self.lm, state)
+            except RuntimeError as e:  # size mismatch: another --lora_r or other target modules
+                raise CheckpointError(f"its adapter does not fit this model ({str(e).splitlines()[-1].strip()})",
+                                      checkpoint, hint="resume with the --lora_r / --lora_target_modules it was "
+                                      "trained with") from None
             if getattr(result, "unexpected_keys", None):
-                raise ValueError(f"{checkpoint}: adapter has unexpected keys {result.unexpected_keys[:5]}")
+                raise CheckpointError(f"adapter has unexpected keys {result.unexpected_keys[:5]}", checkpoint)
         else:
             from transformers.trainer_utils import load_sharded_checkpoint
 

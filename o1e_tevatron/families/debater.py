@@ -12,7 +12,7 @@ and the steps are appended, so they survive any passage length; the loss runs in
 module's forward, so DDP synchronises gradients.
 
     passage  [bos] passage[:passage_max_len] step_prompt <step_1> ... <step_M>
-    query    [bos] instruction query[:query_max_len] </s>
+    query    [bos] instruction query[:query_max_len] </s>      (or a query token of its own: query_token)
 
 The release's own checkpoints (llm2vec layout, ``llm2vec_config.json``) load with the release's text
 (:meth:`DebaterConfig.from_release`): the same ids for every passage within its length limit.
@@ -20,6 +20,7 @@ The release's own checkpoints (llm2vec layout, ``llm2vec_config.json``) load wit
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
@@ -32,6 +33,8 @@ from ..loss import MaxStepSelfDistillationLoss
 from ..objective import Objective
 from ..template import TokenTemplate, add_special_tokens
 from .base import FamilyConfig, FamilyModel, family_output, last_positions
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_NUM_STEPS = 8
 DEFAULT_STEP_PROMPT = "Use eight words to represent the above text in multiple aspects: "
@@ -55,6 +58,10 @@ class DebaterConfig(FamilyConfig):
     step_tokens: Optional[list] = None
     scale: float = 30.0
     query_instruction: str = ""
+    #: the token that ends every query, where it is pooled: "" = the tokenizer's eos (DEBATER's ``</s>``).
+    #: A chat model's eos closes a turn (SmolLM2's ``<|im_end|>``), where every query looks alike: such a
+    #: model gets a token of its own, added and trained like the step tokens.
+    query_token: str = ""
     query_max_len: int = 32
     passage_max_len: int = 192
 
@@ -64,9 +71,15 @@ class DebaterConfig(FamilyConfig):
         self.step_tokens = list(self.step_tokens or default_step_tokens(self.num_steps))
         if len(self.step_tokens) != self.num_steps or len(set(self.step_tokens)) != self.num_steps:
             raise ValueError(f"need {self.num_steps} distinct step tokens, got {self.step_tokens}")
+        if self.query_token in self.step_tokens:
+            raise ValueError(f"the query token {self.query_token!r} is also a step token")
         for name in ("query_max_len", "passage_max_len"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def tokens(self) -> list[str]:
+        """The tokens this layout adds where the tokenizer lacks them: the steps, and the query token."""
+        return self.step_tokens + ([self.query_token] if self.query_token else [])
 
     @classmethod
     def from_release(cls, folder: Path) -> "DebaterConfig":
@@ -94,12 +107,13 @@ class DebaterTemplate(TokenTemplate):
         super().__init__(tokenizer)
         self.config = config
         vocab = tokenizer.get_vocab()
-        absent = [t for t in config.step_tokens if t not in vocab]
+        absent = [t for t in config.tokens() if t not in vocab]
         if absent:
-            raise ValueError(f"tokenizer lacks the step tokens {absent}: build or load the model through DebaterModel")
-        if self.eos_id is None:
-            raise ValueError("the tokenizer has no eos token; DEBATER ends every query with it")
+            raise ValueError(f"tokenizer lacks the tokens {absent}: build or load the model through DebaterModel")
+        if self.eos_id is None and not config.query_token:
+            raise ValueError("the tokenizer has no eos token; DEBATER ends every query with it (or give a query token)")
         self.step_ids = [vocab[t] for t in config.step_tokens]
+        self.query_end_id = vocab[config.query_token] if config.query_token else self.eos_id
         self.prompt_ids = self.tokenize(config.step_prompt) if config.step_prompt else []
         self.instruction_ids = self.tokenize(config.query_instruction) if config.query_instruction else []
 
@@ -112,7 +126,7 @@ class DebaterTemplate(TokenTemplate):
         return self.tokenize_batch([f" {q}" for q in queries] if self.instruction_ids else queries)
 
     def plain_query(self, query_ids: Sequence[int]) -> list[int]:
-        return self.bos + self.instruction_ids + list(query_ids[: self.config.query_max_len]) + [self.eos_id]
+        return self.bos + self.instruction_ids + list(query_ids[: self.config.query_max_len]) + [self.query_end_id]
 
     def passage(self, passage_ids: Sequence[int]) -> list[int]:
         """The passage is cut first, so the prompt and every step token are always there."""
@@ -138,13 +152,14 @@ class DebaterModel(FamilyModel):
 
     @classmethod
     def add_tokens(cls, tokenizer, lm, config: DebaterConfig) -> list[int]:
-        return add_special_tokens(tokenizer, lm, config.step_tokens)
+        return add_special_tokens(tokenizer, lm, config.tokens())
 
     def pool_query(self, hidden, input_ids, attention_mask) -> torch.Tensor:
         rows = torch.arange(hidden.shape[0], device=hidden.device)
         last = last_positions(attention_mask)
-        if not bool((input_ids[rows, last] == self.template.eos_id).all()):
-            raise ValueError("a query does not end with </s>: build inputs with DebaterTemplate.plain_query")
+        if not bool((input_ids[rows, last] == self.template.query_end_id).all()):
+            raise ValueError("a query does not end with its query token (</s>): build inputs with "
+                             "DebaterTemplate.plain_query")
         return F.normalize(hidden[rows, last], dim=-1)
 
     def pool_passage(self, hidden, input_ids, attention_mask) -> torch.Tensor:
@@ -159,6 +174,26 @@ class DebaterModel(FamilyModel):
 
     def vector_loss_parts(self, q_reps, p_reps, teacher_scores=None) -> dict[str, torch.Tensor]:
         return self.loss(q_reps, p_reps)
+
+
+def warn_on_turn_closing_eos(template: DebaterTemplate) -> bool:
+    """Before training: say so when queries end with an eos that the chat template uses to close a turn,
+    where every query looks alike (SmolLM2-Instruct's ``<|im_end|>``: its DEBATER arm did not learn)."""
+    tokenizer = template.tokenizer
+    if template.config.query_token or not getattr(tokenizer, "chat_template", None):
+        return False
+    mark = "o1e-answer-mark"
+    try:
+        answered = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
+                                                 tokenize=False)
+    except Exception:  # noqa: BLE001  (a template that needs other roles: nothing to say)
+        return False
+    if f"{mark}{tokenizer.eos_token}" not in answered:
+        return False
+    logger.warning("DEBATER pools each query at eos %r, which this model's chat template uses to close a turn: "
+                   "queries look alike there and training may not take off; --debater_query_token '<query_vector>' "
+                   "gives them a token of their own", tokenizer.eos_token)
+    return True
 
 
 def index_rows(step_vectors: np.ndarray, ids: Sequence[str], scoring: str = "last") -> tuple[np.ndarray, list[str]]:

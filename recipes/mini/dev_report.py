@@ -1,6 +1,7 @@
 """The miniature's dev report, driven by recipes/mini/dev/index.yaml: every arm and mode on o1e/scifact/dev
 with paired t-tests against the arm's own fast mode and against (a), the cost columns, the training
-losses and the dev curves (PNG) and a few thoughts per thinking arm.
+losses and the dev curves (PNG) and a few thoughts per thinking arm; then the test table
+(recipes/mini/test/index.yaml: SciFact test and CoSQA dev, once per arm) in the same columns.
 
     .venv/bin/python recipes/mini/dev_report.py [--index recipes/mini/dev/index.yaml] [--out docs/results/mini]
 """
@@ -29,13 +30,17 @@ def record_of(index_path: Path, name: str, dataset: str) -> dict | None:
     return json.loads(found[0].read_text()) if found else None
 
 
-def versus(index_path: Path, a: str, b: str) -> str:
-    """Δ, p and wins/losses of run.sh's paired t-test (``eval ttest``) of b against a, if it ran."""
+def versus(index_path: Path, a: str, b: str, dataset: str = "") -> str:
+    """Δ, p and wins/losses of run.sh's paired t-test (``eval ttest``) of b against a, if it ran (a test
+    folder names its t-tests by dataset too: ``ttest.beir_scifact_test.A-vs-B.json``)."""
     first, second = Path(a), Path(b)  # runs in one folder (dev/ or dev/history/...) have their t-tests there
-    path = index_path.parent / first.parent / f"ttest.{first.name}-vs-{second.name}.json"
     if first.parent != second.parent:
         return "—"
-    if not path.exists():
+    folder = index_path.parent / first.parent
+    names = [f"ttest.{dataset.replace('/', '_')}.{first.name}-vs-{second.name}.json",
+             f"ttest.{first.name}-vs-{second.name}.json"]
+    path = next((folder / name for name in names if (folder / name).exists()), None)
+    if path is None:
         return "—"
     test = json.loads(path.read_text())
     deltas = test["deltas"].values()
@@ -43,33 +48,37 @@ def versus(index_path: Path, a: str, b: str) -> str:
             f"{sum(d > 0 for d in deltas)}/{sum(d < 0 for d in deltas)}")
 
 
-def generated(cost: dict) -> str:
-    """Tokens generated per query; a run whose thoughts all came from the thought cache generated none."""
+def generated(cost: dict, num_queries: int) -> str:
+    """Tokens generated per query (a run whose thoughts all came from the thought cache generated none), and
+    how many queries thought when not all or none did (adaptive)."""
+    thought = cost.get("queries_thought") or 0
+    share = f"; {thought}/{num_queries} queries thought" if 0 < thought < num_queries else ""
     if cost.get("queries_from_thought_cache") and not cost["generated_tokens_per_query"]:
-        return "0 (thoughts from the cache)"
-    return f"{cost['generated_tokens_per_query']:.1f}"
+        return "0 (thoughts from the cache)" + share
+    return f"{cost['generated_tokens_per_query']:.1f}" + share
 
 
-def table(index_path: Path, index: dict) -> str:
-    dataset = index["dataset"]
+def table(index_path: Path, index: dict, dataset: str) -> str:
     baseline = index["arms"]["a"]["results"]["fast"] if "a" in index["arms"] else None
-    lines = [f"| arm | steps | mode | {METRIC} | vs its fast: Δ, p, wins/losses | vs (a): Δ, p, wins/losses | "
-             "generated tokens/query | prompt tokens/query | query encoding s/query |",
-             "|---|---:|---|---:|---|---|---:|---:|---:|"]
+    bm25 = index["arms"]["bm25"]["results"]["fast"] if "bm25" in index["arms"] else None
+    lines = [f"| arm | steps | mode | {METRIC} | vs its first mode: Δ, p, wins/losses | vs (a): Δ, p, wins/losses | "
+             "vs BM25: Δ, p, wins/losses | generated tokens/query | prompt tokens/query | query encoding s/query |",
+             "|---|---:|---|---:|---|---|---|---:|---:|---:|"]
     for arm, entry in index["arms"].items():
-        fast = entry["results"].get("fast")
+        fast = entry["results"].get(entry.get("reference", "fast"))
         steps = entry.get("steps", "—")
         for mode, name in entry["results"].items():
             record = record_of(index_path, name, dataset)
             if record is None:
-                lines.append(f"| {entry['label']} | {steps} | {mode} | (not run yet) | | | | | |")
+                lines.append(f"| {entry['label']} | {steps} | {mode} | (not run yet) | | | | | | |")
                 continue
             cost = record["cost"]
-            own = versus(index_path, fast, name) if fast and name != fast else "—"
-            against_a = versus(index_path, baseline, name) if baseline and name != baseline else "—"
+            own = versus(index_path, fast, name, dataset) if fast and name != fast else "—"
+            against_a = versus(index_path, baseline, name, dataset) if baseline and name != baseline else "—"
+            against_bm25 = versus(index_path, bm25, name, dataset) if bm25 and name != bm25 else "—"
             seconds = 1 / cost["query_encoding_qps"] if cost.get("query_encoding_qps") else None
-            lines.append(f"| {entry['label']} | {steps} | {mode} | {record['metrics'][METRIC]:.4f} | {own} | {against_a} | "
-                         f"{generated(cost)} | {cost.get('prompt_tokens_per_query') or '—'} | "
+            lines.append(f"| {entry['label']} | {steps} | {mode} | {record['metrics'][METRIC]:.4f} | {own} | {against_a} | {against_bm25} | "
+                         f"{generated(cost, record['num_queries'])} | {cost.get('prompt_tokens_per_query') or '—'} | "
                          + (f"{seconds:.3f} |" if seconds else "— |"))
     return "\n".join(lines)
 
@@ -88,10 +97,10 @@ def plot_losses(index: dict, root: Path, out: Path) -> None:
         seen.add(log)
         rows = read_losses(log)
         steps = range(1, len(rows) + 1)
-        axes[0].plot(steps, [r.get("ctr_loss", r["loss"]) for r in rows], marker=".", label=arm)
+        axes[0].plot(steps, [r.get("ctr_loss", r.get("ce_loss", r["loss"])) for r in rows], marker=".", label=arm)
         if any(r.get("gen_loss", 0) for r in rows):
             axes[1].plot(steps, [r["gen_loss"] for r in rows], marker=".", label=arm)
-    axes[0].set(title="contrastive loss (InfoNCE)", xlabel="training step")
+    axes[0].set(title="contrastive loss (InfoNCE; DEBATER: over its best step)", xlabel="training step")
     axes[1].set(title="thought-generation loss (token NLL)", xlabel="training step")
     for ax in axes:
         ax.legend(fontsize=8)
@@ -157,16 +166,23 @@ def thoughts(index_path: Path, index: dict, count: int = 2) -> str:
 def main(argv=None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--index", type=Path, default=Path("recipes/mini/dev/index.yaml"))
+    parser.add_argument("--test-index", type=Path, default=Path("recipes/mini/test/index.yaml"))
     parser.add_argument("--out", type=Path, default=Path("docs/results/mini"))
     args = parser.parse_args(argv)
     index = yaml.safe_load(args.index.read_text())
     root = args.index.resolve().parents[3]
     args.out.mkdir(parents=True, exist_ok=True)
     plot_losses(index, root, args.out)
-    report = "\n\n".join(part for part in [f"{index['dataset']}: {index['shared']}", table(args.index, index),
+    report = "\n\n".join(part for part in [f"{index['dataset']}: {index['shared']}",
+                                          table(args.index, index, index["dataset"]),
                                           curve(args.index, index, args.out), thoughts(args.index, index)] if part)
     (args.out / "dev.md").write_text(report + "\n")
     print(report)
+    if args.test_index.exists():  # the test table: each dataset once, with dev's settings
+        test = yaml.safe_load(args.test_index.read_text())
+        tables = [f"{dataset}:\n\n{table(args.test_index, test, dataset)}" for dataset in test["datasets"]]
+        (args.out / "test.md").write_text("\n\n".join([test["shared"], *tables]) + "\n")
+        print("\n\n".join(tables))
     return report
 
 

@@ -14,9 +14,13 @@
 #   3 train    the arms of $ARMS, same data, steps and seed; each exported to recipes/mini/adapters/ARM
 #              (LoRA + token rows in bfloat16): (a) contrastive only; (b-authors) O1E joint in the authors'
 #              layout; (b-chat) O1E joint in the chat layout; (c) DEBATER
-#   4 dev      every arm on o1e/scifact/dev: fast; the (b) arms also think (k=3), and with the query in the mean
+#   4 dev      every arm on o1e/scifact/dev: fast; the (b) arms also think (k=3), and with the query in the mean;
+#              (c) with its last step's vector and with the best of its M steps (max-steps)
 #   5 ttests   on dev: each (b) arm's think against its fast and against (a); then the dev curves (fast mode
 #              at every saved checkpoint: SAVE_STEPS)
+#   6 test     settings picked on dev (recipes/mini/pick_on_dev.py: the BM25 hybrid's mode and weight, the
+#              adaptive signal and threshold), then SciFact test and CoSQA dev once per arm: (a), the (b) arm
+#              $B_ARM fast / think / think+query / adaptive / hybrid, (c) last step and max-steps, BM25
 # Small artifacts (mined rows, candidates, voted thoughts, logs, metrics, runs cut to 100 hits, adapters)
 # are committed under recipes/mini/; full checkpoints and indexes go to $WORK and the cache.
 set -euo pipefail
@@ -52,10 +56,14 @@ PORT=${PORT:-8765}
 # and `loopback` gave ~12 generated tokens/s under a load of 4-5 (2026-12-01); vLLM's server generated 3.6x
 # faster than loopback side by side (BENCHMARKS.md, 2026-12-04): `vllm` is the choice wherever it installs.
 TEACHER=${TEACHER:-loopback}
-STOP_AFTER=${STOP_AFTER:-}                  # mine|vote|train|dev: stop after that stage
+STOP_AFTER=${STOP_AFTER:-}                  # mine|vote|train|dev|curves: stop after that stage
+CURVE=${CURVE:-1}                           # 0: no dev-curve points this run (a later run adds them)
+B_ARM=${B_ARM:-b-chat-grounded}             # the (b) arm of the test table: picked on dev (issue 26)
+TEST_SETS=${TEST_SETS:-beir/scifact/test o1e/cosqa/dev}
 DEV=o1e/scifact/dev                        # 100 SciFact train queries, never trained on (o1e_pyserini/resources)
 ADAPTERS=$MINI/adapters
 OUT=$MINI/dev                              # dev results: <arm>-<mode>/, ttest.*.json, logs/, index.yaml
+TEST=$MINI/test                            # test results: <arm>-<mode>/, ttest.<dataset>.*.json
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 mkdir -p "$WORK" "$MINI/data" "$MINI/logs" "$OUT/logs"
 stamp() { [[ -e $WORK/.done.$1 ]]; }
@@ -149,7 +157,8 @@ arm_flags() {  # sets FLAGS: the one place an arm's training settings live (dev/
     b-chat-grounded) FLAGS=(--gen_loss_weight 0.2 --plain_query_prob 0.1 --template_layout chat
                             --grounding_passages "$G_K" --grounding_max_words "$G_WORDS") ;;
     c) FLAGS=(--family debater --debater_query_instruction
-              "Given a scientific claim, retrieve documents that support or refute the claim:") ;;
+              "Given a scientific claim, retrieve documents that support or refute the claim:"
+              --debater_query_token "<query_vector>") ;;  # not SmolLM2's eos: it closes a turn (RESULTS.md)
     *) echo "unknown arm $1" >&2; return 1 ;;
   esac
 }
@@ -166,6 +175,7 @@ train() {
     echo "$arm: the shipped adapter was trained with another recipe: training it again, its dev results dropped"
     rm -rf "$(model_of "$arm")" "$OUT/$arm"-fast "$OUT/$arm"-think "$OUT/$arm"-think-with-query "$OUT/curve/$arm"-step*
     [[ $arm != a ]] || rm -rf "$OUT"/a-teacher "$OUT"/a-teacher-grounded
+    rm -rf "$TEST/$arm"-* "$TEST"/ttest.*."$arm"-* "$TEST"/ttest.*-vs-"$arm"-*.json "$OUT/picks.$arm.json"
   fi
   [[ $(cat "$WORK/model-$arm/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] || rm -rf "$WORK/model-$arm"
   mkdir -p "$WORK/model-$arm"
@@ -188,18 +198,22 @@ for arm in $ARMS; do train "$arm"; done
 [[ $STOP_AFTER != train ]] || exit 0
 
 echo "== 4/5 every arm on $DEV (fast; the (b) arms think too)"
-evaluate() {  # NAME RETRIEVER [harness flags]: skipped when its metrics are committed
-  local name=$1 retriever=$2; shift 2
-  compgen -G "$OUT/$name/${DEV//\//__}/*.metrics.json" > /dev/null && return
-  timed "dev-$name" $PY -m o1e_pyserini.eval --dataset "$DEV" --retriever "$retriever" --data-dir "$DATA_DIR" \
-    --output-dir "$OUT/$name" --device "$DEVICE" --batch-size 32 --max-passage-length "$P_LEN" --dtype "$DTYPE" \
-    --hits 100 "$@"
-  gzip -f "$OUT/$name/${DEV//\//__}"/*.trec
+evaluate_on() {  # DATASET FOLDER NAME RETRIEVER [harness flags]: skipped when its metrics are committed
+  local dataset=$1 folder=$2 name=$3 retriever=$4; shift 4
+  compgen -G "$folder/$name/${dataset//\//__}/*.metrics.json" > /dev/null && return
+  local dense=(--device "$DEVICE" --batch-size 32 --max-passage-length "$P_LEN" --dtype "$DTYPE")
+  [[ $retriever != bm25 ]] || dense=()
+  timed "$([[ $folder == "$OUT" ]] && echo dev || echo "${dataset//\//_}")-$name" $PY -m o1e_pyserini.eval \
+    --dataset "$dataset" --retriever "$retriever" --data-dir "$DATA_DIR" --output-dir "$folder/$name" \
+    "${dense[@]}" --hits 100 "$@"
+  gzip -f "$folder/$name/${dataset//\//__}"/*.trec
 }
+evaluate() { evaluate_on "$DEV" "$OUT" "$@"; }  # NAME RETRIEVER [harness flags], on dev
 THINK=(--num-thoughts 3 --max-thought-tokens "$T_LEN" --temperature "$THINK_T" --seed 0)
 for arm in $ARMS; do
   case $arm in
-    c) evaluate c "debater:$(model_of c)" ;;
+    c) evaluate c-last "debater:$(model_of c)"  # the last step's vector: what self-distillation trains for
+       evaluate c-max-steps "debater:$(model_of c)" --debater-scoring max-steps ;;  # M vectors a passage
     a) evaluate a-fast "o1e:$(model_of a)" --mode fast ;;
     b-*) ground=()
          [[ $arm != *grounded ]] || ground=(--grounding-index auto)
@@ -222,12 +236,16 @@ fi
 [[ $STOP_AFTER != dev ]] || exit 0
 
 echo "== 5/5 paired t-tests on $DEV"
-run_of() { (ls "$OUT/$1/${DEV//\//__}"/*.trec* 2>/dev/null || true) | head -1; }
-ttest() {  # A B: writes $OUT/ttest.A-vs-B.json when both runs are there
-  local a b; a=$(run_of "$1"); b=$(run_of "$2")
+run_of() {  # NAME [DATASET FOLDER]: the run file of NAME (dev by default), or nothing
+  local dataset=${2:-$DEV}
+  (ls "${3:-$OUT}/$1/${dataset//\//__}"/*.trec* 2>/dev/null || true) | head -1
+}
+ttest() {  # A B [DATASET FOLDER]: writes FOLDER/ttest.A-vs-B.json (on DATASET) when both runs are there
+  local dataset=${3:-$DEV} folder=${4:-$OUT} a b; a=$(run_of "$1" "$dataset" "$folder"); b=$(run_of "$2" "$dataset" "$folder")
   [[ -n $a && -n $b ]] || return 0
-  $PY -m o1e_pyserini.eval ttest --dataset "$DEV" --data-dir "$DATA_DIR" --run-a "$a" --run-b "$b" \
-    --output "$OUT/ttest.$1-vs-$2.json"
+  local out=$folder/ttest.$1-vs-$2.json
+  [[ $folder == "$OUT" ]] || out=$folder/ttest.${dataset//\//_}.$1-vs-$2.json
+  $PY -m o1e_pyserini.eval ttest --dataset "$dataset" --data-dir "$DATA_DIR" --run-a "$a" --run-b "$b" --output "$out"
 }
 ttest a-fast a-teacher
 ttest a-fast a-teacher-grounded
@@ -240,19 +258,74 @@ for fast in "$OUT"/b-*-fast; do  # every (b) arm with results, not only $ARMS: a
   done
   ttest a-fast "$arm-fast"
 done
+ttest a-fast c-last
+ttest a-fast c-max-steps
+ttest c-last c-max-steps
 ttest b-authors-think b-chat-think
 ttest b-chat-think b-chat-grounded-think
 
 echo "== dev curves: fast-mode dev nDCG@10 of each arm's saved checkpoints (every $SAVE_STEPS steps)"
-for arm in $ARMS; do  # the last checkpoint is the shipped adapter (its <arm>-fast above); a curve point's metrics
+for arm in $( [[ $CURVE == 0 ]] || echo "$ARMS"); do  # the last checkpoint is the shipped adapter (its <arm>-fast above); a curve point's metrics
   # are committed under curve/<arm>-step<N>; the checkpoints themselves stay in $WORK (a fresh clone skips them)
-  ground=()
+  ground=() kind=o1e
   [[ $arm != *grounded ]] || ground=(--grounding-index auto)
+  [[ $arm != c ]] || kind=debater
   for ckpt in $( (ls -d "$WORK/model-$arm"/checkpoint-* 2>/dev/null || true) | sort -V | head -n -1); do
     point=curve/$arm-step${ckpt##*-}
     compgen -G "$OUT/$point/${DEV//\//__}/*.metrics.json" > /dev/null && continue
     $PY "$MINI/export_adapter.py" "$ckpt" "$WORK/$point"
-    evaluate "$point" "o1e:$WORK/$point" --mode fast "${ground[@]}"
+    if [[ $kind == o1e ]]; then evaluate "$point" "o1e:$WORK/$point" --mode fast "${ground[@]}"
+    else evaluate "$point" "debater:$WORK/$point"; fi
   done
 done
-echo "done: dev results in $OUT, adapters in $ADAPTERS; report: $PY $MINI/dev_report.py"
+[[ $STOP_AFTER != curves ]] || exit 0
+
+echo "== 6/6 the test table: $TEST_SETS, once per arm, with the settings picked on $DEV"
+queries_of() { local run; run=$(run_of "$1"); echo "${run%.trec*}.queries/thoughts.jsonl"; }
+PICKS=$OUT/picks.$B_ARM.json  # the hybrid's mode and weight, the adaptive signal and threshold (dev only)
+if [[ ! -e $PICKS && -n $(run_of "$B_ARM-think") ]]; then
+  $PY -m o1e_pyserini.eval adaptive-curve --dataset "$DEV" --data-dir "$DATA_DIR" --fast-run "$(run_of "$B_ARM-fast")" \
+    --think-run "$(run_of "$B_ARM-think")" --fast-queries "$(queries_of "$B_ARM-fast")" \
+    --think-queries "$(queries_of "$B_ARM-think")" --output "$OUT/adaptive-curve.$B_ARM.json" \
+    --plot "docs/results/mini/dev-adaptive.png"
+  $PY "$MINI/pick_on_dev.py" --runs "fast=$(run_of "$B_ARM-fast")" "think=$(run_of "$B_ARM-think")" \
+    "think-with-query=$(run_of "$B_ARM-think-with-query")" --bm25 "$(run_of bm25)" \
+    --adaptive-curve "$OUT/adaptive-curve.$B_ARM.json" --data-dir "$DATA_DIR" --output "$PICKS"
+fi
+pick() { $PY -c "import json, sys; p = json.load(open(sys.argv[1])); print(p$1 if p$2 else '')" "$PICKS"; }
+has_adapter() { [[ -e $(model_of "$1")/o1e_config.json ]]; }
+ground=()
+[[ $B_ARM != *grounded ]] || ground=(--grounding-index auto)
+for dataset in $TEST_SETS; do
+  evaluate_on "$dataset" "$TEST" bm25 bm25
+  ! has_adapter a || evaluate_on "$dataset" "$TEST" a-fast "o1e:$(model_of a)" --mode fast
+  if has_adapter "$B_ARM"; then
+    b=("o1e:$(model_of "$B_ARM")")
+    evaluate_on "$dataset" "$TEST" "$B_ARM-fast" "${b[@]}" --mode fast "${ground[@]}"
+    evaluate_on "$dataset" "$TEST" "$B_ARM-think" "${b[@]}" --mode think "${THINK[@]}" "${ground[@]}"
+    evaluate_on "$dataset" "$TEST" "$B_ARM-think-with-query" "${b[@]}" --mode think "${THINK[@]}" \
+      --query-vector thoughts+query "${ground[@]}"
+    if [[ -e $PICKS ]]; then  # the thoughts come from the think runs' cache: same seed, same queries
+      signal=$(pick "['adaptive']['signal']" "['adaptive']")
+      [[ -z $signal ]] || evaluate_on "$dataset" "$TEST" "$B_ARM-adaptive" "${b[@]}" --mode adaptive \
+        --adaptive-signal "$signal" --think-threshold "$(pick "['adaptive']['threshold']" "['adaptive']")" \
+        "${THINK[@]}" "${ground[@]}"
+      mode=$(pick "['hybrid']['mode']" "['hybrid']")
+      hybrid=(--mode "${mode%-with-query}" --hybrid bm25 --fusion-weight "$(pick "['hybrid']['weight']" "['hybrid']")")
+      [[ $mode == fast ]] || hybrid+=("${THINK[@]}")
+      [[ $mode != *-with-query ]] || hybrid+=(--query-vector thoughts+query)
+      evaluate_on "$dataset" "$TEST" "$B_ARM-hybrid" "${b[@]}" "${hybrid[@]}" "${ground[@]}"
+    fi
+  fi
+  if has_adapter c; then
+    evaluate_on "$dataset" "$TEST" c-last "debater:$(model_of c)"
+    evaluate_on "$dataset" "$TEST" c-max-steps "debater:$(model_of c)" --debater-scoring max-steps
+  fi
+  for pair in "$B_ARM-fast $B_ARM-think" "$B_ARM-fast $B_ARM-think-with-query" "$B_ARM-fast $B_ARM-adaptive" \
+              "a-fast $B_ARM-fast" "a-fast $B_ARM-think" "a-fast $B_ARM-think-with-query" "bm25 $B_ARM-hybrid" \
+              "bm25 $B_ARM-think" "a-fast c-last" "a-fast c-max-steps" "c-last c-max-steps"; do
+    read -r first second <<< "$pair"
+    [[ -e $TEST/ttest.${dataset//\//_}.$first-vs-$second.json ]] || ttest "$first" "$second" "$dataset" "$TEST"
+  done
+done
+echo "done: dev results in $OUT, test results in $TEST, adapters in $ADAPTERS; report: $PY $MINI/dev_report.py"

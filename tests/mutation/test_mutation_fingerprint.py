@@ -45,6 +45,15 @@ def test_a_file_digest_is_blake2b_of_its_bytes_and_is_remembered_on_disk(tmp_pat
     assert [p.name for p in cache_dir.iterdir()] == [fp.DIGESTS_NAME]  # no temporary file left
 
 
+def test_the_digest_cache_is_written_under_folders_that_do_not_exist_yet(tmp_path, monkeypatch):
+    nested = tmp_path / "fresh" / "home" / "cache"
+    monkeypatch.setattr(fp, "O1E_CACHE", nested)
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"weights")
+    fp.file_digest(path)
+    assert json.loads((nested / fp.DIGESTS_NAME).read_text()) == {fp._stat_key(path): blake(b"weights")}
+
+
 def test_a_remembered_digest_is_used_without_reading_the_file(tmp_path, cache_dir):
     path = tmp_path / "weights.bin"
     path.write_bytes(b"weights")

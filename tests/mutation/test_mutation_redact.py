@@ -5,6 +5,7 @@ import base64
 import json
 import logging
 import sys
+import traceback
 
 import pytest
 
@@ -29,6 +30,13 @@ def test_the_longer_of_two_overlapping_secrets_is_blanked_whole():
     r.register_secret("secret-value")
     r.register_secret("secret-value-and-more")
     assert r.redact("x secret-value-and-more y secret-value z") == "x *** y *** z"
+
+
+def test_a_secret_inside_a_longer_one_that_sorts_before_it_is_blanked_after_it():
+    # longest first, not alphabetical: "x-..." sorts after "a-x-...", and replacing it first would leave "a-"
+    r.register_secret("x-secret-value")
+    r.register_secret("a-x-secret-value-b")
+    assert r.redact("a-x-secret-value-b | x-secret-value") == "*** | ***"
 
 
 def test_url_secrets_are_the_password_as_written_decoded_and_as_basic_and_secret_query_values():
@@ -95,8 +103,10 @@ def test_a_redacted_traceback_is_the_whole_traceback_with_the_secret_blanked():
         raise ValueError("near the-secret")
     except ValueError as error:
         text = r.redacted_traceback(error)
+        whole = "".join(traceback.format_exception(error))
     assert text.startswith("Traceback (most recent call last):\n")
     assert text.endswith("ValueError: near ***\n") and "the-secret" not in text
+    assert text == whole.replace("the-secret", "***")
 
 
 def test_the_log_filter_formats_redacts_and_renders_the_exception():
@@ -110,6 +120,18 @@ def test_the_log_filter_formats_redacts_and_renders_the_exception():
     assert record.msg == "using *** for 3 rows" and record.args is None and record.getMessage() == record.msg
     assert record.exc_info is None
     assert record.exc_text.startswith("Traceback") and record.exc_text.endswith("KeyError: '***'")
+    try:  # only the traceback's final newline goes: a message ending in a space or an "X" keeps it
+        raise ValueError("BOX ")
+    except ValueError:
+        record = logging.LogRecord("o1e", logging.ERROR, __file__, 1, "m", None, sys.exc_info())
+    r.RedactingFilter().filter(record)
+    assert record.exc_text.endswith("ValueError: BOX ")
+    try:
+        raise ValueError("BOX")
+    except ValueError:
+        record = logging.LogRecord("o1e", logging.ERROR, __file__, 1, "m", None, sys.exc_info())
+    r.RedactingFilter().filter(record)
+    assert record.exc_text.endswith("ValueError: BOX")
     plain = logging.LogRecord("o1e", logging.INFO, __file__, 1, "plain the-secret", None, None)
     assert r.RedactingFilter().filter(plain) is True
     assert plain.msg == "plain ***" and plain.exc_text is None and plain.exc_info is None

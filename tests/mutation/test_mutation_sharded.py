@@ -41,6 +41,14 @@ def test_search_ranks_by_score_then_docid_across_shards(index):
     assert scores.dtype == np.float32 and scores[0].tolist() == pytest.approx([0.9, 0.9, 0.7, 0.5, 0.5, 0.5, 0.5, 0.2, 0.1])
 
 
+
+def test_float64_and_strided_queries_search_like_float32_ones(index):  # faiss itself takes float32 only
+    wide = np.repeat(np.asarray(QUERY, dtype=np.float64), 2, axis=1)[:, ::2]
+    assert not wide.flags.c_contiguous
+    for got, want in zip(index.search(wide, 9), index.search(QUERY, 9)):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("k, expected", [(1, ["d5"]), (2, ["d5", "d8"]), (4, ["d5", "d8", "d0", "d1"]),
                                          (6, ["d5", "d8", "d0", "d1", "d2", "d3"])])
 def test_a_cut_inside_a_tie_keeps_the_smallest_docids(index, k, expected):
@@ -123,6 +131,10 @@ def test_merge_drops_a_row_that_comes_twice(index):
     assert rows.tolist() == [[0, 1, 3, 2]]
     scores, rows = index._merge([first, again], 6)
     assert rows.tolist() == [[0, 1, 3, 2, -1, -1]]
+    assert scores[0, 4:].tolist() == [-np.inf, -np.inf]  # a dropped repeat's place is empty, score and row
+    zero = (np.array([[0.9, 0.5]], dtype=np.float32), np.array([[0, 3]]))  # row 0 is a row like any other
+    scores, rows = index._merge([zero, (np.array([[0.9]], dtype=np.float32), np.array([[0]]))], 3)
+    assert rows.tolist() == [[0, 3, -1]] and scores[0, 2] == -np.inf
 
 
 def test_merge_keeps_missing_rows_missing_at_the_end(index):

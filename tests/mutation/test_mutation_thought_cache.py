@@ -25,6 +25,8 @@ def test_the_context_and_the_key_are_pinned_digests(tmp_path):
 def test_the_per_query_seed_is_a_pinned_63_bit_hash_of_seed_and_query():
     assert query_seed(0, "q") == 6026152356989871502
     assert query_seed(7, "dna repair") == 3403575985353935000
+    assert query_seed(0, "a") == 3363031415808563859  # odd: the mask keeps the lowest bit
+    assert query_seed(3, "x") == 3273008421112522512  # the hash's top bit was set: the mask clears it
     assert query_seed(1, "q") != query_seed(0, "q") != query_seed(0, "q2")
     assert all(0 <= query_seed(s, "x" * s) < 2 ** 63 for s in range(64))
     assert max(query_seed(s, "q").bit_length() for s in range(64)) == 63  # the top bit of 64 is the one cleared
