@@ -33,14 +33,18 @@ DEVICE=${DEVICE:-cpu}
 # inference (teacher, encoding, thoughts): bfloat16 ran SmolLM2 3.4x faster than float32 on an AMX CPU;
 # CPUs without bfloat16 units (and most AMD EPYCs before Zen 4) stay in float32
 DTYPE=${DTYPE:-$( [[ $DEVICE != cpu ]] || grep -qwE "amx_bf16|avx512_bf16" /proc/cpuinfo && echo bfloat16 || echo float32)}
+# training: the frozen base in bfloat16 (--bf16), LoRA and the token rows in float32 (PEFT keeps adapters in
+# float32): 1.91x the float32 step on this avx512_bf16 CPU, losses within 0.15 over 4 steps (BENCHMARKS.md)
+TRAIN_DTYPE=${TRAIN_DTYPE:-$DTYPE}
 MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
 TRAIN_QUERIES=${TRAIN_QUERIES:-809}        # SciFact train has 809 queries
-STEPS=${STEPS:-29}                         # a third of an epoch of the 696 training rows (87 = one): the CPU budget
+STEPS=${STEPS:-261}                        # three epochs of the 696 training rows (87 steps = one)
 SAVE_STEPS=${SAVE_STEPS:-29}               # checkpoints (a dev curve reads them)
+CURVE_EVERY=${CURVE_EVERY:-58}             # dev-curve points: the checkpoints whose step is a multiple of this
 BATCH=${BATCH:-8}
 GROUP=${GROUP:-2}                          # passages per query: 1 positive + 1 BM25 negative (+ in-batch)
 LR=${LR:-2e-4}
-ARMS=${ARMS:-b-chat b-authors a}           # add b-chat-grounded (regenerates the teacher's thoughts) and c (DEBATER)
+ARMS=${ARMS:-b-chat-grounded a c}          # the test table's arms; b-chat b-authors: the layout comparison (STEPS=29 TRAIN_DTYPE=float32)
 G_K=${G_K:-3}                              # grounding: BM25 passages in the prompt, each cut to G_WORDS words
 G_WORDS=${G_WORDS:-48}
 DEV_TEACHER=${DEV_TEACHER:-1}              # dev: also (a) with the teacher's thoughts, plain and grounded
@@ -164,7 +168,7 @@ arm_flags() {  # sets FLAGS: the one place an arm's training settings live (dev/
 }
 model_of() { echo "$ADAPTERS/$1"; }  # the shipped adapter: what every later stage loads
 recipe_of() {  # what an arm is trained with (after arm_flags): another recipe retrains it
-  echo "model=$MODEL steps=$STEPS batch=$BATCH group=$GROUP lr=$LR q=$Q_LEN p=$P_LEN t=$T_LEN flags=${FLAGS[*]}"
+  echo "model=$MODEL steps=$STEPS batch=$BATCH group=$GROUP lr=$LR q=$Q_LEN p=$P_LEN t=$T_LEN$([[ $TRAIN_DTYPE == float32 ]] || echo " dtype=$TRAIN_DTYPE") flags=${FLAGS[*]}"
 }
 RECIPE=o1e-mini-recipe.txt
 train() {
@@ -191,7 +195,7 @@ train() {
     --q_max_len "$Q_LEN" --p_max_len "$P_LEN" --thought_max_len "$T_LEN" \
     --lora --lora_r 16 --lora_alpha 32 --learning_rate "$LR" --warmup_ratio 0.1 --temperature 0.02 \
     --seed 42 --data_seed 42 --logging_steps 1 --disable_tqdm true \
-    $([[ $DEVICE == cpu ]] && echo --use_cpu) "${FLAGS[@]}" "${resume[@]}" 2>&1 | tee "$OUT/logs/train-$arm.log"
+    $([[ $DEVICE == cpu ]] && echo --use_cpu) $([[ $TRAIN_DTYPE == bfloat16 ]] && echo --bf16) "${FLAGS[@]}" "${resume[@]}" 2>&1 | tee $([[ -z $last ]] || echo -a) "$OUT/logs/train-$arm.log"  # a resumed run appends
   $PY "$MINI/export_adapter.py" "$WORK/model-$arm" "$(model_of "$arm")"  # carries $RECIPE along
 }
 for arm in $ARMS; do train "$arm"; done
@@ -210,19 +214,21 @@ evaluate_on() {  # DATASET FOLDER NAME RETRIEVER [harness flags]: skipped when i
 }
 evaluate() { evaluate_on "$DEV" "$OUT" "$@"; }  # NAME RETRIEVER [harness flags], on dev
 THINK=(--num-thoughts 3 --max-thought-tokens "$T_LEN" --temperature "$THINK_T" --seed 0)
-for arm in $ARMS; do
+grounding_of() { [[ $1 != *grounded ]] || echo --grounding-index auto; }  # ARM: the grounded arms' search flag
+evaluate_arm() {  # DATASET FOLDER ARM: the arm's fixed modes (dev and test alike)
+  local dataset=$1 folder=$2 arm=$3 model; model=$(model_of "$3")
+  local ground; read -ra ground <<< "$(grounding_of "$arm")"
   case $arm in
-    c) evaluate c-last "debater:$(model_of c)"  # the last step's vector: what self-distillation trains for
-       evaluate c-max-steps "debater:$(model_of c)" --debater-scoring max-steps ;;  # M vectors a passage
-    a) evaluate a-fast "o1e:$(model_of a)" --mode fast ;;
-    b-*) ground=()
-         [[ $arm != *grounded ]] || ground=(--grounding-index auto)
-         evaluate "$arm-fast" "o1e:$(model_of "$arm")" --mode fast "${ground[@]}"
-         evaluate "$arm-think" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}" "${ground[@]}"
-         evaluate "$arm-think-with-query" "o1e:$(model_of "$arm")" --mode think "${THINK[@]}" \
+    c) evaluate_on "$dataset" "$folder" c-last "debater:$model"  # the last step's vector: what self-distillation trains for
+       evaluate_on "$dataset" "$folder" c-max-steps "debater:$model" --debater-scoring max-steps ;;  # M vectors a passage
+    a) evaluate_on "$dataset" "$folder" a-fast "o1e:$model" --mode fast ;;
+    b-*) evaluate_on "$dataset" "$folder" "$arm-fast" "o1e:$model" --mode fast "${ground[@]}"
+         evaluate_on "$dataset" "$folder" "$arm-think" "o1e:$model" --mode think "${THINK[@]}" "${ground[@]}"
+         evaluate_on "$dataset" "$folder" "$arm-think-with-query" "o1e:$model" --mode think "${THINK[@]}" \
            --query-vector thoughts+query "${ground[@]}" ;;
   esac
-done
+}
+for arm in $ARMS; do evaluate_arm "$DEV" "$OUT" "$arm"; done
 if has_arm a && [[ $DEV_TEACHER == 1 ]]; then  # Table 4's separate generator: the teacher's thoughts fed to (a)
   for grounded in "" "-grounded"; do
     compgen -G "$OUT/a-teacher$grounded/${DEV//\//__}/*.metrics.json" > /dev/null && continue
@@ -245,6 +251,7 @@ ttest() {  # A B [DATASET FOLDER]: writes FOLDER/ttest.A-vs-B.json (on DATASET) 
   [[ -n $a && -n $b ]] || return 0
   local out=$folder/ttest.$1-vs-$2.json
   [[ $folder == "$OUT" ]] || out=$folder/ttest.${dataset//\//_}.$1-vs-$2.json
+  [[ $out -nt $a && $out -nt $b ]] && return  # newer than both runs: still true
   $PY -m o1e_pyserini.eval ttest --dataset "$dataset" --data-dir "$DATA_DIR" --run-a "$a" --run-b "$b" --output "$out"
 }
 ttest a-fast a-teacher
@@ -267,10 +274,11 @@ ttest b-chat-think b-chat-grounded-think
 echo "== dev curves: fast-mode dev nDCG@10 of each arm's saved checkpoints (every $SAVE_STEPS steps)"
 for arm in $( [[ $CURVE == 0 ]] || echo "$ARMS"); do  # the last checkpoint is the shipped adapter (its <arm>-fast above); a curve point's metrics
   # are committed under curve/<arm>-step<N>; the checkpoints themselves stay in $WORK (a fresh clone skips them)
-  ground=() kind=o1e
-  [[ $arm != *grounded ]] || ground=(--grounding-index auto)
+  kind=o1e
+  read -ra ground <<< "$(grounding_of "$arm")"
   [[ $arm != c ]] || kind=debater
   for ckpt in $( (ls -d "$WORK/model-$arm"/checkpoint-* 2>/dev/null || true) | sort -V | head -n -1); do
+    (( ${ckpt##*-} % CURVE_EVERY == 0 )) || continue
     point=curve/$arm-step${ckpt##*-}
     compgen -G "$OUT/$point/${DEV//\//__}/*.metrics.json" > /dev/null && continue
     $PY "$MINI/export_adapter.py" "$ckpt" "$WORK/$point"
@@ -292,40 +300,33 @@ if [[ ! -e $PICKS && -n $(run_of "$B_ARM-think") ]]; then
     "think-with-query=$(run_of "$B_ARM-think-with-query")" --bm25 "$(run_of bm25)" \
     --adaptive-curve "$OUT/adaptive-curve.$B_ARM.json" --data-dir "$DATA_DIR" --output "$PICKS"
 fi
-pick() { $PY -c "import json, sys; p = json.load(open(sys.argv[1])); print(p$1 if p$2 else '')" "$PICKS"; }
+pick() {  # KEY SUBKEY: a value of $PICKS, empty when KEY is null (the keys reach Python as data, not code)
+  $PY -c 'import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print("" if v is None else v[sys.argv[3]])' \
+    "$PICKS" "$1" "$2"
+}
 has_adapter() { [[ -e $(model_of "$1")/o1e_config.json ]]; }
-ground=()
-[[ $B_ARM != *grounded ]] || ground=(--grounding-index auto)
+read -ra ground <<< "$(grounding_of "$B_ARM")"
 for dataset in $TEST_SETS; do
   evaluate_on "$dataset" "$TEST" bm25 bm25
-  ! has_adapter a || evaluate_on "$dataset" "$TEST" a-fast "o1e:$(model_of a)" --mode fast
-  if has_adapter "$B_ARM"; then
+  for arm in a "$B_ARM" c; do ! has_adapter "$arm" || evaluate_arm "$dataset" "$TEST" "$arm"; done
+  if has_adapter "$B_ARM" && [[ -e $PICKS ]]; then  # the thoughts come from the think runs' cache: same seed, same queries
     b=("o1e:$(model_of "$B_ARM")")
-    evaluate_on "$dataset" "$TEST" "$B_ARM-fast" "${b[@]}" --mode fast "${ground[@]}"
-    evaluate_on "$dataset" "$TEST" "$B_ARM-think" "${b[@]}" --mode think "${THINK[@]}" "${ground[@]}"
-    evaluate_on "$dataset" "$TEST" "$B_ARM-think-with-query" "${b[@]}" --mode think "${THINK[@]}" \
-      --query-vector thoughts+query "${ground[@]}"
-    if [[ -e $PICKS ]]; then  # the thoughts come from the think runs' cache: same seed, same queries
-      signal=$(pick "['adaptive']['signal']" "['adaptive']")
-      [[ -z $signal ]] || evaluate_on "$dataset" "$TEST" "$B_ARM-adaptive" "${b[@]}" --mode adaptive \
-        --adaptive-signal "$signal" --think-threshold "$(pick "['adaptive']['threshold']" "['adaptive']")" \
-        "${THINK[@]}" "${ground[@]}"
-      mode=$(pick "['hybrid']['mode']" "['hybrid']")
-      hybrid=(--mode "${mode%-with-query}" --hybrid bm25 --fusion-weight "$(pick "['hybrid']['weight']" "['hybrid']")")
+    signal=$(pick adaptive signal)
+    [[ -z $signal ]] || evaluate_on "$dataset" "$TEST" "$B_ARM-adaptive" "${b[@]}" --mode adaptive \
+      --adaptive-signal "$signal" --think-threshold "$(pick adaptive threshold)" "${THINK[@]}" "${ground[@]}"
+    mode=$(pick hybrid mode)
+    if [[ -n $mode ]]; then
+      hybrid=(--mode "${mode%-with-query}" --hybrid bm25 --fusion-weight "$(pick hybrid weight)")
       [[ $mode == fast ]] || hybrid+=("${THINK[@]}")
       [[ $mode != *-with-query ]] || hybrid+=(--query-vector thoughts+query)
       evaluate_on "$dataset" "$TEST" "$B_ARM-hybrid" "${b[@]}" "${hybrid[@]}" "${ground[@]}"
     fi
   fi
-  if has_adapter c; then
-    evaluate_on "$dataset" "$TEST" c-last "debater:$(model_of c)"
-    evaluate_on "$dataset" "$TEST" c-max-steps "debater:$(model_of c)" --debater-scoring max-steps
-  fi
   for pair in "$B_ARM-fast $B_ARM-think" "$B_ARM-fast $B_ARM-think-with-query" "$B_ARM-fast $B_ARM-adaptive" \
               "a-fast $B_ARM-fast" "a-fast $B_ARM-think" "a-fast $B_ARM-think-with-query" "bm25 $B_ARM-hybrid" \
               "bm25 $B_ARM-think" "a-fast c-last" "a-fast c-max-steps" "c-last c-max-steps"; do
     read -r first second <<< "$pair"
-    [[ -e $TEST/ttest.${dataset//\//_}.$first-vs-$second.json ]] || ttest "$first" "$second" "$dataset" "$TEST"
+    ttest "$first" "$second" "$dataset" "$TEST"
   done
 done
 echo "done: dev results in $OUT, test results in $TEST, adapters in $ADAPTERS; report: $PY $MINI/dev_report.py"

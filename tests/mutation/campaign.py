@@ -13,6 +13,7 @@ The per-module scores go to ``mutants/campaign-scores.json`` and to stdout.
 """
 from __future__ import annotations
 
+import argparse
 import fnmatch
 import json
 import os
@@ -63,6 +64,14 @@ MODULES: dict[str, tuple[str, list[str]]] = {
 _AXIS = "the default axis (-1) is axis 1 of these 2-D arrays"
 _NORM = "F.normalize's dim: its default (1) and +1 are dim -1 of the 2-D (n, d) vectors it gets"
 _SQL = "SQL keywords and names in another case: SQLite ignores the case"
+_MASK = "dim +1 is dim -1 of the 2-D (batch, length) attention masks it gets"
+_2D = "dim +1 (or the default) is dim -1 of the 2-D (rows, columns) scores it gets"
+_EINSUM = "einsum reads upper-case subscripts as it reads lower-case ones (the same contraction)"
+_INDEX = ("row indices made on the CPU: advanced indexing moves CPU index tensors to the indexed tensor's device "
+          "(same values; judged from PyTorch's indexing rules, not run on a GPU: none lent to this task)")
+_CACHE = "use_cache only adds a returned KV cache: the decoder's last_hidden_state is the same"
+_ADDED = ("either flag alone registers the token special, and AddedToken(special=True) defaults to normalized=False: "
+          "the tokenizer's added-token table is the same (checked, transformers 5.25)")
 EQUIVALENT: dict[str, str] = {
     "o1e_tevatron.core.redact.x_json_line__mutmut_3": "ensure_ascii=None is falsy, as False",
     "o1e_tevatron.core.fingerprint.xǁ_DigestCacheǁ__init____mutmut_4":
@@ -83,6 +92,39 @@ EQUIVALENT: dict[str, str] = {
     **{f"o1e_pyserini.search.sharded.xǁShardedIndexǁsearch__mutmut_{n}":
        "faiss's Python wrapper casts the queries to float32 itself (float64 and strided queries search alike)"
        for n in (3, 5)},
+    # template
+    **{f"o1e_tevatron.template.xǁTemplateǁ_render_chat_template__mutmut_{n}":
+       "tokenize=None: apply_chat_template only tests its truth (`if not tokenize`), as False's" for n in (24, 55)},
+    **{f"o1e_tevatron.template.xǁTemplateǁ_render_chat_template__mutmut_{n}":
+       "the end-of-turn probe's user text is arbitrary ('q'): only a chat template that branches on that literal "
+       "text could tell" for n in (64, 65)},
+    "o1e_tevatron.template.xǁTemplateǁ__init____mutmut_19":
+        "tokenizing the empty passage prefix (add_special_tokens=False) gives [], the else branch's value",
+    **{f"o1e_tevatron.template.x_add_special_tokens__mutmut_{n}": _ADDED for n in (4, 6, 11, 12, 13, 15)},
+    **{f"o1e_tevatron.template.x_add_special_tokens__mutmut_{n}":
+       "mean_resizing's rows are overwritten by _init_new_rows on the next line" for n in (23, 25, 26)},
+    # the family base and its members
+    **{f"o1e_tevatron.families.base.x_last_positions__mutmut_{n}": _MASK for n in (8, 10)},
+    "o1e_tevatron.families.base.x_position_ids_from_mask__mutmut_4": _MASK,
+    **{f"o1e_tevatron.families.base.xǁFamilyModelǁhidden_states__mutmut_{n}": _CACHE for n in (5, 9, 11)},
+    **{f"o1e_tevatron.families.debater.xǁDebaterModelǁpool_query__mutmut_{n}": _NORM for n in (21, 22)},
+    **{f"o1e_tevatron.families.debater.xǁDebaterModelǁpool_query__mutmut_{n}": _INDEX for n in (3, 5)},
+    **{f"o1e_tevatron.families.debater.xǁDebaterModelǁpool_passage__mutmut_{n}": _INDEX for n in (16, 18)},
+    **{f"o1e_tevatron.modeling.xǁO1EModelǁpool__mutmut_{n}": _NORM for n in (15, 16)},
+    **{f"o1e_tevatron.modeling.x_pool_emb__mutmut_{n}": _INDEX for n in (5, 7)},
+    **{f"o1e_tevatron.modeling.x_pool_last__mutmut_{n}": _INDEX for n in (3, 5)},
+    # the nucleus sampler: scores are (batch, vocabulary)
+    "o1e_pyserini.thinking.xǁNucleusSamplerǁ__call____mutmut_11": "float('INF') is float('inf')",
+    "o1e_pyserini.thinking.xǁNucleusSamplerǁ_normalized__mutmut_8": _2D,
+    **{f"o1e_pyserini.thinking.xǁNucleusSamplerǁnucleus__mutmut_{n}": _2D for n in (2, 9, 10, 17, 24, 53, 55, 63, 71)},
+    **{f"o1e_pyserini.thinking.xǁNucleusSamplerǁsample__mutmut_{n}": _2D for n in (5, 23)},
+    # the losses
+    **{f"o1e_tevatron.loss.xǁDistillationLossǁ__call____mutmut_{n}": _2D for n in (11, 29, 38, 40)},
+    "o1e_tevatron.loss.xǁDistillationLossǁ__call____mutmut_22": _EINSUM,
+    "o1e_tevatron.loss.xǁMaxStepSelfDistillationLossǁstep_scores__mutmut_9": _EINSUM,
+    **{f"o1e_tevatron.loss.xǁMaxStepSelfDistillationLossǁ__call____mutmut_{n}": _2D for n in (22, 34, 36)},
+    **{f"o1e_tevatron.loss.xǁLinearCrossEntropySumǁforward__mutmut_{n}": _2D for n in (22, 28)},
+    **{f"o1e_tevatron.loss.x__softmax_minus_onehot__mutmut_{n}": _INDEX for n in (4, 6)},
     "o1e_pyserini.search.sharded.xǁShardedIndexǁsearch__mutmut_55":
         "searching deeper when the second score, not the last, is below the cut: the same hits, more work",
 }
@@ -129,13 +171,23 @@ def report(table: dict) -> None:
             print(f"  {status:9} {name}" + (f"  (equivalent: {EQUIVALENT[name]})" if name in EQUIVALENT else ""))
 
 
-def main(argv: list[str]) -> int:
-    only_report, survivors = "--report" in argv, "--survivors" in argv
-    modules = [a for a in argv if not a.startswith("--")] or list(MODULES)
-    unknown = [m for m in modules if m not in MODULES]
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Usage, and exit 2 on an unknown flag or module (``--help`` once ran the whole campaign)."""
+    parser = argparse.ArgumentParser(prog="tests/mutation/run.sh", description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
+    parser.add_argument("--report", action="store_true", help="print the last run's scores; run nothing")
+    parser.add_argument("--survivors", action="store_true", help="run again only the mutants left alive")
+    args = parser.parse_args(argv)
+    unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
-        print(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}", file=sys.stderr)
-        return 2
+        parser.error(f"unknown module(s) {unknown}; known: {', '.join(MODULES)}")
+    args.modules = args.modules or list(MODULES)
+    return args
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    only_report, survivors, modules = args.report, args.survivors, args.modules
     start = time.monotonic()
     if not only_report:
         patterns = [p for m in modules for p in mutant_patterns(m)]

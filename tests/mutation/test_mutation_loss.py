@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from o1e_tevatron.loss import (DistillationLoss, InfoNCELoss, LinearCrossEntropySum, LinearHead,
                                MaxStepSelfDistillationLoss, ThoughtGenerationLoss, _vocab_size, contrastive_batch,
                                linear_head)
+import o1e_tevatron.loss as loss_module
 from o1e_tevatron.template import IGNORE_INDEX
 
 
@@ -363,3 +364,41 @@ def test_infonce_gathers_every_ranks_vectors_when_asked(monkeypatch):
     assert len(gathered) == 2
     MaxStepSelfDistillationLoss(negatives_x_device=True)(q, p[:, None])
     assert gathered[2:] == [(2, 2), (2, 1, 2)]
+
+
+# --- shapes where batch, group and dimension differ; one labelled token; a scale under 1 ---------------
+def test_distillation_averages_over_queries_with_groups_of_another_size():
+    """2 queries, groups of 3 passages, dimension 4: every axis has its own size."""
+    q = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0]])
+    p = torch.eye(4)[[0, 1, 2, 1, 2, 3]]
+    teacher = torch.tensor([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    got = DistillationLoss(0.5, 1.0)(q, p, teacher)
+    student = torch.tensor([[2.0, 0.0, 0.0], [2.0, 0.0, 0.0]])
+    t = torch.softmax(teacher, -1)
+    expected = -(t * torch.log_softmax(student, -1)).sum(-1).mean()
+    assert got.item() == pytest.approx(expected.item(), rel=1e-6)
+
+
+def test_max_step_accepts_a_scale_under_one():
+    assert MaxStepSelfDistillationLoss(0.5).scale == 0.5
+
+
+def test_one_labelled_token_is_its_own_mean():
+    hidden, _, weight, _, _ = generation_batch()
+    labels = torch.full((2, 5), IGNORE_INDEX)
+    labels[1, 2] = 4
+    expected = torch.nn.functional.cross_entropy(hidden[1, 1:2].detach() @ weight.T, torch.tensor([4]))
+    for global_token_mean in (False, True):
+        got = ThoughtGenerationLoss(global_token_mean=global_token_mean)(hidden.detach(), labels, Head(weight))
+        assert got.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_the_global_token_mean_multiplies_by_the_world_size(monkeypatch):
+    """DDP averages the ranks' losses: each rank's sum times the world size over all ranks' tokens."""
+    hidden, labels, weight, _, _ = generation_batch()
+    monkeypatch.setattr(loss_module, "world_size", lambda: 2)
+    monkeypatch.setattr(loss_module, "global_sum", lambda x: x * 3)  # the other ranks hold twice as many tokens
+    token_sum, count = ThoughtGenerationLoss().token_sum(hidden.detach(), labels, Head(weight))
+    got = ThoughtGenerationLoss(global_token_mean=True)(hidden.detach(), labels, Head(weight))
+    assert got.item() == pytest.approx((token_sum * 2 / (3 * count)).item(), rel=1e-6)
+

@@ -113,3 +113,52 @@ def test_best_step_hits_keep_each_passage_once_at_its_best_rank():
     assert best_step_hits(hits, 3) == [Hit("a", 9), Hit("b", 8), Hit("c", 6)]
     assert best_step_hits(hits, 10) == [Hit("a", 9), Hit("b", 8), Hit("c", 6), Hit("d", 4)]
     assert best_step_hits([], 3) == []
+
+
+def test_mean_pooling_of_bf16_states_past_256_tokens_is_still_their_mean():
+    """The mask is cast to the states' dtype: sum and count round alike (bf16 holds 256, not 257)."""
+    hidden = torch.ones(1, 257, 2, dtype=torch.bfloat16)
+    assert pool_mean(hidden, None, torch.ones(1, 257, dtype=torch.long), None).tolist() == [[1.0, 1.0]]
+
+
+# --- the family base: the shared forward -----------------------------------------------------------
+def test_a_left_padded_row_embeds_as_it_does_alone(tiny_llama_dir):
+    """The padding is masked out of attention (positions alone would not hide it)."""
+    model = o1e(tiny_llama_dir).eval()
+    ids = torch.tensor([[0, 0, 21, 22, 23], [31, 32, 33, 34, 35]])
+    mask = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        padded = model.hidden_states(ids, mask)
+        alone = model.hidden_states(ids[:1, 2:], mask[:1, 2:])
+    torch.testing.assert_close(padded[0, 2:], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def forward_batch(model, with_thoughts):
+    from o1e_tevatron.collator import O1ECollator
+
+    items = [{"query": q, "thought": t if with_thoughts else None, "passages": [f"{q} evidence", "unrelated words"],
+              "teacher_scores": [2.0, -1.0]} for q, t in (("cancer risk", "cells mutate"), ("vitamin d", "bones"))]
+    return O1ECollator(model.template, "left")(items)
+
+
+def test_forward_passes_teacher_scores_to_the_distillation_part(tiny_llama_dir):
+    model = o1e(tiny_llama_dir, kd_weight=0.5, kd_teacher_temperature=2.0).eval()
+    batch = forward_batch(model, with_thoughts=True)
+    assert batch["teacher_scores"] is not None
+    with torch.no_grad():
+        out = model(**batch)
+        expected = model.distillation(out.q_reps, out.p_reps, batch["teacher_scores"])
+    assert out.kd_loss is not None and out.kd_loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert out.gen_loss.item() > 0
+
+
+def test_forward_without_generation_labels_gives_a_float32_zero_generation_part(tiny_llama_dir):
+    """Also when the model runs in float64: the zero is float32, as the computed part is."""
+    model = o1e(tiny_llama_dir).eval().to(torch.float64)
+    batch = forward_batch(model, with_thoughts=False)
+    batch.pop("gen_labels", None)
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.q_reps.dtype == torch.float64
+    assert out.gen_loss.dtype == torch.float32 and out.gen_loss.shape == () and out.gen_loss.item() == 0.0
+    assert out.loss.item() == pytest.approx(0.8 * out.ctr_loss.item(), rel=1e-6)

@@ -153,3 +153,46 @@ def test_half_precision_thought_vectors_are_averaged_in_float32():
     means = average_thought_vectors(vectors, plain=torch.tensor([[1.0, 0.0]], dtype=torch.bfloat16))
     assert means.dtype == torch.float32
     torch.testing.assert_close(means, torch.tensor([[1.6 / 3, 1.8 / 3]]))
+
+
+# --- the sampler: the candidates' bound, rows drawn apart, the device of the draws ---------------------
+def test_the_shortcut_is_not_taken_when_the_rest_of_the_vocabulary_could_join_the_nucleus():
+    """weights 1, .5 among 2 candidates and .4 outside: with the outside token counted the mass above the second
+    candidate (1) is under top_p (.6) of the total (1.9), so the nucleus holds two tokens, as the full sort says."""
+    scores = torch.tensor([[0.0, math.log(0.5), math.log(0.4)]])
+    ids, probs = NucleusSampler(1.0, 0.6, candidates=2).nucleus(scores)
+    assert ids.tolist() == [[0, 1, 2]]
+    torch.testing.assert_close(probs, torch.tensor([[1 / 1.5, 0.5 / 1.5, 0.0]]))
+
+
+def test_the_shortcut_is_taken_when_the_bound_decides():
+    """weights 1, .01 and .01 outside, top_p .95: the bound (1.02) keeps the second candidate out either way,
+    so the nucleus comes from the 2 candidates alone (2 columns, no full sort)."""
+    scores = torch.tensor([[0.0, math.log(0.01), math.log(0.01) - 1e-3]])
+    ids, probs = NucleusSampler(1.0, 0.95, candidates=2).nucleus(scores)
+    assert ids.tolist() == [[0, 1]] and probs.tolist() == [[1.0, 0.0]]
+
+
+def test_rows_are_clamped_to_their_own_nucleus_when_the_draw_rounds_up_to_the_total():
+    sampler = NucleusSampler(1.0, 0.9)
+    sampler.nucleus = lambda scores: (torch.tensor([[10, 11, 12], [20, 21, 22]]),
+                                      torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]]))
+    sampler._uniform = lambda rows, device: torch.ones(rows, 1)
+    assert sampler.sample(torch.zeros(2, 30)).tolist() == [[10], [21]]
+
+
+@pytest.mark.parametrize("generators", [None, "two"])
+def test_the_uniform_draws_are_made_on_the_device_asked_for(generators):
+    """On the scores' device (a GPU at search time; the meta device stands in for it here)."""
+    generators = generators and [torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)]
+    sampler = NucleusSampler(1.0, 0.9, generators=generators)
+    assert sampler._uniform(2, torch.device("meta")).device.type == "meta"
+
+
+def test_the_draw_is_made_on_the_nucleus_device():
+    sampler = NucleusSampler(1.0, 0.9)
+    sampler.nucleus = lambda scores: (torch.zeros(1, 3, dtype=torch.long, device="meta"),
+                                      torch.ones(1, 3, device="meta"))
+    seen = []
+    sampler._uniform = lambda rows, device: seen.append(device) or torch.zeros(rows, 1, device=device)
+    assert sampler.sample(torch.zeros(1, 30)).device.type == "meta" and seen == [torch.device("meta")]
