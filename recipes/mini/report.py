@@ -155,7 +155,7 @@ CURVE_RATES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 def adaptive_curves(mini: Path) -> str:
     """The adaptive curves (run.sh stage 6) as tables: nDCG@10 and generated tokens per query at a few
     think rates, per signal; their PNGs redrawn (think rate and tokens panels)."""
-    from o1e_pyserini.adaptive import plot_curve
+    from o1e_pyserini.thinking.adaptive import plot_curve
 
     blocks = []
     for path in sorted((mini / "results" / "adaptive").glob("curve.*.json")):

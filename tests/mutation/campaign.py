@@ -30,33 +30,36 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 MODULES: dict[str, tuple[str, list[str]]] = {
     "redact": ("o1e_tevatron/core/redact.py", ["*"]),
     "fingerprint": ("o1e_tevatron/core/fingerprint.py", ["*"]),
-    "fusion": ("o1e_pyserini/fusion.py", ["*"]),
-    "thought_cache": ("o1e_pyserini/thought_cache.py", ["*"]),
+    "fusion": ("o1e_pyserini/search/fusion.py", ["*"]),
+    "thought_cache": ("o1e_pyserini/thinking/cache.py", ["*"]),
     "objective": ("o1e_tevatron/objective.py", ["*"]),
     # the top-k merge (and the search that feeds it); not the shard-directory discovery or GPU copies
     "sharded": ("o1e_pyserini/search/sharded.py", ["xǁShardedIndexǁ_merge", "xǁShardedIndexǁsearch",
                                                    "xǁShardedIndexǁ_shard_search"]),
     # the losses; not the torch.distributed helpers (tests/test_distributed.py, not a fast test)
-    "loss": ("o1e_tevatron/loss.py", ["xǁInfoNCELossǁ*", "x_contrastive_batch", "xǁMaxStepSelfDistillationLossǁ*",
-                                      "xǁThoughtGenerationLossǁ*", "x__chunk_token_sum", "x__vocab_size",
-                                      "x_linear_head", "xǁLinearCrossEntropySumǁ*", "x__head_logits",
-                                      "x__head_grads", "x__softmax_minus_onehot", "xǁDistillationLossǁ*"]),
-    "template": ("o1e_tevatron/template.py", ["*"]),
-    # the family models' pooling and loss parts
-    "families.base": ("o1e_tevatron/families/base.py", ["x_last_positions", "x_position_ids_from_mask",
-                                                        "xǁFamilyModelǁforward", "xǁFamilyModelǁhidden_states",
-                                                        "xǁFamilyModelǁencode_query", "xǁFamilyModelǁencode_passage"]),
-    "families.debater": ("o1e_tevatron/families/debater.py", ["xǁDebaterModelǁ__init__", "xǁDebaterModelǁpool_query",
+    "loss": ("o1e_tevatron/loss.py", ["xǁInfoNCELossǁ*", "x_contrastive_batch", "xǁDistillationLossǁ*"]),
+    "o1e.loss": ("o1e_tevatron/families/o1e/loss.py", ["xǁThoughtGenerationLossǁ*", "x__chunk_token_sum", "x__vocab_size",
+                                                       "x_linear_head", "xǁLinearCrossEntropySumǁ*", "x__head_logits",
+                                                       "x__head_grads", "x__softmax_minus_onehot"]),
+    "debater.loss": ("o1e_tevatron/families/debater/loss.py", ["xǁMaxStepSelfDistillationLossǁ*"]),
+    "template": ("o1e_tevatron/families/o1e/template.py", ["*"]),
+    # the family models' pooling and loss parts, and the text pieces every family's template shares
+    "families.base": ("o1e_tevatron/families/base.py", ["xǁFamilyModelǁforward", "xǁFamilyModelǁhidden_states",
+                                                        "xǁFamilyModelǁencode_query", "xǁFamilyModelǁencode_passage",
+                                                        "x_add_family_tokens", "x__init_new_rows", "xǁTokenTemplateǁ*"]),
+    # positions from masks (were families.base's)
+    "tensors": ("o1e_tevatron/core/tensors.py", ["x_last_positions", "x_position_ids_from_mask"]),
+    "families.debater": ("o1e_tevatron/families/debater/model.py", ["xǁDebaterModelǁ__init__", "xǁDebaterModelǁpool_query",
                                                               "xǁDebaterModelǁpool_passage",
                                                               "xǁDebaterModelǁvector_loss_parts",
                                                               "xǁDebaterTemplateǁplain_query", "xǁDebaterTemplateǁpassage",
                                                               "x_index_rows", "x_best_step_hits"]),
-    "modeling": ("o1e_tevatron/modeling.py", ["x_pool_emb", "x_pool_last", "x_pool_mean", "xǁO1EModelǁ__init__",
+    "modeling": ("o1e_tevatron/families/o1e/model.py", ["x_pool_emb", "x_pool_last", "x_pool_mean", "xǁO1EModelǁ__init__",
                                               "xǁO1EModelǁpool", "xǁO1EModelǁvector_loss_parts"]),
     # the nucleus sampler, eq. 11 averaging, and the per-query seed that is part of a thought's cache key
-    "nucleus": ("o1e_pyserini/thinking.py", ["xǁNucleusSamplerǁ*"]),
-    "eq11": ("o1e_pyserini/thinking.py", ["x_average_thought_vectors"]),
-    "query_seed": ("o1e_pyserini/thinking.py", ["x_query_seed"]),
+    "nucleus": ("o1e_pyserini/thinking/backends.py", ["xǁNucleusSamplerǁ*"]),
+    "eq11": ("o1e_pyserini/thinking/backends.py", ["x_average_thought_vectors"]),
+    "query_seed": ("o1e_pyserini/thinking/backends.py", ["x_query_seed"]),
 }
 #: survivors judged equivalent (no input can tell them from the code), with why; the report scores each module
 #: with and without them. Names follow the source: a change to a function renumbers its mutants.
@@ -67,12 +70,12 @@ EQUIVALENT: dict[str, str] = {
     "o1e_tevatron.core.redact.x_json_line__mutmut_3": "ensure_ascii=None is falsy, as False",
     "o1e_tevatron.core.fingerprint.xǁ_DigestCacheǁ__init____mutmut_4":
         "the damaged cache's None is replaced by {} on the next line (not a dict)",
-    "o1e_pyserini.fusion.x_from_trec_run__mutmut_2": "itertuples(index=None): None is falsy, as False",
-    **{f"o1e_pyserini.thought_cache.xǁThoughtCacheǁ{name}": _SQL
+    "o1e_pyserini.search.fusion.x_from_trec_run__mutmut_2": "itertuples(index=None): None is falsy, as False",
+    **{f"o1e_pyserini.thinking.cache.xǁThoughtCacheǁ{name}": _SQL
        for name in ("__len____mutmut_3", "__len____mutmut_4", "put__mutmut_6", "put__mutmut_7")},
-    **{f"o1e_pyserini.thinking.x_average_thought_vectors__mutmut_{n}": _NORM for n in (8, 9, 15, 17, 21, 33, 34)},
-    "o1e_pyserini.thinking.x_average_thought_vectors__mutmut_18": ".to(None) keeps the tensor where it is",
-    "o1e_pyserini.thinking.x_query_seed__mutmut_8": "'UTF-8' and 'utf-8' name one codec",
+    **{f"o1e_pyserini.thinking.backends.x_average_thought_vectors__mutmut_{n}": _NORM for n in (8, 9, 15, 17, 21, 33, 34)},
+    "o1e_pyserini.thinking.backends.x_average_thought_vectors__mutmut_18": ".to(None) keeps the tensor where it is",
+    "o1e_pyserini.thinking.backends.x_query_seed__mutmut_8": "'UTF-8' and 'utf-8' name one codec",
     **{f"o1e_pyserini.search.sharded.xǁShardedIndexǁ_merge__mutmut_{n}": _AXIS for n in (44, 53, 60, 98, 111, 118)},
     "o1e_pyserini.search.sharded.xǁShardedIndexǁ_merge__mutmut_104": "numpy reads the sort kind in any case",
     "o1e_pyserini.search.sharded.xǁShardedIndexǁ_merge__mutmut_121": "`<= k` pads zero columns when there are k",

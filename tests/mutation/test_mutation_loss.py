@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from o1e_tevatron.loss import (DistillationLoss, InfoNCELoss, LinearCrossEntropySum, LinearHead,
-                               MaxStepSelfDistillationLoss, ThoughtGenerationLoss, _vocab_size, contrastive_batch,
-                               linear_head)
-from o1e_tevatron.template import IGNORE_INDEX
+from o1e_tevatron.families.base import IGNORE_INDEX
+from o1e_tevatron.families.debater.loss import MaxStepSelfDistillationLoss
+from o1e_tevatron.families.o1e.loss import LinearCrossEntropySum, LinearHead, ThoughtGenerationLoss, _vocab_size, linear_head
+from o1e_tevatron.loss import DistillationLoss, InfoNCELoss, contrastive_batch
 
 
 def log_softmax(row):
@@ -300,7 +300,7 @@ def test_a_wrapper_whose_adapters_are_enabled_keeps_the_fused_head():
 
 # --- the gradients of the fused loss ------------------------------------------------------------
 def test_head_grads_are_computed_only_for_the_inputs_that_need_them():
-    from o1e_tevatron.loss import _head_grads
+    from o1e_tevatron.families.o1e.loss import _head_grads
 
     g = torch.tensor([[0.5, -0.5, 0.0], [0.25, 0.25, -0.5]])
     h = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -321,7 +321,7 @@ def test_head_grads_are_computed_only_for_the_inputs_that_need_them():
 
 
 def test_softmax_minus_onehot_in_place():
-    from o1e_tevatron.loss import _softmax_minus_onehot
+    from o1e_tevatron.families.o1e.loss import _softmax_minus_onehot
 
     probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
     out = _softmax_minus_onehot(probs, torch.tensor([1, 0]))

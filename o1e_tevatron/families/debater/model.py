@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..loss import MaxStepSelfDistillationLoss
-from ..objective import Objective
-from ..template import TokenTemplate, add_special_tokens
-from .base import FamilyConfig, FamilyModel, family_output, last_positions
+from ...core.tensors import last_positions
+from ...objective import Objective
+from ..base import FamilyConfig, FamilyModel, TokenTemplate, add_family_tokens, family_output
+from .loss import MaxStepSelfDistillationLoss
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class DebaterModel(FamilyModel):
 
     @classmethod
     def add_tokens(cls, tokenizer, lm, config: DebaterConfig) -> list[int]:
-        return add_special_tokens(tokenizer, lm, config.tokens())
+        return add_family_tokens(tokenizer, lm, config.tokens())
 
     def pool_query(self, hidden, input_ids, attention_mask) -> torch.Tensor:
         rows = torch.arange(hidden.shape[0], device=hidden.device)

