@@ -63,7 +63,7 @@ def test_an_unknown_name_is_still_an_attribute_error():
     with pytest.raises(AttributeError):
         importlib.import_module("o1e_pyserini.thinking").no_such_name  # noqa: B018
     with pytest.raises(ImportError):
-        from o1e_pyserini.eval import no_such_name  # noqa: F401
+        exec("from o1e_pyserini.eval import no_such_name")
 
 
 def test_the_old_command_paths_run_the_new_commands_without_a_warning():
