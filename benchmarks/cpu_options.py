@@ -34,8 +34,8 @@ def int8_copy(model):
 
 def scifact_slice(slice_docs: int):
     """(doc ids, passage texts, query ids, query texts, qrels) of SciFact test over a corpus slice."""
-    from o1e_pyserini.datasets import load
-    from o1e_tevatron.template import passage_text
+    from o1e_pyserini.evaluation.datasets import load
+    from o1e_tevatron.core.rows import passage_text
 
     dataset = load("beir/scifact/test", data_dir=SHARED_DATA)
     qrels = list(dataset.qrels_iter())
@@ -75,9 +75,9 @@ def main(argv=None) -> None:
     import torch
 
     import o1e_pyserini  # noqa: F401  (sets up Java before pyserini)
-    from o1e_pyserini.base import load_family_model
-    from o1e_tevatron.inference import encode_sequences
-    from o1e_tevatron.modeling import O1EModel
+    from o1e_pyserini.encoders.base import load_family_model
+    from o1e_tevatron.core.encoding import encode_sequences
+    from o1e_tevatron.families.o1e.model import O1EModel
 
     model = load_family_model(O1EModel, args.checkpoint, "cpu", "float32", False, None)
     default_threads = torch.get_num_threads()

@@ -31,7 +31,7 @@ def authors_pipeline(model, texts: list[str], k: int, temperature: float, top_p:
     import torch
 
     from o1e_tevatron.collator import pad
-    from o1e_tevatron.inference import encode_sequences
+    from o1e_tevatron.core.encoding import encode_sequences
 
     t = model.template
     tokenizer = t.tokenizer
@@ -62,7 +62,7 @@ def o1e_think_split(encoder, texts: list[str]) -> dict:
     """Seconds of one o1e think pass by part, timed by wrapping the parts (a pass of its own, so the
     wrappers never touch the timed comparison): the prefill (one per query, shared by its k thoughts),
     the decode steps of ``generate``, the sampler inside them, and the fused embed that follows."""
-    from o1e_pyserini import thinking
+    from o1e_pyserini.thinking import backends as thinking
 
     seconds = {"prefill": 0.0, "generate": 0.0, "sampling": 0.0}
 
@@ -106,7 +106,7 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
 
     import o1e_pyserini  # noqa: F401  (sets up Java before pyserini)
-    from o1e_pyserini.encoder import O1EQueryEncoder
+    from o1e_pyserini.encoders.o1e import O1EQueryEncoder
 
     texts = queries(args.num_queries)
     think = O1EQueryEncoder(args.checkpoint, mode="think", num_thoughts=args.num_thoughts,

@@ -65,7 +65,7 @@ def backbone_rates(args) -> dict:
 
 def search_rates(args) -> dict:
     from o1e_pyserini.search.sharded import ShardedIndex, shard_dirs, write_shards_file
-    from o1e_tevatron.inference import write_index_dir
+    from o1e_tevatron.core.encoding import write_index_dir
 
     rng = np.random.default_rng(0)
     docs = rng.standard_normal((args.num_docs, args.dim), dtype=np.float32)

@@ -31,7 +31,7 @@ def build_checkpoint(args) -> str:
     head gives a trained-like peaked distribution (the entropy is measured and printed)."""
     import torch
 
-    from o1e_tevatron.modeling import O1EConfig, O1EModel
+    from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
 
     backbone = backbone_from_args(args, args.dtype)
     out = tempfile.mkdtemp(prefix="o1e-bench-ckpt-")
@@ -47,7 +47,7 @@ def first_step_logits(model, texts: list[str]):
     import torch
 
     from o1e_tevatron.collator import pad
-    from o1e_tevatron.modeling import position_ids_from_mask
+    from o1e_tevatron.families.o1e.model import position_ids_from_mask
 
     t = model.template
     ids, mask = pad([t.query_prefix(q) for q in t.tokenize_queries(texts)], t.pad_id, "left")
@@ -70,7 +70,7 @@ def sampling_ms(logits, temperature: float, top_p: float, repeats: int = 20) -> 
     import torch
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from o1e_pyserini.thinking import NucleusSampler
+    from o1e_pyserini.thinking.backends import NucleusSampler
 
     temperature_warper, top_p_warper = TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)
     sampler = NucleusSampler(temperature, top_p)
@@ -126,7 +126,7 @@ def main(argv=None) -> None:
     import torch
 
     import o1e_pyserini  # noqa: F401  (sets up Java before pyserini)
-    from o1e_pyserini.encoder import O1EQueryEncoder
+    from o1e_pyserini.encoders.o1e import O1EQueryEncoder
 
     checkpoint = build_checkpoint(args)
     texts = queries(args.num_queries)

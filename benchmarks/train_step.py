@@ -77,8 +77,8 @@ def peak_mib(device) -> float:
 def build_model(args):
     import torch
 
-    from o1e_tevatron.modeling import O1EConfig, O1EModel
-    from o1e_tevatron.template import TemplateConfig
+    from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
+    from o1e_tevatron.families.o1e.template import TemplateConfig
 
     folder = backbone_from_args(args, args.dtype)
     template = TemplateConfig(query_max_len=args.query_len, thought_max_len=args.thought_len,
@@ -97,7 +97,7 @@ def make_batch(model, args, queries: int):
     import torch
 
     from o1e_tevatron.collator import pad
-    from o1e_tevatron.template import IGNORE_INDEX, generation_labels
+    from o1e_tevatron.families.o1e.template import IGNORE_INDEX, generation_labels
 
     t, g = model.template, torch.Generator().manual_seed(0)
     sequences, labels = [], []
@@ -118,7 +118,7 @@ def make_batch(model, args, queries: int):
 def backward_of(variant: str, model, batch, args) -> None:
     """One forward and backward of ``variant``: gradients land in the parameters."""
     from o1e_tevatron.grad_cache import grad_cache_step
-    from o1e_tevatron.modeling import position_ids_from_mask
+    from o1e_tevatron.families.o1e.model import position_ids_from_mask
 
     if variant == "grad_cache":
         grad_cache_step(model, batch, args.gc_q, args.gc_p)

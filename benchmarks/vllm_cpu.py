@@ -45,10 +45,10 @@ def interleaved(variants: dict, repeats: int) -> dict:
 def think(args) -> None:
     import torch
 
-    from o1e_pyserini.base import load_family_model
-    from o1e_pyserini.encoder import merged_for_vllm
-    from o1e_pyserini.thinking import HFThoughts, ThoughtSettings, VLLMThoughts
-    from o1e_tevatron.modeling import O1EModel
+    from o1e_pyserini.encoders.base import load_family_model
+    from o1e_pyserini.encoders.o1e import merged_for_vllm
+    from o1e_pyserini.thinking.backends import HFThoughts, ThoughtSettings, VLLMThoughts
+    from o1e_tevatron.families.o1e.model import O1EModel
 
     queries = [line.split("\t", 1)[1].strip() for line in (DEMO / "topics.tsv").read_text().splitlines()][:args.queries]
     settings = ThoughtSettings(args.k, args.temperature, args.top_p, args.max_new_tokens, 0)

@@ -24,9 +24,9 @@ from mteb.similarity_functions import dot_score, pairwise_dot_score
 from mteb.types import PromptType
 
 from o1e_tevatron.families.base import DEFAULT_FAMILY
-from o1e_tevatron.release import recognise
+from o1e_tevatron.families.release import recognise
 
-from .registry import ENCODERS
+from .encoders.registry import ENCODERS
 
 
 class FamilyEncoder(AbsEncoder):

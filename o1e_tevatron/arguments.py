@@ -16,11 +16,11 @@ from typing import Optional
 from tevatron.arguments import DataArguments, DenseTrainingArguments, ModelArguments
 from transformers import HfArgumentParser
 
-from .checkpoint import FAMILIES
+from .families.registry import FAMILIES
 from .families.base import LORA_TARGET_MODULES
-from .families.debater import DEFAULT_NUM_STEPS, DEFAULT_STEP_PROMPT, DebaterConfig
-from .modeling import O1EConfig
-from .template import LAYOUTS, TemplateConfig
+from .families.debater.model import DEFAULT_NUM_STEPS, DEFAULT_STEP_PROMPT, DebaterConfig
+from .families.o1e.model import O1EConfig
+from .families.o1e.template import LAYOUTS, TemplateConfig
 
 #: LoRA (r, alpha, dropout) when --lora_r / --lora_alpha / --lora_dropout are not given: the papers' settings
 LORA_DEFAULTS = {"o1e": (32, 64, 0.1), "debater": (16, 32, 0.05)}
@@ -108,7 +108,7 @@ class O1EModelArguments(ModelArguments):
             if self.prompts_file:
                 check_flag("prompts_file", self.prompts_file, False, "given with --template_layout chat only")
             return None
-        from .synthesis.prompts import TeacherPrompt
+        from .families.o1e.prompts import TeacherPrompt
 
         return asdict(TeacherPrompt.from_file(self.prompts_file) if self.prompts_file else TeacherPrompt())
 

@@ -5,21 +5,9 @@ from typing import Sequence
 
 import torch
 
-from .template import IGNORE_INDEX, Template
-
-
-def pad(sequences: Sequence[Sequence[int]], pad_value: int, side: str, multiple_of: int | None = None):
-    """(ids, attention mask) tensors, padded on ``side`` to the longest (rounded up to ``multiple_of``)."""
-    length = max(len(s) for s in sequences)
-    if multiple_of:
-        length = -(-length // multiple_of) * multiple_of
-    ids = torch.full((len(sequences), length), pad_value, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for row, seq in enumerate(sequences):
-        span = slice(length - len(seq), length) if side == "left" else slice(0, len(seq))
-        ids[row, span] = torch.tensor(seq, dtype=torch.long)
-        mask[row, span] = 1
-    return ids, mask
+from .core.tensors import pad
+from .families.base import IGNORE_INDEX
+from .families.o1e.template import Template
 
 
 class O1ECollator:

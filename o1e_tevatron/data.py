@@ -13,110 +13,20 @@ larger than RAM train fine.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Sequence
 
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .core.errors import InputError
 from .core.readers import parse_json
-from .template import passage_text
+from .core.rows import DataFormatError, TrainExample, parse_row
 
 logger = logging.getLogger(__name__)
-
-
-#: The training side's name for o1e's one input error: a row that cannot be used, named by file and line
-DataFormatError = InputError
-
-
-@dataclass
-class TrainExample:
-    query_id: str
-    query: str
-    thought: Optional[str]
-    positives: list[str]
-    negatives: list[str]
-    positive_scores: Optional[list[float]] = None
-    negative_scores: Optional[list[float]] = None
-    grounding: Optional[list[str]] = None
-
-
-def _encodable(text: str, what: str, where: str) -> str:
-    """JSON's \\ud800-style escapes can give lone surrogates, which no tokenizer can encode."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise DataFormatError(f"{where}: {what} has a lone surrogate {text[e.start]!r} at character {e.start} "
-                              f"(not valid Unicode text)") from None
-    return text
-
-
-def _passage_text(passage, separator: str, where: str) -> str:
-    if isinstance(passage, str):
-        return _encodable(passage, "a passage", where)
-    if isinstance(passage, dict) and isinstance(passage.get("text"), str):
-        title = passage.get("title")
-        if title is not None and not isinstance(title, str):
-            raise DataFormatError(f"{where}: a passage title must be a string, got {str(title)[:80]!r}")
-        return _encodable(passage_text(title, passage["text"], separator), "a passage", where)
-    raise DataFormatError(f"{where}: a passage must be a string or {{title, text}}, got {str(passage)[:80]!r}")
-
-
-def _scores(row: dict, key: str, n: int, where: str) -> Optional[list[float]]:
-    scores = row.get(key)
-    if scores is None:
-        return None
-    if not isinstance(scores, list) or len(scores) != n:
-        raise DataFormatError(f"{where}: {key} must list one score per passage ({n})")
-    for i, score in enumerate(scores):
-        if isinstance(score, bool) or not isinstance(score, (int, float)) or not math.isfinite(score):
-            raise DataFormatError(f"{where}: {key}[{i}] must be a finite number, got {score!r}")
-    return [float(s) for s in scores]
-
-
-def parse_row(row, where: str, separator: str = " ") -> TrainExample:
-    """Validate one row of either format; ``where`` (e.g. 'train.jsonl:12') goes into every error."""
-    if not isinstance(row, dict):
-        raise DataFormatError(f"{where}: a row must be a JSON object, got {type(row).__name__}")
-    if "positive_passages" in row:
-        pos_key, neg_key = "positive_passages", "negative_passages"
-    elif "pos" in row:
-        pos_key, neg_key = "pos", "neg"
-    else:
-        raise DataFormatError(f"{where}: row has neither 'positive_passages' (Tevatron) nor 'pos' (authors' format)")
-    query = row.get("query")
-    if not isinstance(query, str) or not query.strip():
-        raise DataFormatError(f"{where}: empty or missing query")
-    positives = row.get(pos_key) or []
-    if not isinstance(positives, list) or not positives:
-        raise DataFormatError(f"{where}: no positive passages in '{pos_key}'")
-    negatives = row.get(neg_key) or []
-    if not isinstance(negatives, list):
-        raise DataFormatError(f"{where}: '{neg_key}' must be a list")
-    _encodable(query, "the query", where)
-    thought = row.get("thought")
-    if thought is not None and not isinstance(thought, str):
-        raise DataFormatError(f"{where}: 'thought' must be a string")
-    if thought is not None:
-        _encodable(thought, "the thought", where)
-    grounding = row.get("grounding")
-    if grounding is not None and not isinstance(grounding, list):
-        raise DataFormatError(f"{where}: 'grounding' must be a list of passages")
-    return TrainExample(
-        query_id=str(row.get("query_id", row.get("_id", where))),
-        query=query,
-        thought=thought if thought and thought.strip() else None,
-        positives=[_passage_text(p, separator, where) for p in positives],
-        negatives=[_passage_text(p, separator, where) for p in negatives],
-        positive_scores=_scores(row, "pos_scores", len(positives), where),
-        negative_scores=_scores(row, "neg_scores", len(negatives), where),
-        grounding=None if grounding is None else [_passage_text(p, separator, where) for p in grounding],
-    )
 
 
 @dataclass

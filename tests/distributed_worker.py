@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 
 from o1e_tevatron.collator import O1ECollator
-from o1e_tevatron.modeling import O1EConfig, O1EModel
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
 
 ITEMS = [
     {"query": "what causes colorectal cancer", "thought": "mutations accumulate in colon cells",

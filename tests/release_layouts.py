@@ -21,7 +21,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from o1e_tevatron.core.checkpoint import peft_without_deprecation_warnings
 from o1e_tevatron.families.base import LORA_TARGET_MODULES
-from o1e_tevatron.template import SPECIAL_TOKENS
+from o1e_tevatron.families.o1e.template import SPECIAL_TOKENS
 from o1e_tevatron.tiny import demo_texts, tiny_config, train_tokenizer
 
 STEP_TOKENS = [f"<reserved_{12 + k}>" for k in range(8)]

@@ -9,12 +9,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from o1e_tevatron.checkpoint import load_model
+from o1e_tevatron.families.registry import load_model
 from o1e_tevatron.collator import O1ECollator
 from o1e_tevatron.driver.train import main
-from o1e_tevatron.families.debater import DebaterConfig, DebaterModel
+from o1e_tevatron.families.debater.model import DebaterConfig, DebaterModel
 from o1e_tevatron.grad_cache import grad_cache_step
-from o1e_tevatron.modeling import O1EConfig, O1EModel
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
 
 from distributed_worker import (finish, gradient_report,  # tests/ is on sys.path
                                 two_ranks_against_one_process)
@@ -149,7 +149,7 @@ def test_a_query_token_of_its_own_ends_every_query_is_pooled_there_and_trains(ti
 
 
 def test_training_warns_when_queries_end_at_an_eos_that_closes_chat_turns(tiny_llama_dir, caplog):
-    from o1e_tevatron.families.debater import warn_on_turn_closing_eos
+    from o1e_tevatron.families.debater.model import warn_on_turn_closing_eos
 
     plain, own = build(tiny_llama_dir), build(tiny_llama_dir, query_token="<query_vector>")
     assert "</s>\n" in plain.template.tokenizer.apply_chat_template(  # the tiny template closes turns with eos
@@ -188,7 +188,7 @@ def test_ddp_with_gathered_negatives_equals_one_process(tiny_llama_dir, tmp_path
 
 def test_driver_trains_saves_loads_by_family_and_encodes(tiny_llama_dir, demo_dir, tmp_path):
     from o1e_tevatron.driver.encode import main as encode
-    from o1e_tevatron.inference import read_index_dir_header
+    from o1e_tevatron.core.encoding import read_index_dir_header
 
     out = tmp_path / "out"
     trainer = main(["--family", "debater", "--model_name_or_path", str(tiny_llama_dir),

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from o1e_pyserini.thinking import RecordedThoughts  # imported here: a first import inside an example passes the deadline
+from o1e_pyserini.thinking.backends import RecordedThoughts  # imported here: a first import inside an example passes the deadline
 from o1e_tevatron.core import readers
 from o1e_tevatron.core.errors import InputError
 from o1e_tevatron.data import JsonlRows
-from o1e_tevatron.synthesis.prompts import TeacherPrompt
+from o1e_tevatron.families.o1e.prompts import TeacherPrompt
 from o1e_tevatron.synthesis.rows import iter_rows
 from o1e_tevatron.synthesis.vote import iter_candidate_rows
 

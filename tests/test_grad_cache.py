@@ -8,8 +8,8 @@ import torch
 from o1e_tevatron.collator import O1ECollator
 from o1e_tevatron.driver.train import main
 from o1e_tevatron.grad_cache import grad_cache_step, split_into_chunks
-from o1e_tevatron.modeling import O1EConfig, O1EModel
-from o1e_tevatron.template import TemplateConfig
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
+from o1e_tevatron.families.o1e.template import TemplateConfig
 
 from distributed_worker import (average_like_ddp, finish, gradient_report, torchrun,  # tests/ is on sys.path
                                 two_ranks_against_one_process)

@@ -8,9 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from o1e_tevatron.collator import O1ECollator
-from o1e_tevatron.loss import InfoNCELoss, LinearCrossEntropySum, linear_head
-from o1e_tevatron.modeling import BaseModelMismatchError, O1EConfig, O1EModel, position_ids_from_mask
-from o1e_tevatron.template import TemplateConfig
+from o1e_tevatron.core.checkpoint import BaseModelMismatchError
+from o1e_tevatron.core.tensors import position_ids_from_mask
+from o1e_tevatron.families.o1e.loss import LinearCrossEntropySum, linear_head
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
+from o1e_tevatron.loss import InfoNCELoss
+from o1e_tevatron.families.o1e.template import TemplateConfig
 from o1e_tevatron.tiny import build_tiny_model, demo_texts
 
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors

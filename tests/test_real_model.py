@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from o1e_pyserini.thinking import HFThoughts, ThoughtSettings
-from o1e_tevatron.inference import encode_sequences
-from o1e_tevatron.modeling import O1EConfig, O1EModel
+from o1e_pyserini.thinking.backends import HFThoughts, ThoughtSettings
+from o1e_tevatron.core.encoding import encode_sequences
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
 from o1e_tevatron.models import CONVERTED_META
-from o1e_tevatron.template import SPECIAL_TOKENS
+from o1e_tevatron.families.o1e.template import SPECIAL_TOKENS
 
 TEXTS = ["What causes rodent genome amplification?", "def add(a, b):\n    return a + b  # naïve café ☕",
          "0-dimensional biomaterials show inductive properties."]
@@ -59,8 +59,8 @@ def test_chat_layout_speaks_smollm2s_own_chat_template(smollm2_dir):
     """The chat layout's prompt is SmolLM2's chat template around the teacher's messages, token for token
     (its parts are tokenized apart, so this checks that no merge crosses a seam), and the thought ends
     with the model's own end of turn, <|im_end|>."""
-    from o1e_tevatron.synthesis.prompts import TeacherPrompt
-    from o1e_tevatron.template import TemplateConfig
+    from o1e_tevatron.families.o1e.prompts import TeacherPrompt
+    from o1e_tevatron.families.o1e.template import TemplateConfig
 
     model = O1EModel.build(str(smollm2_dir), O1EConfig(template=TemplateConfig(layout="chat", grounding_passages=2)),
                            lora=True, lora_r=2, lora_alpha=4)

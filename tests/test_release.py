@@ -1,4 +1,4 @@
-"""Released checkpoints load as they are (o1e_tevatron.release): DEBATER's llm2vec adapter and the O1 Embedder
+"""Released checkpoints load as they are (o1e_tevatron.families.release): DEBATER's llm2vec adapter and the O1 Embedder
 authors' adapter or merged model, written by tests/release_layouts.py as their authors' code saves them.
 o1e's vectors equal the releases' own encoders' (re-implemented literally there), and a layout with a
 missing piece is a one-line error naming it."""
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from o1e_tevatron.checkpoint import load_model
-from o1e_tevatron.families.debater import DebaterModel
-from o1e_tevatron.modeling import O1EModel
+from o1e_tevatron.families.registry import load_model
+from o1e_tevatron.families.debater.model import DebaterModel
+from o1e_tevatron.families.o1e.model import O1EModel
 from o1e_tevatron.tiny import demo_texts, train_tokenizer
 
 from release_layouts import (INSTRUCTION, PASSAGES, QUERIES, STEP_TOKENS, debater_release,  # noqa: F401
@@ -29,16 +29,16 @@ def assert_close(ours, release):
 
 @pytest.mark.parametrize("instruction", [INSTRUCTION, ""], ids=["instruction", "none"])
 def test_debater_release_queries_equal_the_releases(debater_release, instruction, caplog):
-    from o1e_pyserini.debater import DebaterQueryEncoder
+    from o1e_pyserini.encoders.debater import DebaterQueryEncoder
 
-    with caplog.at_level(logging.INFO, logger="o1e_tevatron.checkpoint"):
+    with caplog.at_level(logging.INFO, logger="o1e_tevatron.families.registry"):
         ours = DebaterQueryEncoder(str(debater_release), instruction=instruction).encode_batch(QUERIES)
     assert "DEBATER's release in llm2vec's layout" in caplog.text and "doc_max_length 96" in caplog.text
     assert_close(ours, debater_release_encode(debater_release, QUERIES, instruction))
 
 
 def test_debater_release_passages_equal_the_releases(debater_release):
-    from o1e_pyserini.debater import DebaterDocumentEncoder
+    from o1e_pyserini.encoders.debater import DebaterDocumentEncoder
 
     encoder = DebaterDocumentEncoder(str(debater_release))
     release = debater_release_encode(debater_release, PASSAGES, query=False)
@@ -70,7 +70,7 @@ def test_debater_release_keeps_its_steps_past_the_document_length(debater_releas
 
 
 def test_the_release_is_registered_as_debater_and_trust_remote_code_is_an_opt_in(debater_release, caplog):
-    from o1e_pyserini.registry import registry_keys
+    from o1e_pyserini.encoders.registry import registry_keys
 
     assert registry_keys(["--encoder", str(debater_release)])[1][str(debater_release)] == "debater"
     with caplog.at_level(logging.WARNING):
@@ -134,7 +134,7 @@ def padded_base(tmp_path_factory):
 def test_o1e_authors_checkpoints_with_their_rows_embed_as_theirs(release_base, padded_base, tmp_path, rows, padded):
     """Rows saved in the adapter, in the merged model, or (a base with more rows than its tokenizer, as
     Qwen2.5: their resize shrinks it) the base's own."""
-    from o1e_pyserini.encoder import O1EDocumentEncoder, O1EQueryEncoder
+    from o1e_pyserini.encoders.o1e import O1EDocumentEncoder, O1EQueryEncoder
 
     folder = tmp_path / "adapter"
     authors, tokenizer = save_o1e_authors_adapter(padded_base if padded else release_base, folder,

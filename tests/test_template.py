@@ -5,8 +5,9 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from o1e_tevatron.collator import O1ECollator
-from o1e_tevatron.template import (EMB_TOKEN, IGNORE_INDEX, QUERY_TOKEN, SPECIAL_TOKENS,
-                                   THOUGHT_TOKEN, Template, TemplateConfig, add_special_tokens)
+from o1e_tevatron.families.base import IGNORE_INDEX
+from o1e_tevatron.families.o1e.template import (EMB_TOKEN, QUERY_TOKEN, SPECIAL_TOKENS, THOUGHT_TOKEN, Template,
+                                                TemplateConfig, add_special_tokens)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ CHAT_QUERY, CHAT_THOUGHT = "cancer risk of smokers", "cells mutate"
 def chat_reference(tokenizer, query, passages=(), thought=None):
     """The literal layout: the teacher's messages through the tokenizer's own chat template, tokenized
     whole; then the thought (or nothing, fast mode) and <emb> in place of the end of turn."""
-    from o1e_tevatron.synthesis.prompts import TeacherPrompt
+    from o1e_tevatron.families.o1e.prompts import TeacherPrompt
 
     rendered = tokenizer.apply_chat_template(TeacherPrompt().chat_messages(query, (), passages), tokenize=False,
                                              add_generation_prompt=True)
@@ -145,7 +146,7 @@ def test_chat_layout_is_the_chat_template_around_the_teachers_prompt(tokenizer):
 
 
 def test_chat_layout_grounding_passages_are_cut_and_counted(tokenizer):
-    from o1e_tevatron.synthesis.prompts import cut_words
+    from o1e_tevatron.families.o1e.prompts import cut_words
 
     passages = ["alpha beta gamma delta epsilon", "one two three four five", "never shown"]
     t = Template(tokenizer, TemplateConfig(layout="chat", grounding_passages=2, grounding_max_words=3))

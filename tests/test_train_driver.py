@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from o1e_tevatron.driver.train import main
-from o1e_tevatron.modeling import BaseModelMismatchError, O1EModel
+from o1e_tevatron.core.checkpoint import BaseModelMismatchError
+from o1e_tevatron.families.o1e.model import O1EModel
 from o1e_tevatron.tiny import build_tiny_model, demo_texts
 from o1e_tevatron.trainer import NonFiniteLossError
 

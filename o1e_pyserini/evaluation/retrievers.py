@@ -28,9 +28,9 @@ import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini before pyserini is impo
 from o1e_pyserini.search.sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class, write_shards_file
 from o1e_tevatron.core.fingerprint import fingerprint, model_fingerprint
 from o1e_tevatron.core.vectors import flat_index, memory_plan, storage_dtype
-from o1e_tevatron.inference import DocidCheck, read_docid_file, write_index_dir
+from o1e_tevatron.core.encoding import DocidCheck, read_docid_file, write_index_dir
 from o1e_tevatron.models import resolve_model_path
-from o1e_tevatron.template import passage_text
+from o1e_tevatron.core.rows import passage_text
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class RetrieverSpec:
         """Index rows per passage: M for a max-steps DEBATER index, else 1."""
         if self.kind != "debater" or self.debater_scoring == "last":
             return 1
-        from o1e_tevatron.families.debater import DebaterConfig
+        from o1e_tevatron.families.debater.model import DebaterConfig
         return DebaterConfig.load(Path(self.model)).num_steps
 
     def index_key(self) -> dict:
@@ -149,7 +149,7 @@ class RetrieverSpec:
         encoder = own_encoders()[self.kind][0](self) if self.kind in OWN_ENCODERS else self._plain_query_encoder()
         if "thoughts" not in self.query_options:
             return encoder
-        from o1e_pyserini.augmented import ThoughtAugmentedQueryEncoder
+        from o1e_pyserini.encoders.augmented import ThoughtAugmentedQueryEncoder
         return ThoughtAugmentedQueryEncoder(encoder, self._thought_texts(), batch_size=self.batch_size)
 
     def _plain_query_encoder(self):
@@ -159,7 +159,7 @@ class RetrieverSpec:
         return query_encoder_class_map.get(self.kind, query_encoder_class_map["auto"])(self.model, device=self.device)
 
     def _thought_texts(self):
-        from o1e_pyserini.thinking import OpenAIThoughts, RecordedThoughts, ThoughtSettings
+        from o1e_pyserini.thinking.backends import OpenAIThoughts, RecordedThoughts, ThoughtSettings
         options = self.query_options
         if options["thoughts"] == "file":
             return RecordedThoughts(options["thoughts_file"])
@@ -175,8 +175,8 @@ def own_encoders() -> dict:
     """o1e's own retrievers: kind -> (query encoder, document encoder) factories of a spec. The
     thinking families' classes come from the registry (the ones Pyserini's CLIs use); RepLLaMA, which
     Pyserini 1.6 lacks, is here only."""
-    from o1e_pyserini.registry import ENCODERS
-    from o1e_pyserini.repllama import RepLlamaDocumentEncoder, RepLlamaQueryEncoder
+    from o1e_pyserini.encoders.registry import ENCODERS
+    from o1e_pyserini.encoders.repllama import RepLlamaDocumentEncoder, RepLlamaQueryEncoder
 
     o1e_query, o1e_document = ENCODERS["o1e"]
 
@@ -329,7 +329,7 @@ def _build_faiss(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, prog
     import faiss
     import torch
 
-    from o1e_tevatron.families.debater import index_rows
+    from o1e_tevatron.families.debater.model import index_rows
 
     encoder = retriever.document_encoder()
     step_rows = retriever.rows_per_passage > 1  # a max-steps DEBATER index: M rows per passage
@@ -444,7 +444,7 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
         check_dimension(index_dir, searcher.index.d, query_encoder, next(iter(queries.values()), None), retriever)
     import torch
 
-    from o1e_tevatron.families.debater import best_step_hits
+    from o1e_tevatron.families.debater.model import best_step_hits
 
     rows = retriever.rows_per_passage  # k * M rows of a max-steps index always hold k passages
     query_ids = list(queries)

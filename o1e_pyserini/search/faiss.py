@@ -22,13 +22,13 @@ searched from a copy without it (Anserini's topic readers fail on it); the file 
 
 ``--o1e-mode adaptive`` searches every query fast, then searches again thinking only the queries whose
 fast result looks uncertain (``--o1e-adaptive-signal`` with ``--o1e-think-threshold`` or
-``--o1e-think-rate``; o1e_pyserini.adaptive), one model for both passes; their hits replace the fast ones
+``--o1e-think-rate``; o1e_pyserini.thinking.adaptive), one model for both passes; their hits replace the fast ones
 in ``--output``, and ``--o1e-save-queries`` records each query's decision.
 
 ``--o1e-hybrid-index`` fuses the dense run (any mode) with Pyserini's BM25 over that Lucene index (a
 directory or a prebuilt index name) for the same topics: ``--o1e-fusion interpolation`` of per-query
 min-max normalised scores with ``--o1e-fusion-weight`` the dense share, or ``rrf``
-(o1e_pyserini.fusion). ``--output`` gets the fused run; the dense and BM25 runs stay beside it as
+(o1e_pyserini.search.fusion). ``--output`` gets the fused run; the dense and BM25 runs stay beside it as
 ``OUTPUT.dense`` and ``OUTPUT.bm25``.
 
 ``--index`` may also be a sharded index (``o1e_pyserini.search.sharded``): the directory holding the
@@ -51,17 +51,17 @@ import o1e_pyserini  # noqa: F401  (prepares Java before Pyserini starts it)
 from o1e_tevatron.core.fingerprint import O1E_CACHE
 from o1e_tevatron.core.errors import run_command
 from o1e_tevatron.core.redact import install_log_redaction
-from o1e_tevatron.families.debater import SCORINGS, DebaterConfig
-from o1e_tevatron.inference import check_index_dir
+from o1e_tevatron.families.debater.model import SCORINGS, DebaterConfig
+from o1e_tevatron.core.encoding import check_index_dir
 
 from ..arguments import positive_int
-from ..debater import DebaterQueryEncoder
-from ..adaptive import SIGNALS, AdaptivePolicy, uncertainties
-from ..fusion import FUSIONS
-from ..encoder import (MODES, QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
+from ..encoders.debater import DebaterQueryEncoder
+from ..thinking.adaptive import SIGNALS, AdaptivePolicy, uncertainties
+from .fusion import FUSIONS
+from ..encoders.o1e import (MODES, QUERY_VECTORS, THOUGHT_BACKENDS, O1EInputError, O1EQueryEncoder, check_queries, ids_by_text,
                        load_encoded_queries)
-from ..registry import register, registry_keys
-from ..thinking import engine_options
+from ..encoders.registry import register, registry_keys
+from ..thinking.backends import engine_options
 from . import topics
 from .topics import with_flag
 from .sharded import ShardedIndex, is_sharded, shard_dirs, sharded_searcher_class
@@ -269,7 +269,7 @@ def checked_hybrid(opts: argparse.Namespace, inputs: argparse.Namespace) -> None
 def fuse_with_bm25(opts: argparse.Namespace, inputs: argparse.Namespace) -> None:
     """The hybrid: Pyserini's BM25 for the same topics, fused with the dense run now in ``--output``."""
     from ..evaluation.scoring import read_run, write_run
-    from ..fusion import fuse
+    from .fusion import fuse
 
     dense, bm25 = inputs.output + ".dense", inputs.output + ".bm25"
     os.replace(inputs.output, dense)

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from o1e_tevatron.core.vectors import read_record
-from o1e_tevatron.inference import DocidCheck, read_docid_file
+from o1e_tevatron.core.encoding import DocidCheck, read_docid_file
 
 logger = logging.getLogger(__name__)
 

@@ -20,12 +20,12 @@ unpickled to decide that. --q_max_len / --p_max_len, when given, replace the che
 A DEBATER checkpoint writes the last step's vector per passage, or with ``--debater_scoring
 max-steps`` all M step vectors (each passage's id repeated M times: search keeps its best step).
 --model_name_or_path may also be a release in its authors' layout (DEBATER's llm2vec adapter, the O1
-Embedder authors'; ``o1e_tevatron.release``); ``--trust_remote_code`` runs its folder's code (MiniCPM).
+Embedder authors'; ``o1e_tevatron.families.release``); ``--trust_remote_code`` runs its folder's code (MiniCPM).
 
 Input: JSON lines (BEIR ``_id``/``title``/``text``, Tevatron ``docid``/``title``/``text`` or
 ``query_id``/``query``, Pyserini ``id``/``contents``) or a TSV of ``id<TAB>text``. Queries
 (--encode_is_qry) are embedded plainly, as Tevatron does; thought-augmented query vectors come
-from ``o1e_pyserini.encoder.O1EQueryEncoder``.
+from ``o1e_pyserini.encoders.o1e.O1EQueryEncoder``.
 """
 from __future__ import annotations
 
@@ -35,18 +35,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-import numpy as np
-
 from ..arguments import O1EDataArguments, O1EModelArguments, O1ETrainingArguments, parse_args
-from ..checkpoint import load_model
 from ..core import readers
+from ..core.encoding import DocidCheck, encode_sequences, shard_slice, write_index_dir
 from ..core.errors import InputError, run_command
 from ..core.fingerprint import fingerprint, model_fingerprint, path_fingerprint
+from ..core.rows import passage_text
 from ..core.vectors import (VECTOR_DTYPES, memory_plan, recorded_dimension, remove_record, storage_dtype,
                             write_record, write_vectors)
-from ..families.debater import SCORINGS, index_rows
-from ..inference import DocidCheck, encode_sequences, write_index_dir
-from ..template import passage_text
+from ..families.debater.model import SCORINGS, index_rows
+from ..families.registry import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -91,13 +89,6 @@ def _rows(path: str) -> Iterator[tuple[int, str, str, str]]:
             yield line_no, row_id, "", text
     else:
         yield from readers.corpus(path)
-
-
-def shard_slice(total: int, num_shards: int, index: int) -> slice:
-    if not 0 <= index < num_shards:
-        raise ValueError(f"encode_shard_index must be in [0, {num_shards}), got {index}")
-    bounds = np.linspace(0, total, num_shards + 1).round().astype(int)
-    return slice(int(bounds[index]), int(bounds[index + 1]))
 
 
 def given_lengths(argv: list[str], data_args) -> dict[str, int]:

@@ -18,7 +18,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from ..arguments import parse_args
 from ..collator import O1ECollator
 from ..data import TrainDataset, load_train_rows
-from ..checkpoint import family_class
+from ..families.registry import family_class
 from ..core.errors import CheckpointError, run_command
 from ..trainer import O1ETrainer
 
@@ -74,7 +74,7 @@ def main(argv=None):
     )
     thinks = model_args.family == "o1e"  # DEBATER's queries never carry a thought
     if not thinks:
-        from ..families.debater import warn_on_turn_closing_eos
+        from ..families.debater.model import warn_on_turn_closing_eos
         warn_on_turn_closing_eos(model.template)
     dataset = TrainDataset(
         load_train_rows(data_args), train_n_passages=data_args.train_n_passages,

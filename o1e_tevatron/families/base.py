@@ -15,7 +15,7 @@ computes:
 A checkpoint is a folder with ``o1e_config.json`` naming its ``family`` (checkpoints written before
 families existed have none and are O1E), the tokenizer (with the family's tokens) and either a PEFT
 adapter (LoRA weights and the family's token rows, in safetensors) or a full model in safetensors.
-Releases in their authors' layouts load as they are (:mod:`o1e_tevatron.release`; a family's
+Releases in their authors' layouts load as they are (:mod:`o1e_tevatron.families.release`; a family's
 ``from_release`` reads their settings). Nothing is unpickled on load, and remote code runs only with
 ``trust_remote_code=True``.
 """
@@ -25,9 +25,10 @@ import json
 import logging
 from dataclasses import asdict, dataclass, fields, make_dataclass
 from pathlib import Path
-from typing import ClassVar, Optional
+from typing import ClassVar, Optional, Sequence
 
 import torch
+from tokenizers import AddedToken
 from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import ModelOutput
@@ -35,6 +36,7 @@ from transformers.utils import ModelOutput
 from ..core.checkpoint import (adapter_embedding_rows, base_fingerprint, check_same_base, move_into,
                                peft_without_deprecation_warnings, staging_folder, warn_remote_code)
 from ..core.errors import CheckpointError
+from ..core.tensors import position_ids_from_mask
 from ..models import model_to_load, resolve_model_path
 from ..objective import Objective
 
@@ -45,6 +47,7 @@ ADAPTER_CONFIG_NAME = "adapter_config.json"
 LORA_TARGET_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DEFAULT_FAMILY = "o1e"  # checkpoints written before families existed
+IGNORE_INDEX = -100  # a label the loss skips (Hugging Face's)
 
 
 def read_family(folder: str | Path) -> str:
@@ -54,6 +57,66 @@ def read_family(folder: str | Path) -> str:
     if not path.is_file():
         return DEFAULT_FAMILY
     return json.loads(path.read_text()).get("family", DEFAULT_FAMILY)
+
+
+# --- text: what every family's template shares --------------------------------------------
+def add_family_tokens(tokenizer, model, tokens: Sequence[str]) -> list[int]:
+    """Add the family's special ``tokens`` that the tokenizer lacks; resize ``model``'s embeddings (if
+    given) to match.
+
+    Returns the ids of all ``tokens`` (new or already present).
+    """
+    missing = [t for t in tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing],
+                             special_tokens=True)
+    if model is not None and model.get_input_embeddings().weight.shape[0] < len(tokenizer):
+        old_rows = model.get_input_embeddings().weight.shape[0]
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        _init_new_rows(model, old_rows)
+    return tokenizer.convert_tokens_to_ids(list(tokens))
+
+
+@torch.no_grad()
+def _init_new_rows(model, old_rows: int) -> None:
+    """Initialise added rows as a function of the base weights only (no global RNG), so every load of
+    the same base rebuilds the same rows and a checkpoint need not store the whole embedding matrix.
+
+    Input rows: the mean row plus per-dimension-std noise from a fixed seed (distinct tokens at the
+    usual scale); untied output rows: the mean output row.
+    """
+    weight = model.get_input_embeddings().weight
+    base = weight[:old_rows].float()
+    noise = torch.randn(weight.shape[0] - old_rows, weight.shape[1], generator=torch.Generator().manual_seed(0))
+    weight[old_rows:] = (base.mean(0) + noise * base.std(0)).to(weight.dtype)
+    output = model.get_output_embeddings()
+    if output is not None and output.weight.data_ptr() != weight.data_ptr():
+        output.weight[old_rows:] = output.weight[:old_rows].float().mean(0).to(output.weight.dtype)
+
+
+class TokenTemplate:
+    """What every family's template shares: tokenization without special tokens, bos, eos and pad ids.
+
+    A family's template lays out ``plain_query(query_ids)`` and ``passage(passage_ids)``, which the
+    collator and batched inference call."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+        self.eos_id = tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
+        self.bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def tokenize_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def tokenize_queries(self, queries: Sequence[str]) -> list[list[int]]:
+        """Query texts -> the ids ``plain_query`` takes."""
+        return self.tokenize_batch(queries)
 
 
 @dataclass
@@ -75,7 +138,7 @@ class FamilyConfig:
         family = values.pop("family", DEFAULT_FAMILY)
         if family != cls.family:
             raise ValueError(f"{path}: a {family!r} checkpoint, not {cls.family!r}: load it with "
-                             "o1e_tevatron.checkpoint.load_model, which picks the family")
+                             "o1e_tevatron.families.registry.load_model, which picks the family")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -84,18 +147,6 @@ class FamilyConfig:
         """The settings of a folder without ``o1e_config.json`` (a base model, or a release in its authors'
         layout): the defaults, unless the family reads a release's own settings file."""
         return cls()
-
-
-# --- positions ---------------------------------------------------------------------------------
-def last_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last attended token of each row: right for left and right padding alike."""
-    length = attention_mask.shape[1]
-    return length - 1 - attention_mask.flip(-1).long().argmax(-1)
-
-
-def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens only, so a left-padded row embeds like an unpadded one."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 @dataclass

@@ -29,8 +29,9 @@ from transformers import HfArgumentParser
 
 from o1e_tevatron.core.errors import EXIT_PARTIAL, run_command
 from o1e_tevatron.core.redact import install_log_redaction, json_line, redact, register_secret, register_url_secrets
-from o1e_tevatron.synthesis.prompts import TeacherPrompt, cut_words
-from o1e_tevatron.synthesis.rows import TrainingRow, iter_rows, refuse_writing_into_input, resume_output
+from o1e_tevatron.core.rows import TrainingRow
+from o1e_tevatron.families.o1e.prompts import TeacherPrompt, cut_words
+from o1e_tevatron.synthesis.rows import iter_rows, refuse_writing_into_input, resume_output
 
 logger = logging.getLogger(__name__)
 

@@ -11,47 +11,21 @@ the size of MS MARCO's with 15 negatives per row do not have to fit in memory.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator
 
-from o1e_tevatron.core import readers
+from o1e_tevatron.core.deprecation import moved_names
 from o1e_tevatron.core.errors import InputError
 from o1e_tevatron.core.readers import json_records
-from o1e_tevatron.data import parse_row as parse_train_row
+from o1e_tevatron.core.rows import TrainingRow, read_beir, training_row
+
+# one release: the row format moved to core (synthesis's parse_row is core.rows.training_row)
+__getattr__ = moved_names(__name__, {"parse_row": "o1e_tevatron.core.rows:training_row",
+                                     "row_id_of": "o1e_tevatron.core.rows"})
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainingRow:
-    row_id: str
-    query: str
-    positives: tuple[str, ...]
-    record: dict  # the row as it will be written back out, extra fields kept
-    source: str  # "file:line", for error messages
-    grounding: Optional[tuple[str, ...]] = None  # the query's retrieved passages, best first (o1e_pyserini.grounding)
-
-
-def row_id_of(record: dict, positives: tuple[str, ...]) -> str:
-    if record.get("query_id") not in (None, ""):
-        return str(record["query_id"])
-    digest = hashlib.sha1(json.dumps([record["query"], list(positives)], ensure_ascii=False).encode())
-    return "sha1:" + digest.hexdigest()[:16]
-
-
-def parse_row(record: dict, source: str) -> TrainingRow:
-    """One JSON object in either row format, checked exactly as the trainer checks it; errors name ``source``."""
-    example = parse_train_row(record, source)
-    positives = tuple(example.positives)
-    if not all(p.strip() for p in positives):
-        raise InputError(f"{source}: row has an empty positive passage")
-    grounding = tuple(example.grounding) if example.grounding is not None else None
-    return TrainingRow(row_id_of(record, positives), example.query, positives, record, source, grounding)
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[dict, str]]:
@@ -67,33 +41,6 @@ def output_records(path: Path) -> Iterator[tuple[dict, str]]:
 
 def is_beir_folder(path: Path) -> bool:
     return path.is_dir() and (path / "corpus.jsonl").exists() and (path / "queries.jsonl").exists()
-
-
-def read_beir(folder: Path, split: str) -> Iterator[TrainingRow]:
-    """One row per judged query of a BEIR folder, read by ``core.readers`` (positives: relevance > 0)."""
-    qrels_path = folder / "qrels" / f"{split}.tsv"
-    if not qrels_path.exists():
-        raise FileNotFoundError(f"{folder} is a BEIR folder without qrels/{split}.tsv (see --qrels_split)")
-    positives = {query_id: [d for d, relevance in judged.items() if relevance > 0]
-                 for query_id, judged in readers.beir_qrels(qrels_path).items()}
-    needed = {d for ds in positives.values() for d in ds}
-    corpus = {doc_id: (title, text) for _, doc_id, title, text in readers.corpus(folder / "corpus.jsonl")
-              if doc_id in needed}
-    queries_path = folder / "queries.jsonl"
-    for query_id, query in readers.beir_queries(queries_path).items():
-        if not positives.get(query_id):
-            continue
-        missing = [d for d in positives[query_id] if d not in corpus]
-        if missing:
-            raise InputError(f"query {query_id} names docids absent from corpus.jsonl: {missing[:10]}", qrels_path,
-                             hint="use the qrels of this corpus")
-        record = {
-            "query_id": query_id,
-            "query": query,
-            "positive_passages": [{"docid": d, "title": corpus[d][0], "text": corpus[d][1]} for d in positives[query_id]],
-            "negative_passages": [],
-        }
-        yield parse_row(record, f"{queries_path}: query {query_id}")
 
 
 def jsonl_files(path: str | Path) -> list[Path]:
@@ -125,7 +72,7 @@ def iter_rows(path: str | Path, qrels_split: str = "train") -> Iterator[Training
     path = Path(path)
     if is_beir_folder(path):
         return unique_rows(read_beir(path, qrels_split))
-    return unique_rows(parse_row(record, source) for record, source in iter_records(path))
+    return unique_rows(training_row(record, source) for record, source in iter_records(path))
 
 
 def unique_rows(rows: Iterable[TrainingRow]) -> Iterator[TrainingRow]:
@@ -176,4 +123,4 @@ def resume_output(path: Path) -> set[str]:
         if end != size:
             logger.warning("%s: dropping a torn last line (%d bytes) left by an interrupted run", path, size - end)
             f.truncate(end)
-    return {parse_row(record, source).row_id for record, source in output_records(path)}
+    return {training_row(record, source).row_id for record, source in output_records(path)}

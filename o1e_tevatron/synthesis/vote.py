@@ -33,8 +33,9 @@ from transformers import HfArgumentParser
 from o1e_tevatron.core.errors import InputError, run_command
 from o1e_tevatron.core.redact import install_log_redaction, json_line
 from o1e_tevatron.models import resolve_model_path
-from o1e_tevatron.synthesis.rows import (TrainingRow, count_records, iter_records, parse_row,
-                                         output_records, refuse_writing_into_input, resume_output, unique_rows)
+from o1e_tevatron.core.rows import TrainingRow, training_row
+from o1e_tevatron.synthesis.rows import (count_records, iter_records, output_records, refuse_writing_into_input,
+                                         resume_output, unique_rows)
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ class CandidateRow:
 
 def iter_candidate_rows(path: str | Path) -> Iterator[CandidateRow]:
     """The rows of a generate output (file or folder of ``*.jsonl``), one at a time."""
-    for row in unique_rows(parse_row(record, source) for record, source in iter_records(path)):
+    for row in unique_rows(training_row(record, source) for record, source in iter_records(path)):
         candidates = row.record.get("thought_candidates")
         if not isinstance(candidates, list) or not candidates or \
                 not all(isinstance(c, str) and c.strip() for c in candidates):
@@ -142,7 +143,8 @@ class BM25Member:
     soft_scale = 1.0
 
     def __init__(self, k1: float, b: float):
-        import o1e_pyserini  # noqa: F401  (Java 21 for Pyserini; must precede the pyserini import)
+        from o1e_tevatron.core.java import prepare_java
+        prepare_java()  # Java 21 for Pyserini; must precede the pyserini import
         from pyserini.analysis import Analyzer, get_lucene_analyzer
 
         self.analyzer = Analyzer(get_lucene_analyzer())

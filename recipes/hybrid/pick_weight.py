@@ -8,9 +8,9 @@ import argparse
 import json
 from pathlib import Path
 
-from o1e_pyserini import datasets
+from o1e_pyserini.evaluation import datasets
 from o1e_pyserini.evaluation import scoring
-from o1e_pyserini.fusion import fuse
+from o1e_pyserini.search.fusion import fuse
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """The miniature's report: the score table (markdown), loss curves and an nDCG bar chart (PNG), and
 example thoughts, all read from the small artifacts run.sh commits (logs, metrics, t-tests, thoughts).
+Which arm is which, its settings and its files: ``results/index.yaml``, the one place the report reads them.
 
     .venv/bin/python recipes/mini/report.py [--mini recipes/mini] [--out docs/results/mini]
 """
@@ -11,14 +12,14 @@ import gzip
 import json
 from pathlib import Path
 
-DATASETS = {"beir/scifact/test": "SciFact test", "o1e/cosqa/dev": "CoSQA dev"}
-ARMS = {
-    "a": "(a) contrastive only, plain queries",
-    "b-fast": "(b) O1E joint, fast (no thoughts)",
-    "b-think": "(b) O1E joint, think (k=3)",
-    "a-teacher": "(a) + the teacher's thoughts (k=3)",
-    "c": "(c) DEBATER",
-}
+import yaml
+
+TEST_SETS = ("beir/scifact/test", "o1e/cosqa/dev")  # the main table's datasets
+
+
+def read_index(mini: Path) -> dict:
+    """``results/index.yaml``: arms (label, settings, run folder per dataset), tables, t-tests, curves."""
+    return yaml.safe_load((mini / "results" / "index.yaml").read_text())
 
 
 def read_losses(log: Path) -> list[dict]:
@@ -31,33 +32,34 @@ def read_losses(log: Path) -> list[dict]:
     return rows
 
 
-def metrics_of(mini: Path, arm: str, dataset: str) -> dict | None:
-    slug = dataset.replace("/", "__")
-    found = sorted((mini / "results" / arm / slug).glob("*.metrics.json"))
-    return json.loads(found[0].read_text()) if found else None
+def metrics_of(mini: Path, index: dict, arm: str, dataset: str) -> dict | None:
+    folder = index["arms"][arm]["runs"].get(dataset)
+    path = mini / "results" / folder / "run.metrics.json" if folder else None
+    return json.loads(path.read_text()) if path and path.exists() else None
 
 
-def ttest_of(mini: Path, dataset: str, a: str, b: str) -> dict | None:
-    path = mini / "results" / f"ttest.{dataset.replace('/', '_')}.{a}-vs-{b}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+def ttest_of(mini: Path, index: dict, dataset: str, a: str, b: str) -> dict | None:
+    name = index["ttests"].get(dataset, {}).get(f"{a}-vs-{b}")
+    return json.loads((mini / "results" / name).read_text()) if name else None
 
 
-def table(mini: Path) -> str:
+def table(mini: Path, index: dict) -> str:
     lines = ["| arm | dataset | nDCG@10 | vs (a): Δ, p, wins/losses | queries thought | generated tokens/query "
              "| thinking s/query |", "|---|---|---|---|---|---|---|"]
-    for dataset, name in DATASETS.items():
-        for arm, label in ARMS.items():
-            record = metrics_of(mini, arm, dataset)
+    for dataset in TEST_SETS:
+        for arm in index["table"]:
+            record = metrics_of(mini, index, arm, dataset)
             if record is None:
                 continue
             cost = record["cost"]
             versus = "—"
-            test = ttest_of(mini, dataset, "a", arm) if arm != "a" else None
+            test = ttest_of(mini, index, dataset, "a", arm) if arm != "a" else None
             if test:
                 deltas = test["deltas"].values()
                 wins, losses = sum(d > 0 for d in deltas), sum(d < 0 for d in deltas)
                 versus = f"{test['mean_b'] - test['mean_a']:+.4f}, p={test['p']:.3g}, {wins}/{losses}"
-            lines.append(f"| {label} | {name} | {record['metrics']['nDCG@10']:.4f} | {versus} | "
+            lines.append(f"| {index['arms'][arm]['label']} | {index['datasets'][dataset]} | "
+                         f"{record['metrics']['nDCG@10']:.4f} | {versus} | "
                          f"{cost['queries_thought']} | {cost['generated_tokens_per_query']:.1f} | "
                          f"{cost['thinking_seconds_per_query']:.2f} |")
     return "\n".join(lines)
@@ -87,61 +89,49 @@ def plot_losses(mini: Path, out: Path, logging_steps: int) -> None:
     fig.savefig(out / "loss.png", dpi=110)
 
 
-def plot_ndcg(mini: Path, out: Path) -> None:
+def plot_ndcg(mini: Path, index: dict, out: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
-    arms = [arm for arm in ARMS if any(metrics_of(mini, arm, d) for d in DATASETS)]
+    arms = [arm for arm in index["table"] if any(metrics_of(mini, index, arm, d) for d in TEST_SETS)]
     width = 0.8 / max(len(arms), 1)
     for i, arm in enumerate(arms):
-        values = [(metrics_of(mini, arm, d) or {"metrics": {"nDCG@10": 0}})["metrics"]["nDCG@10"] for d in DATASETS]
-        bars = ax.bar([j + i * width for j in range(len(DATASETS))], values, width, label=ARMS[arm])
+        values = [(metrics_of(mini, index, arm, d) or {"metrics": {"nDCG@10": 0}})["metrics"]["nDCG@10"]
+                  for d in TEST_SETS]
+        bars = ax.bar([j + i * width for j in range(len(TEST_SETS))], values, width, label=index["arms"][arm]["label"])
         ax.bar_label(bars, fmt="%.3f", fontsize=7)
-    ax.set_xticks([j + width * (len(arms) - 1) / 2 for j in range(len(DATASETS))], list(DATASETS.values()))
+    ax.set_xticks([j + width * (len(arms) - 1) / 2 for j in range(len(TEST_SETS))],
+                  [index["datasets"][d] for d in TEST_SETS])
     ax.set(ylabel="nDCG@10", title="SmolLM2-135M-Instruct, LoRA, the miniature")
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     fig.savefig(out / "ndcg.png", dpi=110)
 
 
-DIAGNOSTICS = {
-    "a": "(a) fast",
-    "b-fast": "(b) fast",
-    "b-think": "(b) think: k=3, 64 tokens, temperature 0.7 (the test setting)",
-    "b-think-with-query": "(b) think, the plain-query vector averaged in (`--query-vector thoughts+query`)",
-    "b-think-16-tokens": "(b) think, thoughts cut to 16 tokens",
-    "b-think-t0.1": "(b) think, temperature 0.1 (the authors' inference setting)",
-    "untrained": "SmolLM2 with o1e's layout, no training (SciFact *test*)",
-}
-
-
-def diagnostics(mini: Path) -> str:
+def diagnostics(mini: Path, index: dict) -> str:
     lines = ["| run | nDCG@10 on SciFact train (809 queries) | generated tokens/query |", "|---|---:|---:|"]
-    for arm, label in DIAGNOSTICS.items():
-        record = metrics_of(mini, arm, "beir/scifact/test" if arm == "untrained" else "beir/scifact/train")
+    for row in index["diagnostics"]:
+        record = metrics_of(mini, index, row["arm"], row["dataset"])
         if record is not None:
+            label = row.get("label", index["arms"][row["arm"]]["label"])
             lines.append(f"| {label} | {record['metrics']['nDCG@10']:.4f} | "
                          f"{record['cost']['generated_tokens_per_query']:.1f} |")
     return "\n".join(lines)
 
 
-def examples(mini: Path, count: int = 3) -> str:
-    """SciFact test queries with the teacher's thoughts (a-teacher) and the trained model's (b-think)."""
+def examples(mini: Path, index: dict, count: int = 3) -> str:
+    """Test queries with the teacher's thoughts and the trained model's (the index's ``examples``)."""
     def thoughts(arm):
-        record = metrics_of(mini, arm, "beir/scifact/test")
-        if not record or not record.get("thoughts"):
+        folder = index["arms"][arm]["runs"].get(index["examples"]["dataset"])
+        path = mini / "results" / folder / "run.queries" / "thoughts.jsonl" if folder else None
+        if path is None or not (path.exists() or path.with_suffix(".jsonl.gz").exists()):
             return {}
-        path = Path(record["thoughts"])
-        path = path if path.exists() else mini / "results" / arm / "beir__scifact__test" / path.parent.name / path.name
-        opener = gzip.open if path.suffix == ".gz" else open
-        if not path.exists():
-            path = path.with_suffix(".jsonl.gz")
-            opener = gzip.open
+        path, opener = (path, open) if path.exists() else (path.with_suffix(".jsonl.gz"), gzip.open)
         with opener(path, "rt") as f:
             return {row["text"]: row["thoughts"] for row in map(json.loads, f)}
-    teacher, model = thoughts("a-teacher"), thoughts("b-think")
+    teacher, model = thoughts(index["examples"]["teacher"]), thoughts(index["examples"]["trained"])
     blocks = []
     for text in [t for t in model if t in teacher][:count]:
         blocks.append(f"**{text}**\n\n" + "".join(f"- teacher: {t!r}\n" for t in teacher[text][:1])
@@ -152,13 +142,13 @@ def examples(mini: Path, count: int = 3) -> str:
 CURVE_RATES = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 
 
-def adaptive_curves(mini: Path) -> str:
+def adaptive_curves(mini: Path, index: dict) -> str:
     """The adaptive curves (run.sh stage 6) as tables: nDCG@10 and generated tokens per query at a few
     think rates, per signal; their PNGs redrawn (think rate and tokens panels)."""
-    from o1e_pyserini.adaptive import plot_curve
+    from o1e_pyserini.thinking.adaptive import plot_curve
 
     blocks = []
-    for path in sorted((mini / "results" / "adaptive").glob("curve.*.json")):
+    for path in sorted(mini / "results" / name for name in index["adaptive"].values()):
         curve = json.loads(path.read_text())
         plot_curve(curve, curve["metric"], path.with_suffix(".png"))
         lines = [f"**{path.stem.removeprefix('curve.')}** ({curve['num_queries']} queries; never think "
@@ -182,9 +172,11 @@ def main() -> None:
     parser.add_argument("--logging-steps", type=int, default=5, help="run.sh's --logging_steps")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    index = read_index(args.mini)
     plot_losses(args.mini, args.out, args.logging_steps)
-    plot_ndcg(args.mini, args.out)
-    report = [table(args.mini), "", diagnostics(args.mini), "", adaptive_curves(args.mini), "", examples(args.mini)]
+    plot_ndcg(args.mini, index, args.out)
+    report = [table(args.mini, index), "", diagnostics(args.mini, index), "", adaptive_curves(args.mini, index), "",
+              examples(args.mini, index)]
     times = args.mini / "logs" / "stage-times.jsonl"
     if times.exists():
         report += ["", "| stage | seconds | device |", "|---|---|---|"]

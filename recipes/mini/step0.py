@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from o1e_pyserini.datasets import scifact_dev_query_ids
-from o1e_pyserini.thinking import HFThoughts, ThoughtSettings
+from o1e_pyserini.evaluation.datasets import scifact_dev_query_ids
+from o1e_pyserini.thinking.backends import HFThoughts, ThoughtSettings
 from o1e_tevatron.collator import O1ECollator
 from o1e_tevatron.data import JsonlRows
-from o1e_tevatron.modeling import O1EConfig, O1EModel
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
 from o1e_tevatron.models import resolve_model_path
-from o1e_tevatron.template import IGNORE_INDEX, TemplateConfig
+from o1e_tevatron.families.o1e.template import IGNORE_INDEX, TemplateConfig
 
 
 @torch.inference_mode()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Released checkpoints loaded as their authors saved them (o1e_tevatron.release), on SciFact test (nDCG@10),
+# Released checkpoints loaded as their authors saved them (o1e_tevatron.families.release), on SciFact test (nDCG@10),
 # through the harness and through mteb; needs the hub and a GPU (not run here):
 #   - DEBATER-2B (bigtailwolf/DEBATER-2B): a LoRA adapter over openbmb/MiniCPM-2B-dpo-bf16 in llm2vec's layout.
 #     MiniCPM ships its own modeling code: --trust-remote-code runs it (read it first). If the adapter's

@@ -16,7 +16,7 @@ def index_root(tmp_path_factory):
 @pytest.fixture
 def no_pyserini_cache(monkeypatch, tmp_path):
     """Hide ~/.cache/pyserini/topics-and-qrels so tests see only the files they name."""
-    from o1e_pyserini import datasets
+    from o1e_pyserini.evaluation import datasets
     monkeypatch.setattr(datasets, "PYSERINI_TOPICS_DIR", tmp_path / "no-pyserini-cache")
 
 
@@ -33,8 +33,8 @@ def isolated_registry():
 @pytest.fixture(scope="session")
 def o1e_checkpoint(tiny_llama_dir, tmp_path_factory):
     """An untrained o1e adapter checkpoint on the tiny Llama (skips until the training side exists)."""
-    modeling = pytest.importorskip("o1e_tevatron.modeling")
-    pytest.importorskip("o1e_pyserini.encoder")
+    modeling = pytest.importorskip("o1e_tevatron.families.o1e.model")
+    pytest.importorskip("o1e_pyserini.encoders.o1e")
     out = tmp_path_factory.mktemp("o1e-ckpt")
     modeling.O1EModel.build(str(tiny_llama_dir), modeling.O1EConfig(), lora=True, lora_r=4, lora_alpha=8).save(out)
     return out

@@ -5,9 +5,10 @@ import math
 
 import pytest
 
-from o1e_pyserini import datasets
-from o1e_pyserini import eval as o1e_eval
-from o1e_pyserini.adaptive import AdaptivePolicy, margin_uncertainty, score_entropy, uncertainties
+from o1e_pyserini.evaluation import datasets
+from o1e_pyserini.evaluation.cli import main
+from o1e_pyserini.evaluation.harness import summary_line
+from o1e_pyserini.thinking.adaptive import AdaptivePolicy, margin_uncertainty, score_entropy, uncertainties
 
 DEMO_ID = "o1e/demo/test"
 THINK = ["--num-thoughts", "2", "--max-thought-tokens", "4", "--seed", "5", "--temperature", "0.7", "--no-thought-cache"]
@@ -33,7 +34,7 @@ def test_signals_and_policies_on_literal_runs():
 
 def _run(tmp_path, index_root, checkpoint, name, *flags):
     out = tmp_path / name
-    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{checkpoint}", "--output-dir", str(out),
+    assert main(["--dataset", DEMO_ID, "--retriever", f"o1e:{checkpoint}", "--output-dir", str(out),
                           "--index-root", str(index_root), "--hits", "20", "--threads", "1", *flags]) == 0
     record = json.loads(next(out.glob("o1e__demo__test/*.metrics.json")).read_text())
     return record, (out / "o1e__demo__test" / next(out.glob("o1e__demo__test/*.trec")).name).read_text()
@@ -97,7 +98,7 @@ def test_adaptive_curve_on_literal_runs(tmp_path, capsys):
                                                               "generated_tokens": n}) + "\n"
                                                   for q, n in (("a", 30), ("b", 60), ("c", 90))))
     out, plot = tmp_path / "curve.json", tmp_path / "curve.png"
-    assert o1e_eval.main(["adaptive-curve", "--qrels", str(qrels), "--fast-run", str(paths["fast"]), "--think-run",
+    assert main(["adaptive-curve", "--qrels", str(qrels), "--fast-run", str(paths["fast"]), "--think-run",
                           str(paths["think"]), "--fast-queries", str(tmp_path / "fast.jsonl"), "--think-queries",
                           str(tmp_path / "think.jsonl"), "--output", str(out), "--plot", str(plot)]) == 0
     curve = json.loads(out.read_text())
@@ -136,11 +137,11 @@ def test_adaptive_reuses_the_thoughts_think_cached_and_every_run_records_its_cos
     cost = think["cost"]
     assert cost["queries_thought"] == 48 and cost["thinking_seconds_per_query"] > 0
     assert cost["query_encoding_qps"] > 0 and cost["search_qps"] > 0 and "CPU cores" in cost["hardware"]
-    line = o1e_eval.summary_line(think)
+    line = summary_line(think)
     assert f"thought 48/48, {cost['generated_tokens_per_query']} tokens/q" in line and cost["hardware"] in line
 
     out = tmp_path / "minilm"  # a Pyserini encoder: its encoding is timed apart from the search too
-    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "auto:sentence-transformers/all-MiniLM-L6-v2",
+    assert main(["--dataset", DEMO_ID, "--retriever", "auto:sentence-transformers/all-MiniLM-L6-v2",
                           "--output-dir", str(out), "--index-root", str(index_root), "--hits", "20",
                           "--threads", "1"]) == 0
     cost = json.loads(next(out.glob("o1e__demo__test/*.metrics.json")).read_text())["cost"]

@@ -5,7 +5,7 @@ import json
 import ir_datasets
 import pytest
 
-from o1e_pyserini import datasets
+from o1e_pyserini.evaluation import datasets
 
 
 def _counts(dataset):
@@ -100,15 +100,15 @@ def test_a_bad_corpus_line_names_file_and_line(tmp_path):
 
 def test_a_failed_download_becomes_the_where_to_put_message(tmp_path, monkeypatch, no_pyserini_cache):
     """Neither cached nor local: ir_datasets' download fails (no network here: a dead proxy)."""
-    from o1e_pyserini import eval as o1e_eval
+    from o1e_pyserini.evaluation.harness import EvalConfig, evaluate
     from o1e_pyserini.evaluation import retrievers
     monkeypatch.setenv("IR_DATASETS_HOME", str(tmp_path / "ir_datasets"))
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
-    config = o1e_eval.EvalConfig("beir/nfcorpus/test", retrievers.RetrieverSpec("bm25"), data_dir=tmp_path / "data",
+    config = EvalConfig("beir/nfcorpus/test", retrievers.RetrieverSpec("bm25"), data_dir=tmp_path / "data",
                                  output_dir=tmp_path / "runs", index_root=tmp_path / "indexes")
     with pytest.raises(datasets.DatasetUnavailableError) as error:
-        o1e_eval.evaluate(config)
+        evaluate(config)
     message = str(error.value)
     assert "beir/nfcorpus/test" in message and str(tmp_path / "data" / "nfcorpus") in message
     assert "topics.beir-v1.0.0-nfcorpus.test.tsv.gz" in message

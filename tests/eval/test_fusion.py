@@ -1,9 +1,9 @@
 """Fusion of literal runs equals hand-computed rankings (interpolation of min-max scores, and RRF)."""
 import pytest
 
-from o1e_pyserini.eval import main
+from o1e_pyserini.evaluation.cli import main
 from o1e_pyserini.evaluation import scoring
-from o1e_pyserini.fusion import fuse
+from o1e_pyserini.search.fusion import fuse
 
 DENSE = {"q1": [("a", 0.9), ("b", 0.7), ("c", 0.5)], "q2": [("x", 2.0), ("y", 1.0)]}
 BM25 = {"q1": [("c", 12.0), ("d", 10.0), ("a", 4.0)], "q2": [("y", 5.0), ("x", 3.0)]}
@@ -42,15 +42,15 @@ def test_fuse_command_over_run_files(tmp_path, capsys):
 
 
 def test_hybrid_in_the_harness_equals_fusing_its_two_runs(o1e_checkpoint, demo_dir, tmp_path, index_root):
-    from o1e_pyserini import datasets
-    from o1e_pyserini import eval as o1e_eval
+    from o1e_pyserini.evaluation import datasets
+    from o1e_pyserini.evaluation.cli import main
 
     datasets.register_beir_folder("o1e/demo/test", demo_dir, "test")
     common = ["--dataset", "o1e/demo/test", "--output-dir", str(tmp_path), "--index-root", str(index_root),
               "--hits", "20", "--threads", "1"]
     dense = ["--retriever", f"o1e:{o1e_checkpoint}", "--mode", "fast"]
     for flags in (dense, ["--retriever", "bm25"], dense + ["--hybrid", "bm25", "--fusion-weight", "0.8"]):
-        assert o1e_eval.main(common + flags) == 0
+        assert main(common + flags) == 0
     runs = {path.name: scoring.read_run(path) for path in (tmp_path / "o1e__demo__test").glob("*.trec")}
     hybrid = next(name for name in runs if "hybrid-bm25-interpolation-0.8" in name)
     dense_run = next(runs[name] for name in runs if name != hybrid and name.startswith("o1e"))

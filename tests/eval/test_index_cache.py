@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from o1e_pyserini import eval as o1e_eval
+from o1e_pyserini.evaluation.cli import main
+from o1e_pyserini.evaluation.harness import EvalConfig, evaluate
 from o1e_pyserini.evaluation import retrievers
 from tests.search.conftest import with_other_weights
 
@@ -32,7 +33,7 @@ def scifact_dir(demo_dir, tmp_path):
 
 def run(checkpoint, data_dir, tmp_path, index_root):
     retriever = retrievers.RetrieverSpec(f"o1e:{checkpoint}", query_options={"mode": "fast"})
-    return o1e_eval.evaluate(o1e_eval.EvalConfig("beir/scifact/test", retriever, data_dir=data_dir,
+    return evaluate(EvalConfig("beir/scifact/test", retriever, data_dir=data_dir,
                                                  output_dir=tmp_path / "runs", index_root=index_root, hits=10))
 
 
@@ -66,8 +67,8 @@ def test_an_index_of_another_dimension_is_a_clear_error(o1e_checkpoint, scifact_
     flags = ["--dataset", "beir/scifact/test", "--data-dir", str(scifact_dir.parent), "--retriever",
              f"o1e:{o1e_checkpoint}", "--mode", "fast", "--index-root", str(tmp_path / "indexes"),
              "--output-dir", str(tmp_path / "runs")]
-    assert o1e_eval.main(["import-shards", *flags, "--shards", str(tmp_path / "shard.npz")]) == 0
-    assert o1e_eval.main(flags) == 2
+    assert main(["import-shards", *flags, "--shards", str(tmp_path / "shard.npz")]) == 0
+    assert main(flags) == 2
     assert "holds 32-d vectors but o1e:" in capsys.readouterr().err
 
 
@@ -76,6 +77,6 @@ def test_pickled_shards_need_the_opt_in(o1e_checkpoint, scifact_dir, tmp_path, c
     write_vectors(tmp_path / "shard.pkl", np.eye(2, 64, dtype=np.float32), ["a", "b"])
     flags = ["import-shards", "--dataset", "beir/scifact/test", "--data-dir", str(scifact_dir.parent), "--retriever",
              f"o1e:{o1e_checkpoint}", "--index-root", str(tmp_path / "indexes"), "--shards", str(tmp_path / "shard.pkl")]
-    assert o1e_eval.main(flags) == 2
+    assert main(flags) == 2
     assert "is a pickle, and loading a pickle runs any code" in capsys.readouterr().err
-    assert o1e_eval.main([*flags, "--allow-pickle"]) == 0
+    assert main([*flags, "--allow-pickle"]) == 0

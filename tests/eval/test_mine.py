@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from o1e_pyserini.mine import main
+from o1e_pyserini.search.mine import main
 
 DEPTH = 12
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from o1e_pyserini import eval as o1e_eval
+from o1e_pyserini.evaluation.cli import main
 
 mteb = pytest.importorskip("mteb")
 
@@ -37,7 +37,7 @@ def scifact_slice(shared_data, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def debater_checkpoint(tiny_llama_dir, tmp_path_factory):
-    from o1e_tevatron.families.debater import DebaterConfig, DebaterModel
+    from o1e_tevatron.families.debater.model import DebaterConfig, DebaterModel
 
     out = tmp_path_factory.mktemp("debater-ckpt")
     DebaterModel.build(str(tiny_llama_dir), DebaterConfig(num_steps=3), lora=True, lora_r=4, lora_alpha=8).save(out)
@@ -68,7 +68,7 @@ def test_mteb_ndcg_equals_the_harness(family, options, flags, scifact_slice, o1e
 
     folder, corpus, queries, qrels = scifact_slice
     checkpoint = o1e_checkpoint if family == "o1e" else debater_checkpoint
-    assert o1e_eval.main(["--dataset", "beir/scifact/test", "--retriever", f"{family}:{checkpoint}",
+    assert main(["--dataset", "beir/scifact/test", "--retriever", f"{family}:{checkpoint}",
                           "--data-dir", str(folder.parent), "--output-dir", str(tmp_path), "--index-root",
                           str(index_root / folder.parent.name), "--hits", "100", "--threads", "1", *flags]) == 0
     record = json.loads(next(tmp_path.rglob("*.metrics.json")).read_text())

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from o1e_pyserini import datasets
-from o1e_pyserini import eval as o1e_eval
+from o1e_pyserini.evaluation import datasets
+from o1e_pyserini.evaluation.cli import main
+from o1e_pyserini.evaluation.harness import EvalConfig, evaluate
 
 DEMO_ID = "o1e/demo/test"
 
@@ -15,7 +16,7 @@ DEMO_ID = "o1e/demo/test"
                          ids=["fast", "think"])
 def test_o1e_checkpoint_scores_through_the_eval_command(o1e_checkpoint, demo_dir, tmp_path, index_root, mode_flags, capsys):
     datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
-    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--output-dir", str(tmp_path),
+    assert main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--output-dir", str(tmp_path),
                           "--index-root", str(index_root), "--hits", "20", "--threads", "1", *mode_flags]) == 0
     record = json.loads(next(tmp_path.glob("o1e__demo__test/*.metrics.json")).read_text())
     assert record["num_queries"] == 48 and 0 <= record["metrics"]["nDCG@10"] <= 1
@@ -26,12 +27,12 @@ def test_o1e_checkpoint_scores_through_the_eval_command(o1e_checkpoint, demo_dir
 def test_a_corrupt_thought_cache_ends_in_one_line_and_is_left_as_it_is(o1e_checkpoint, demo_dir, tmp_path, index_root,
                                                                       capsys):
     """SQLite's 'file is not a database' stopped the harness with a raw traceback."""
-    from o1e_pyserini.thought_cache import DATABASE_NAME
+    from o1e_pyserini.thinking.cache import DATABASE_NAME
     datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
     (tmp_path / "cache").mkdir()
     garbage = tmp_path / "cache" / DATABASE_NAME
     garbage.write_bytes(b"\x00not sqlite" * 64)
-    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--output-dir", str(tmp_path),
+    assert main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--output-dir", str(tmp_path),
                           "--index-root", str(index_root), "--hits", "5", "--threads", "1", "--mode", "think",
                           "--num-thoughts", "1", "--max-thought-tokens", "4", "--seed", "0",
                           "--thought-cache", str(tmp_path / "cache")]) == 2
@@ -42,7 +43,7 @@ def test_a_corrupt_thought_cache_ends_in_one_line_and_is_left_as_it_is(o1e_check
 
 def test_o1e_flags_need_an_o1e_retriever():
     with pytest.raises(SystemExit, match="o1e: retrievers only"):
-        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "bm25", "--mode", "fast"])
+        main(["--dataset", DEMO_ID, "--retriever", "bm25", "--mode", "fast"])
 
 
 @pytest.mark.parametrize("dataset, num_queries", [("o1e/cosqa/dev", 500), ("beir/scifact/test", 300)])
@@ -50,7 +51,7 @@ def test_o1e_checkpoint_on_real_data(o1e_checkpoint, shared_data, tmp_path, inde
     """CoSQA dev and SciFact test, fast mode (~30 s each on 2 cores; think mode runs on the demo slice)."""
     from o1e_pyserini.evaluation import retrievers
     retriever = retrievers.RetrieverSpec(f"o1e:{o1e_checkpoint}", query_options={"mode": "fast"})
-    record = o1e_eval.evaluate(o1e_eval.EvalConfig(dataset, retriever, data_dir=shared_data,
+    record = evaluate(EvalConfig(dataset, retriever, data_dir=shared_data,
                                                    output_dir=tmp_path, index_root=index_root, hits=100))
     assert record["num_queries"] == num_queries and 0 <= record["metrics"]["nDCG@10"] <= 1
 
@@ -64,7 +65,7 @@ def test_bfloat16_encoding_is_its_own_index_and_close_to_float32(o1e_checkpoint,
     datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
     records = {}
     for dtype in ("float32", "bfloat16"):
-        assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--mode", "fast",
+        assert main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--mode", "fast",
                               "--dtype", dtype, "--output-dir", str(tmp_path / dtype), "--index-root", str(index_root),
                               "--hits", "20", "--threads", "1"]) == 0
         records[dtype] = json.loads(next((tmp_path / dtype).glob("o1e__demo__test/*.metrics.json")).read_text())
@@ -76,7 +77,7 @@ def test_bfloat16_encoding_is_its_own_index_and_close_to_float32(o1e_checkpoint,
         np.linalg.norm(vectors["float32"], axis=1) * np.linalg.norm(vectors["bfloat16"], axis=1))
     assert cosine.min() > 0.98 and not np.array_equal(vectors["float32"], vectors["bfloat16"])
     with pytest.raises(SystemExit, match="applies to o1e's own encoders"):
-        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "auto:sentence-transformers/all-MiniLM-L6-v2",
+        main(["--dataset", DEMO_ID, "--retriever", "auto:sentence-transformers/all-MiniLM-L6-v2",
                        "--dtype", "bfloat16"])
 
 
@@ -86,10 +87,10 @@ def test_inference_merges_the_adapter_into_its_base_without_moving_the_vectors(t
     import numpy as np
     import torch
 
-    from o1e_pyserini.base import load_family_model
+    from o1e_pyserini.encoders.base import load_family_model
     from o1e_tevatron import modeling
-    from o1e_tevatron.checkpoint import load_model
-    from o1e_tevatron.inference import encode_sequences
+    from o1e_tevatron.families.registry import load_model
+    from o1e_tevatron.core.encoding import encode_sequences
 
     model = modeling.O1EModel.build(str(tiny_llama_dir), modeling.O1EConfig(), lora=True, lora_r=4, lora_alpha=8)
     generator = torch.Generator().manual_seed(0)
@@ -116,10 +117,10 @@ def test_query_vector_flags_reach_the_harness_encoder(o1e_checkpoint, demo_dir, 
     with exactly those options (and differ from the default mean), so a dropped flag fails."""
     import numpy as np
 
-    from o1e_pyserini.encoder import O1EQueryEncoder
+    from o1e_pyserini.encoders.o1e import O1EQueryEncoder
     from o1e_tevatron.core.vectors import read_vectors
     datasets.register_beir_folder(DEMO_ID, demo_dir, "test")
-    assert o1e_eval.main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--mode", "think",
+    assert main(["--dataset", DEMO_ID, "--retriever", f"o1e:{o1e_checkpoint}", "--mode", "think",
                           "--num-thoughts", "2", "--max-thought-tokens", "4", "--seed", "6", "--temperature", "0.9",
                           "--query-vector", "thoughts+query", "--renormalize", "--no-thought-cache",
                           "--output-dir", str(tmp_path), "--index-root", str(index_root), "--hits", "5",

@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from o1e_pyserini import eval as o1e_eval
+from o1e_pyserini.evaluation.cli import main
+from o1e_pyserini.evaluation.harness import EvalConfig, evaluate
+from o1e_pyserini.evaluation.regressions import compare
 from o1e_pyserini.evaluation import retrievers, scoring
 
 QRELS = {"q1": {"d1": 1}, "q2": {"d2": 1}, "q3": {"d3": 1, "d4": 1}, "q4": {"d9": 1}}
@@ -33,7 +35,7 @@ def test_ttest_command_reads_trec_runs(tmp_path, capsys):
     (tmp_path / "b.trec.gz").write_bytes(gzip.compress((tmp_path / "b.trec").read_bytes()))
     (tmp_path / "b.trec").unlink()
     (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in QRELS.items() for d, r in docs.items()))
-    assert o1e_eval.main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
+    assert main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
                           "--run-b", str(tmp_path / "b.trec.gz"), "--metric", "RR@10", "--output", str(tmp_path / "t.json"),
                           "--missing", "zero"]) == 0
     assert "a=0.5000 b=0.7500 " in capsys.readouterr().out
@@ -63,16 +65,16 @@ def test_excluded_documents_are_dropped_per_query(tmp_path):
 def test_excluded_ids_leave_runs_full_depth(demo_dir, tmp_path, index_root, no_pyserini_cache, caplog):
     """BM25 on the demo slice, then again with a query's top two hits excluded (BRIGHT's excluded_ids)."""
     dataset_id = "o1e-test/demo-excluded"
-    from o1e_pyserini import datasets
+    from o1e_pyserini.evaluation import datasets
     datasets.register_trec_files(dataset_id, demo_dir / "topics.tsv", demo_dir / "qrels.txt", demo_dir / "corpus.jsonl")
-    config = o1e_eval.EvalConfig(dataset_id, retrievers.RetrieverSpec("bm25"), output_dir=tmp_path / "plain",
+    config = EvalConfig(dataset_id, retrievers.RetrieverSpec("bm25"), output_dir=tmp_path / "plain",
                                  index_root=index_root, hits=10)
-    plain = scoring.read_run(o1e_eval.evaluate(config)["run"])
+    plain = scoring.read_run(evaluate(config)["run"])
     query = next(iter(plain))
     top_two = [d for d, _ in plain[query][:2]]
     (tmp_path / "excluded.json").write_text(json.dumps({query: top_two, "not-a-topic": ["x"]}))
     with caplog.at_level(logging.WARNING):
-        record = o1e_eval.evaluate(dataclasses.replace(config, output_dir=tmp_path / "excluded",
+        record = evaluate(dataclasses.replace(config, output_dir=tmp_path / "excluded",
                                                        excluded_ids=tmp_path / "excluded.json"))
     run = scoring.read_run(record["run"])
     assert [d for d, _ in run[query]] == [d for d, _ in plain[query][2:]] + [d for d, _ in run[query][8:]]
@@ -95,12 +97,12 @@ def test_harness_reports_missing_docs_unjudged_queries(demo_dir, tmp_path, index
                                          + "unjudged-1\twhat no assessor looked at\n")
     (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, d, r in qrels) + f"{qrels[0][0]} 0 no-such-doc 1\n")
     dataset_id = "o1e-test/demo"
-    from o1e_pyserini import datasets
+    from o1e_pyserini.evaluation import datasets
     datasets.register_trec_files(dataset_id, tmp_path / "topics.tsv", tmp_path / "qrels.txt", demo_dir / "corpus.jsonl")
-    config = o1e_eval.EvalConfig(dataset_id, retrievers.RetrieverSpec("bm25"), output_dir=tmp_path / "runs",
+    config = EvalConfig(dataset_id, retrievers.RetrieverSpec("bm25"), output_dir=tmp_path / "runs",
                                  index_root=index_root, hits=100)
     with caplog.at_level(logging.WARNING):
-        record = o1e_eval.evaluate(config)
+        record = evaluate(config)
     assert record["unjudged_queries"] == ["unjudged-1"]
     assert record["qrels_docs_missing_from_corpus"] == {"count": 1, "examples": [(qrels[0][0], "no-such-doc")]}
     assert "1 queries have no judgments" in caplog.text and "absent from the corpus" in caplog.text
@@ -123,7 +125,7 @@ def test_compare_prints_ours_against_the_paper(tmp_path, capsys):
         cost = {"queries_thought": thought, "generated_tokens_per_query": tokens, "thinking_seconds_per_query": 0.5}
         (tmp_path / "runs" / "o1e-think" / dataset / "o1e_model.metrics.json").write_text(
             json.dumps({"metrics": {"nDCG@10": value}, "num_queries": 300 if "scifact" in dataset else 500, "cost": cost}))
-    rows = o1e_eval.compare(tmp_path / "expected.yaml", tmp_path / "runs")
+    rows = compare(tmp_path / "expected.yaml", tmp_path / "runs")
     assert [row["ours"] for row in rows] == [pytest.approx(80.0), None, pytest.approx(60.0)]
     assert [row["think_rate"] for row in rows] == [pytest.approx(0.5), None, pytest.approx(0.75)]
     assert rows[2]["generated_tokens_per_query"] == pytest.approx(65.0)
@@ -173,7 +175,7 @@ def ttest_cli(tmp_path, run_a_text, run_b_text, *flags):
     (tmp_path / "a.trec").write_text(run_a_text)
     (tmp_path / "b.trec").write_text(run_b_text)
     (tmp_path / "qrels.txt").write_text("".join(f"{q} 0 {d} {r}\n" for q, docs in QRELS.items() for d, r in docs.items()))
-    return o1e_eval.main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
+    return main(["ttest", "--qrels", str(tmp_path / "qrels.txt"), "--run-a", str(tmp_path / "a.trec"),
                           "--run-b", str(tmp_path / "b.trec"), "--metric", "RR@10", *flags])
 
 
@@ -218,9 +220,9 @@ def test_compare_with_a_wrong_results_folder_fails(tmp_path, capsys):
     expected.write_text("table: 1\nconditions:\n- name: o1e\n  datasets:\n  - dataset: beir/scifact/test\n"
                         "    scores: {nDCG@10: 0.7}\n")
     (tmp_path / "runs").mkdir()
-    assert o1e_eval.main(["compare", "--expected", str(expected), "--results", str(tmp_path / "runs")]) == 2
+    assert main(["compare", "--expected", str(expected), "--results", str(tmp_path / "runs")]) == 2
     assert "none of the 1 results" in capsys.readouterr().err
-    assert o1e_eval.main(["compare", "--expected", str(expected), "--results", str(tmp_path / "nope")]) == 2
+    assert main(["compare", "--expected", str(expected), "--results", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
 
 
@@ -230,7 +232,7 @@ def test_regress_refuses_an_entry_that_checks_nothing(tmp_path, capsys, entry):
     """The old command passed such an entry after running it: a regression that cannot fail."""
     spec = tmp_path / "regressions.yaml"
     spec.write_text(f"tolerance: 1.0e-4\nconditions:\n- name: bm25\n  retriever: bm25\n  datasets:\n  - {entry}\n")
-    assert o1e_eval.main(["regress", "--regressions", str(spec)]) == 2
+    assert main(["regress", "--regressions", str(spec)]) == 2
     assert "checks nothing" in capsys.readouterr().err
 
 
@@ -238,5 +240,5 @@ def test_regress_refuses_an_entry_that_checks_nothing(tmp_path, capsys, entry):
 def test_eval_counts_below_one_are_refused(capsys, flag):
     """--hits 0 used to search nothing and score every query 0."""
     with pytest.raises(SystemExit):
-        o1e_eval.main(["--dataset", "beir/scifact/test", "--retriever", "bm25", flag, "0"])
+        main(["--dataset", "beir/scifact/test", "--retriever", "bm25", flag, "0"])
     assert f"argument {flag}: must be at least 1, got 0" in capsys.readouterr().err

@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
-from o1e_pyserini import datasets
-from o1e_pyserini import eval as o1e_eval
-from o1e_pyserini.augmented import ThoughtAugmentedQueryEncoder
-from o1e_pyserini.repllama import RepLlamaDocumentEncoder, RepLlamaQueryEncoder
-from o1e_pyserini.thinking import RecordedThoughts
+from o1e_pyserini.evaluation import datasets
+from o1e_pyserini.evaluation.cli import main
+from o1e_pyserini.encoders.augmented import ThoughtAugmentedQueryEncoder
+from o1e_pyserini.encoders.repllama import RepLlamaDocumentEncoder, RepLlamaQueryEncoder
+from o1e_pyserini.thinking.backends import RecordedThoughts
 
 DEMO_ID = "o1e/demo/test"
 QUERIES = ["what causes colorectal cancer", "dna", "does aspirin reduce the risk of heart attacks in adults"]
@@ -90,7 +90,7 @@ def test_separate_generator_run_through_the_harness_and_reused(repllama_adapter,
     common = ["--dataset", DEMO_ID, "--retriever", f"repllama:{repllama_adapter}", "--index-root", str(index_root),
               "--hits", "20", "--threads", "1", "--num-thoughts", "2", "--max-thought-tokens", "8"]
     with serve_in_thread(LoopbackServerArguments(model_name_or_path=str(tiny_llama_dir))) as url:
-        assert o1e_eval.main([*common, "--output-dir", str(tmp_path / "served"), "--thought-server", url,
+        assert main([*common, "--output-dir", str(tmp_path / "served"), "--thought-server", url,
                               "--thought-model", "loopback", "--temperature", "1.0", "--seed", "0"]) == 0
     (served,) = (tmp_path / "served").glob("*/*.metrics.json")
     record = json.loads(served.read_text())
@@ -98,7 +98,7 @@ def test_separate_generator_run_through_the_harness_and_reused(repllama_adapter,
     thoughts = [json.loads(line) for line in open(record["thoughts"])]
     assert len({t["query_id"] for t in thoughts}) == 48 and all(len(t["thoughts"]) == 2 for t in thoughts)
 
-    assert o1e_eval.main([*common, "--output-dir", str(tmp_path / "reused"), "--thoughts-file", record["thoughts"]]) == 0
+    assert main([*common, "--output-dir", str(tmp_path / "reused"), "--thoughts-file", record["thoughts"]]) == 0
     (reused,) = (tmp_path / "reused").glob("*/*.metrics.json")
     assert json.loads(reused.read_text())["per_query"] == record["per_query"]
     assert open(json.loads(reused.read_text())["run"]).read() != ""
@@ -109,13 +109,13 @@ def test_separate_generator_run_through_the_harness_and_reused(repllama_adapter,
 
 def test_thought_flags_need_a_dense_retriever_or_a_source():
     with pytest.raises(SystemExit, match="o1e: retrievers only"):
-        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "bm25", "--thoughts-file", "t.jsonl"])
+        main(["--dataset", DEMO_ID, "--retriever", "bm25", "--thoughts-file", "t.jsonl"])
     with pytest.raises(SystemExit, match="need a thought source"):
-        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "repllama:x", "--num-thoughts", "2"])
+        main(["--dataset", DEMO_ID, "--retriever", "repllama:x", "--num-thoughts", "2"])
     with pytest.raises(SystemExit, match="go together"):
-        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "repllama:x", "--thought-server", "http://x"])
+        main(["--dataset", DEMO_ID, "--retriever", "repllama:x", "--thought-server", "http://x"])
     # fast mode embeds the plain query: a thought source there was silently ignored (the miniature's first
     # "teacher thoughts" arm scored exactly as fast mode)
     with pytest.raises(SystemExit, match="would be ignored"):
-        o1e_eval.main(["--dataset", DEMO_ID, "--retriever", "o1e:x", "--mode", "fast", "--thought-server", "http://x",
+        main(["--dataset", DEMO_ID, "--retriever", "o1e:x", "--mode", "fast", "--thought-server", "http://x",
                        "--thought-model", "m"])

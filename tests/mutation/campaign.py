@@ -31,33 +31,36 @@ MUTMUT = Path(sys.executable).with_name("mutmut")
 MODULES: dict[str, tuple[str, list[str]]] = {
     "redact": ("o1e_tevatron/core/redact.py", ["*"]),
     "fingerprint": ("o1e_tevatron/core/fingerprint.py", ["*"]),
-    "fusion": ("o1e_pyserini/fusion.py", ["*"]),
-    "thought_cache": ("o1e_pyserini/thought_cache.py", ["*"]),
+    "fusion": ("o1e_pyserini/search/fusion.py", ["*"]),
+    "thought_cache": ("o1e_pyserini/thinking/cache.py", ["*"]),
     "objective": ("o1e_tevatron/objective.py", ["*"]),
     # the top-k merge (and the search that feeds it); not the shard-directory discovery or GPU copies
     "sharded": ("o1e_pyserini/search/sharded.py", ["xǁShardedIndexǁ_merge", "xǁShardedIndexǁsearch",
                                                    "xǁShardedIndexǁ_shard_search"]),
     # the losses; not the torch.distributed helpers (tests/test_distributed.py, not a fast test)
-    "loss": ("o1e_tevatron/loss.py", ["xǁInfoNCELossǁ*", "x_contrastive_batch", "xǁMaxStepSelfDistillationLossǁ*",
-                                      "xǁThoughtGenerationLossǁ*", "x__chunk_token_sum", "x__vocab_size",
-                                      "x_linear_head", "xǁLinearCrossEntropySumǁ*", "x__head_logits",
-                                      "x__head_grads", "x__softmax_minus_onehot", "xǁDistillationLossǁ*"]),
-    "template": ("o1e_tevatron/template.py", ["*"]),
-    # the family models' pooling and loss parts
-    "families.base": ("o1e_tevatron/families/base.py", ["x_last_positions", "x_position_ids_from_mask",
-                                                        "xǁFamilyModelǁforward", "xǁFamilyModelǁhidden_states",
-                                                        "xǁFamilyModelǁencode_query", "xǁFamilyModelǁencode_passage"]),
-    "families.debater": ("o1e_tevatron/families/debater.py", ["xǁDebaterModelǁ__init__", "xǁDebaterModelǁpool_query",
+    "loss": ("o1e_tevatron/loss.py", ["xǁInfoNCELossǁ*", "x_contrastive_batch", "xǁDistillationLossǁ*"]),
+    "o1e.loss": ("o1e_tevatron/families/o1e/loss.py", ["xǁThoughtGenerationLossǁ*", "x__chunk_token_sum", "x__vocab_size",
+                                                       "x_linear_head", "xǁLinearCrossEntropySumǁ*", "x__head_logits",
+                                                       "x__head_grads", "x__softmax_minus_onehot"]),
+    "debater.loss": ("o1e_tevatron/families/debater/loss.py", ["xǁMaxStepSelfDistillationLossǁ*"]),
+    "template": ("o1e_tevatron/families/o1e/template.py", ["*"]),
+    # the family models' pooling and loss parts, and the text pieces every family's template shares
+    "families.base": ("o1e_tevatron/families/base.py", ["xǁFamilyModelǁforward", "xǁFamilyModelǁhidden_states",
+                                                        "xǁFamilyModelǁencode_query", "xǁFamilyModelǁencode_passage",
+                                                        "x_add_family_tokens", "x__init_new_rows", "xǁTokenTemplateǁ*"]),
+    # positions from masks (were families.base's)
+    "tensors": ("o1e_tevatron/core/tensors.py", ["x_last_positions", "x_position_ids_from_mask"]),
+    "families.debater": ("o1e_tevatron/families/debater/model.py", ["xǁDebaterModelǁ__init__", "xǁDebaterModelǁpool_query",
                                                               "xǁDebaterModelǁpool_passage",
                                                               "xǁDebaterModelǁvector_loss_parts",
                                                               "xǁDebaterTemplateǁplain_query", "xǁDebaterTemplateǁpassage",
                                                               "x_index_rows", "x_best_step_hits"]),
-    "modeling": ("o1e_tevatron/modeling.py", ["x_pool_emb", "x_pool_last", "x_pool_mean", "xǁO1EModelǁ__init__",
+    "modeling": ("o1e_tevatron/families/o1e/model.py", ["x_pool_emb", "x_pool_last", "x_pool_mean", "xǁO1EModelǁ__init__",
                                               "xǁO1EModelǁpool", "xǁO1EModelǁvector_loss_parts"]),
     # the nucleus sampler, eq. 11 averaging, and the per-query seed that is part of a thought's cache key
-    "nucleus": ("o1e_pyserini/thinking.py", ["xǁNucleusSamplerǁ*"]),
-    "eq11": ("o1e_pyserini/thinking.py", ["x_average_thought_vectors"]),
-    "query_seed": ("o1e_pyserini/thinking.py", ["x_query_seed"]),
+    "nucleus": ("o1e_pyserini/thinking/backends.py", ["xǁNucleusSamplerǁ*"]),
+    "eq11": ("o1e_pyserini/thinking/backends.py", ["x_average_thought_vectors"]),
+    "query_seed": ("o1e_pyserini/thinking/backends.py", ["x_query_seed"]),
 }
 #: survivors judged equivalent (no input can tell them from the code), with why; the report scores each module
 #: with and without them. Names follow the source: a change to a function renumbers its mutants.
@@ -70,18 +73,16 @@ _EINSUM = "einsum reads upper-case subscripts as it reads lower-case ones (the s
 _INDEX = ("row indices made on the CPU: advanced indexing moves CPU index tensors to the indexed tensor's device "
           "(same values; judged from PyTorch's indexing rules, not run on a GPU: none lent to this task)")
 _CACHE = "use_cache only adds a returned KV cache: the decoder's last_hidden_state is the same"
-_ADDED = ("either flag alone registers the token special, and AddedToken(special=True) defaults to normalized=False: "
-          "the tokenizer's added-token table is the same (checked, transformers 5.25)")
 EQUIVALENT: dict[str, str] = {
     "o1e_tevatron.core.redact.x_json_line__mutmut_3": "ensure_ascii=None is falsy, as False",
     "o1e_tevatron.core.fingerprint.xǁ_DigestCacheǁ__init____mutmut_4":
         "the damaged cache's None is replaced by {} on the next line (not a dict)",
-    "o1e_pyserini.fusion.x_from_trec_run__mutmut_2": "itertuples(index=None): None is falsy, as False",
-    **{f"o1e_pyserini.thought_cache.xǁThoughtCacheǁ{name}": _SQL
+    "o1e_pyserini.search.fusion.x_from_trec_run__mutmut_2": "itertuples(index=None): None is falsy, as False",
+    **{f"o1e_pyserini.thinking.cache.xǁThoughtCacheǁ{name}": _SQL
        for name in ("__len____mutmut_3", "__len____mutmut_4", "put__mutmut_6", "put__mutmut_7")},
-    **{f"o1e_pyserini.thinking.x_average_thought_vectors__mutmut_{n}": _NORM for n in (8, 9, 15, 17, 21, 33, 34)},
-    "o1e_pyserini.thinking.x_average_thought_vectors__mutmut_18": ".to(None) keeps the tensor where it is",
-    "o1e_pyserini.thinking.x_query_seed__mutmut_8": "'UTF-8' and 'utf-8' name one codec",
+    **{f"o1e_pyserini.thinking.backends.x_average_thought_vectors__mutmut_{n}": _NORM for n in (8, 9, 15, 17, 21, 33, 34)},
+    "o1e_pyserini.thinking.backends.x_average_thought_vectors__mutmut_18": ".to(None) keeps the tensor where it is",
+    "o1e_pyserini.thinking.backends.x_query_seed__mutmut_8": "'UTF-8' and 'utf-8' name one codec",
     **{f"o1e_pyserini.search.sharded.xǁShardedIndexǁ_merge__mutmut_{n}": _AXIS for n in (44, 53, 60, 98, 111, 118)},
     "o1e_pyserini.search.sharded.xǁShardedIndexǁ_merge__mutmut_104": "numpy reads the sort kind in any case",
     "o1e_pyserini.search.sharded.xǁShardedIndexǁ_merge__mutmut_121": "`<= k` pads zero columns when there are k",
@@ -93,38 +94,35 @@ EQUIVALENT: dict[str, str] = {
        "faiss's Python wrapper casts the queries to float32 itself (float64 and strided queries search alike)"
        for n in (3, 5)},
     # template
-    **{f"o1e_tevatron.template.xǁTemplateǁ_render_chat_template__mutmut_{n}":
+    **{f"o1e_tevatron.families.o1e.template.xǁTemplateǁ_render_chat_template__mutmut_{n}":
        "tokenize=None: apply_chat_template only tests its truth (`if not tokenize`), as False's" for n in (24, 55)},
-    **{f"o1e_tevatron.template.xǁTemplateǁ_render_chat_template__mutmut_{n}":
+    **{f"o1e_tevatron.families.o1e.template.xǁTemplateǁ_render_chat_template__mutmut_{n}":
        "the end-of-turn probe's user text is arbitrary ('q'): only a chat template that branches on that literal "
        "text could tell" for n in (64, 65)},
-    "o1e_tevatron.template.xǁTemplateǁ__init____mutmut_19":
+    "o1e_tevatron.families.o1e.template.xǁTemplateǁ__init____mutmut_19":
         "tokenizing the empty passage prefix (add_special_tokens=False) gives [], the else branch's value",
-    **{f"o1e_tevatron.template.x_add_special_tokens__mutmut_{n}": _ADDED for n in (4, 6, 11, 12, 13, 15)},
-    **{f"o1e_tevatron.template.x_add_special_tokens__mutmut_{n}":
-       "mean_resizing's rows are overwritten by _init_new_rows on the next line" for n in (23, 25, 26)},
     # the family base and its members
-    **{f"o1e_tevatron.families.base.x_last_positions__mutmut_{n}": _MASK for n in (8, 10)},
-    "o1e_tevatron.families.base.x_position_ids_from_mask__mutmut_4": _MASK,
+    **{f"o1e_tevatron.core.tensors.x_last_positions__mutmut_{n}": _MASK for n in (8, 10)},
+    "o1e_tevatron.core.tensors.x_position_ids_from_mask__mutmut_4": _MASK,
     **{f"o1e_tevatron.families.base.xǁFamilyModelǁhidden_states__mutmut_{n}": _CACHE for n in (5, 9, 11)},
-    **{f"o1e_tevatron.families.debater.xǁDebaterModelǁpool_query__mutmut_{n}": _NORM for n in (21, 22)},
-    **{f"o1e_tevatron.families.debater.xǁDebaterModelǁpool_query__mutmut_{n}": _INDEX for n in (3, 5)},
-    **{f"o1e_tevatron.families.debater.xǁDebaterModelǁpool_passage__mutmut_{n}": _INDEX for n in (16, 18)},
-    **{f"o1e_tevatron.modeling.xǁO1EModelǁpool__mutmut_{n}": _NORM for n in (15, 16)},
-    **{f"o1e_tevatron.modeling.x_pool_emb__mutmut_{n}": _INDEX for n in (5, 7)},
-    **{f"o1e_tevatron.modeling.x_pool_last__mutmut_{n}": _INDEX for n in (3, 5)},
+    **{f"o1e_tevatron.families.debater.model.xǁDebaterModelǁpool_query__mutmut_{n}": _NORM for n in (21, 22)},
+    **{f"o1e_tevatron.families.debater.model.xǁDebaterModelǁpool_query__mutmut_{n}": _INDEX for n in (3, 5)},
+    **{f"o1e_tevatron.families.debater.model.xǁDebaterModelǁpool_passage__mutmut_{n}": _INDEX for n in (16, 18)},
+    **{f"o1e_tevatron.families.o1e.model.xǁO1EModelǁpool__mutmut_{n}": _NORM for n in (15, 16)},
+    **{f"o1e_tevatron.families.o1e.model.x_pool_emb__mutmut_{n}": _INDEX for n in (5, 7)},
+    **{f"o1e_tevatron.families.o1e.model.x_pool_last__mutmut_{n}": _INDEX for n in (3, 5)},
     # the nucleus sampler: scores are (batch, vocabulary)
-    "o1e_pyserini.thinking.xǁNucleusSamplerǁ__call____mutmut_11": "float('INF') is float('inf')",
-    "o1e_pyserini.thinking.xǁNucleusSamplerǁ_normalized__mutmut_8": _2D,
-    **{f"o1e_pyserini.thinking.xǁNucleusSamplerǁnucleus__mutmut_{n}": _2D for n in (2, 9, 10, 17, 24, 53, 55, 63, 71)},
-    **{f"o1e_pyserini.thinking.xǁNucleusSamplerǁsample__mutmut_{n}": _2D for n in (5, 23)},
+    "o1e_pyserini.thinking.backends.xǁNucleusSamplerǁ__call____mutmut_11": "float('INF') is float('inf')",
+    "o1e_pyserini.thinking.backends.xǁNucleusSamplerǁ_normalized__mutmut_8": _2D,
+    **{f"o1e_pyserini.thinking.backends.xǁNucleusSamplerǁnucleus__mutmut_{n}": _2D for n in (2, 9, 10, 17, 24, 53, 55, 63, 71)},
+    **{f"o1e_pyserini.thinking.backends.xǁNucleusSamplerǁsample__mutmut_{n}": _2D for n in (5, 23)},
     # the losses
     **{f"o1e_tevatron.loss.xǁDistillationLossǁ__call____mutmut_{n}": _2D for n in (11, 29, 38, 40)},
     "o1e_tevatron.loss.xǁDistillationLossǁ__call____mutmut_22": _EINSUM,
-    "o1e_tevatron.loss.xǁMaxStepSelfDistillationLossǁstep_scores__mutmut_9": _EINSUM,
-    **{f"o1e_tevatron.loss.xǁMaxStepSelfDistillationLossǁ__call____mutmut_{n}": _2D for n in (22, 34, 36)},
-    **{f"o1e_tevatron.loss.xǁLinearCrossEntropySumǁforward__mutmut_{n}": _2D for n in (22, 28)},
-    **{f"o1e_tevatron.loss.x__softmax_minus_onehot__mutmut_{n}": _INDEX for n in (4, 6)},
+    "o1e_tevatron.families.debater.loss.xǁMaxStepSelfDistillationLossǁstep_scores__mutmut_9": _EINSUM,
+    **{f"o1e_tevatron.families.debater.loss.xǁMaxStepSelfDistillationLossǁ__call____mutmut_{n}": _2D for n in (22, 34, 36)},
+    **{f"o1e_tevatron.families.o1e.loss.xǁLinearCrossEntropySumǁforward__mutmut_{n}": _2D for n in (22, 28)},
+    **{f"o1e_tevatron.families.o1e.loss.x__softmax_minus_onehot__mutmut_{n}": _INDEX for n in (4, 6)},
     "o1e_pyserini.search.sharded.xǁShardedIndexǁsearch__mutmut_55":
         "searching deeper when the second score, not the last, is below the cut: the same hits, more work",
 }

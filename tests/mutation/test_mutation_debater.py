@@ -10,9 +10,9 @@ from transformers import AutoTokenizer
 
 from o1e_tevatron import loss as loss_module
 from o1e_tevatron import objective as objective_module
-from o1e_tevatron.families.debater import DebaterConfig, DebaterModel
-from o1e_tevatron.loss import MaxStepSelfDistillationLoss
-from o1e_tevatron.template import add_special_tokens
+from o1e_tevatron.families.debater.loss import MaxStepSelfDistillationLoss
+from o1e_tevatron.families.debater.model import DebaterConfig, DebaterModel
+from o1e_tevatron.families.o1e.template import add_special_tokens
 
 CONFIG = DebaterConfig(num_steps=2, scale=7.0)
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from pyserini.trectools import TrecRun
 
-from o1e_pyserini.fusion import from_trec_run, fuse, to_trec_run
+from o1e_pyserini.search.fusion import from_trec_run, fuse, to_trec_run
 
 DENSE = {"q1": [("a", 0.9), ("b", 0.7), ("c", 0.5)], "q2": [("x", 2.0), ("y", 1.0)]}
 BM25 = {"q1": [("c", 12.0), ("d", 10.0), ("a", 4.0)], "q2": [("y", 5.0), ("x", 3.0)]}

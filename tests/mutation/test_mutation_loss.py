@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from o1e_tevatron.loss import (DistillationLoss, InfoNCELoss, LinearCrossEntropySum, LinearHead,
-                               MaxStepSelfDistillationLoss, ThoughtGenerationLoss, _vocab_size, contrastive_batch,
-                               linear_head)
-import o1e_tevatron.loss as loss_module
-from o1e_tevatron.template import IGNORE_INDEX
+import o1e_tevatron.families.o1e.loss as o1e_loss_module
+from o1e_tevatron.families.base import IGNORE_INDEX
+from o1e_tevatron.families.debater.loss import MaxStepSelfDistillationLoss
+from o1e_tevatron.families.o1e.loss import LinearCrossEntropySum, LinearHead, ThoughtGenerationLoss, _vocab_size, linear_head
+from o1e_tevatron.loss import DistillationLoss, InfoNCELoss, contrastive_batch
 
 
 def log_softmax(row):
@@ -301,7 +301,7 @@ def test_a_wrapper_whose_adapters_are_enabled_keeps_the_fused_head():
 
 # --- the gradients of the fused loss ------------------------------------------------------------
 def test_head_grads_are_computed_only_for_the_inputs_that_need_them():
-    from o1e_tevatron.loss import _head_grads
+    from o1e_tevatron.families.o1e.loss import _head_grads
 
     g = torch.tensor([[0.5, -0.5, 0.0], [0.25, 0.25, -0.5]])
     h = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -322,7 +322,7 @@ def test_head_grads_are_computed_only_for_the_inputs_that_need_them():
 
 
 def test_softmax_minus_onehot_in_place():
-    from o1e_tevatron.loss import _softmax_minus_onehot
+    from o1e_tevatron.families.o1e.loss import _softmax_minus_onehot
 
     probs = torch.tensor([[0.5, 0.5], [0.25, 0.75]])
     out = _softmax_minus_onehot(probs, torch.tensor([1, 0]))
@@ -396,8 +396,8 @@ def test_one_labelled_token_is_its_own_mean():
 def test_the_global_token_mean_multiplies_by_the_world_size(monkeypatch):
     """DDP averages the ranks' losses: each rank's sum times the world size over all ranks' tokens."""
     hidden, labels, weight, _, _ = generation_batch()
-    monkeypatch.setattr(loss_module, "world_size", lambda: 2)
-    monkeypatch.setattr(loss_module, "global_sum", lambda x: x * 3)  # the other ranks hold twice as many tokens
+    monkeypatch.setattr(o1e_loss_module, "world_size", lambda: 2)
+    monkeypatch.setattr(o1e_loss_module, "global_sum", lambda x: x * 3)  # the other ranks hold twice as many tokens
     token_sum, count = ThoughtGenerationLoss().token_sum(hidden.detach(), labels, Head(weight))
     got = ThoughtGenerationLoss(global_token_mean=True)(hidden.detach(), labels, Head(weight))
     assert got.item() == pytest.approx((token_sum * 2 / (3 * count)).item(), rel=1e-6)

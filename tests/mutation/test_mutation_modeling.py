@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from o1e_tevatron.families.debater import best_step_hits, index_rows
+from o1e_tevatron.families.debater.model import best_step_hits, index_rows
 from o1e_tevatron.loss import DistillationLoss
-from o1e_tevatron.modeling import O1EConfig, O1EModel, pool_emb, pool_last, pool_mean
-from o1e_tevatron.template import TemplateConfig
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel, pool_emb, pool_last, pool_mean
+from o1e_tevatron.families.o1e.template import TemplateConfig
 
 HIDDEN = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]],
                        [[7.0, 8.0], [9.0, 10.0], [11.0, 12.0]],
@@ -24,7 +24,7 @@ def test_last_pooling_takes_the_last_attended_position():
 def test_emb_pooling_takes_the_last_position_when_it_is_emb_and_refuses_otherwise():
     ids = torch.tensor([[4, 5, 9], [0, 5, 9], [9, 0, 0]])
     assert pool_emb(HIDDEN, ids, MASK, 9).tolist() == [[5.0, 6.0], [11.0, 12.0], [13.0, 14.0]]
-    with pytest.raises(ValueError, match="^a sequence does not end with <emb>: build inputs with o1e_tevatron.template$"):
+    with pytest.raises(ValueError, match="^a sequence does not end with <emb>: build inputs with o1e_tevatron.families.o1e.template$"):
         pool_emb(HIDDEN, ids, MASK, 5)
 
 

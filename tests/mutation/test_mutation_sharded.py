@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from o1e_pyserini.search.sharded import ShardedIndex
-from o1e_tevatron.inference import write_index_dir
+from o1e_tevatron.core.encoding import write_index_dir
 
 # 2-d unit-ish vectors; the query (1, 0) scores each by its first coordinate
 SHARDS = [

@@ -7,10 +7,11 @@ import pytest
 from tokenizers import decoders
 from transformers import AutoTokenizer
 
-from o1e_tevatron.families.debater import DebaterConfig, DebaterTemplate
-from o1e_tevatron.synthesis.prompts import TeacherPrompt
-from o1e_tevatron.template import (IGNORE_INDEX, Template, TemplateConfig, add_special_tokens,
-                                   passage_text)
+from o1e_tevatron.core.rows import passage_text
+from o1e_tevatron.families.base import IGNORE_INDEX
+from o1e_tevatron.families.debater.model import DebaterConfig, DebaterTemplate
+from o1e_tevatron.families.o1e.prompts import TeacherPrompt
+from o1e_tevatron.families.o1e.template import Template, TemplateConfig, add_special_tokens
 
 
 @pytest.fixture(scope="module")

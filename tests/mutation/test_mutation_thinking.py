@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from o1e_pyserini.thinking import NucleusSampler, average_thought_vectors
+from o1e_pyserini.thinking.backends import NucleusSampler, average_thought_vectors
 
 
 # --- the sampler -------------------------------------------------------------------------------

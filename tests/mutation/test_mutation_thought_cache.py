@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from o1e_pyserini import thought_cache as tc
-from o1e_pyserini.base import O1EInputError
-from o1e_pyserini.thinking import query_seed
-from o1e_pyserini.thought_cache import DATABASE_NAME, GENERATION_SCHEME, ThoughtCache
+from o1e_pyserini.thinking import cache as tc
+from o1e_pyserini.encoders.base import O1EInputError
+from o1e_pyserini.thinking.backends import query_seed
+from o1e_pyserini.thinking.cache import DATABASE_NAME, GENERATION_SCHEME, ThoughtCache
 
 CONTEXT = {"model": "m", "seed": 0}
 

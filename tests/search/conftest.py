@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from o1e_tevatron.modeling import O1EConfig, O1EModel
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
 
 # The CI machines are small and shared: more than one intra-op thread per process makes the tiny
 # models tens of times slower under contention.

@@ -3,7 +3,7 @@ import re
 
 import pytest
 
-from o1e_pyserini.encoder import O1EInputError
+from o1e_pyserini.encoders.o1e import O1EInputError
 from o1e_pyserini.search.faiss import main
 
 
@@ -81,7 +81,7 @@ def test_a_missing_index_exits_non_zero(cli, topics_tsv, tmp_path):
 def test_a_damaged_checkpoint_is_named(llama_checkpoint, tmp_path, damage, message):
     import shutil
 
-    from o1e_pyserini.encoder import O1EDocumentEncoder
+    from o1e_pyserini.encoders.o1e import O1EDocumentEncoder
     folder = tmp_path / "ckpt"
     shutil.copytree(llama_checkpoint, folder)
     if damage == "tokenizer":
@@ -105,7 +105,7 @@ def test_encode_driver_input_errors_are_one_line(cli, llama_checkpoint, tmp_path
 
 def test_recorded_thoughts_must_be_lists_of_strings(tmp_path):
     """A string was split into one-character thoughts."""
-    from o1e_pyserini.thinking import RecordedThoughts
+    from o1e_pyserini.thinking.backends import RecordedThoughts
     path = tmp_path / "thoughts.jsonl"
     path.write_text('{"text": "dna", "thoughts": ["repair"]}\n{"text": "rna", "thoughts": "splicing"}\n')
     with pytest.raises(ValueError, match=re.escape("thoughts.jsonl:2: 'thoughts' must be a list of strings")):

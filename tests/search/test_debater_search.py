@@ -4,10 +4,10 @@ import json
 import numpy as np
 import pytest
 
-from o1e_pyserini import datasets
-from o1e_pyserini import eval as o1e_eval
-from o1e_pyserini.debater import DebaterDocumentEncoder, DebaterQueryEncoder, task_instruction
-from o1e_tevatron.families.debater import DebaterConfig, DebaterModel
+from o1e_pyserini.evaluation import datasets
+from o1e_pyserini.evaluation.cli import main
+from o1e_pyserini.encoders.debater import DebaterDocumentEncoder, DebaterQueryEncoder, task_instruction
+from o1e_tevatron.families.debater.model import DebaterConfig, DebaterModel
 
 HITS = 7
 STEPS = 3
@@ -74,7 +74,7 @@ def test_debater_in_the_eval_harness_equals_brute_force(debater_checkpoint, demo
         src = demo_dir / name
         (folder / name).symlink_to(src, target_is_directory=src.is_dir())
     datasets.register_beir_folder("o1e/scifact/slice", folder, "test")
-    assert o1e_eval.main(["--dataset", "o1e/scifact/slice", "--retriever", f"debater:{debater_checkpoint}",
+    assert main(["--dataset", "o1e/scifact/slice", "--retriever", f"debater:{debater_checkpoint}",
                           "--output-dir", str(tmp_path / "runs"), "--index-root", str(tmp_path / "idx"),
                           "--hits", str(HITS), "--threads", "1", "--debater-scoring", scoring]) == 0
     record = json.loads(next((tmp_path / "runs").rglob("*.metrics.json")).read_text())

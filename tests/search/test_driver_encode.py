@@ -8,7 +8,7 @@ import pytest
 
 from o1e_tevatron.core.vectors import read_vectors
 from o1e_tevatron.driver.encode import main
-from o1e_tevatron.inference import check_index_dir
+from o1e_tevatron.core.encoding import check_index_dir
 from tests.search.conftest import with_other_weights
 
 

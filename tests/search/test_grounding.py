@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from o1e_pyserini.encoder import O1EQueryEncoder
-from o1e_pyserini.grounding import LuceneGrounder, ground_rows, stored_text
-from o1e_pyserini.thinking import HFThoughts, ThoughtSettings, prefill_plain_query
-from o1e_tevatron.inference import encode_sequences
-from o1e_tevatron.modeling import O1EConfig, O1EModel
-from o1e_tevatron.synthesis.prompts import cut_words
-from o1e_tevatron.template import TemplateConfig
+from o1e_pyserini.encoders.o1e import O1EQueryEncoder
+from o1e_pyserini.thinking.grounding import LuceneGrounder, ground_rows, stored_text
+from o1e_pyserini.thinking.backends import HFThoughts, ThoughtSettings, prefill_plain_query
+from o1e_tevatron.core.encoding import encode_sequences
+from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
+from o1e_tevatron.families.o1e.prompts import cut_words
+from o1e_tevatron.families.o1e.template import TemplateConfig
 
 QUERIES = ["cancer cells mutate", "vitamin d deficiency and bone density", "x"]
 K, WORDS = 2, 12
@@ -22,7 +22,7 @@ K, WORDS = 2, 12
 @pytest.fixture(scope="module")
 def demo_lucene(demo_dir, tmp_path_factory):
     """A Lucene index of the demo corpus, built by Pyserini's indexer as the mining and hybrid paths do."""
-    from o1e_pyserini.mine import corpus_index
+    from o1e_pyserini.search.mine import corpus_index
 
     return corpus_index(demo_dir / "corpus.jsonl", tmp_path_factory.mktemp("lucene"))
 

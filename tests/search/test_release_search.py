@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from o1e_pyserini import datasets
-from o1e_pyserini import eval as o1e_eval
+from o1e_pyserini.evaluation import datasets
+from o1e_pyserini.evaluation.cli import main
 
 from release_layouts import (INSTRUCTION, PASSAGES, QUERIES, debater_release,  # noqa: F401 (fixtures)
                              debater_release_encode, release_base)
@@ -69,7 +69,7 @@ def test_pyserini_clis_search_the_release_as_it_does(cli, debater_release, tmp_p
 
 def test_the_harness_scores_the_release(debater_release, tmp_path):
     datasets.register_beir_folder("o1e/scifact/release", beir_folder(tmp_path / "data"), "test")
-    assert o1e_eval.main(["--dataset", "o1e/scifact/release", "--retriever", f"debater:{debater_release}",
+    assert main(["--dataset", "o1e/scifact/release", "--retriever", f"debater:{debater_release}",
                           "--trust-remote-code", "--output-dir", str(tmp_path / "runs"), "--index-root",
                           str(tmp_path / "idx"), "--hits", str(HITS), "--threads", "1"]) == 0
     record = json.loads(next((tmp_path / "runs").rglob("*.metrics.json")).read_text())
@@ -80,7 +80,7 @@ def test_the_harness_scores_the_release(debater_release, tmp_path):
 
 def test_mteb_wraps_the_release_as_debater(debater_release):
     pytest.importorskip("mteb")
-    from o1e_pyserini.debater import DebaterDocumentEncoder
+    from o1e_pyserini.encoders.debater import DebaterDocumentEncoder
     from o1e_pyserini.mteb import FamilyEncoder
 
     model = FamilyEncoder(str(debater_release), trust_remote_code=True)

@@ -6,7 +6,7 @@ import faiss
 import numpy as np
 import pytest
 
-from o1e_tevatron.inference import write_index_dir
+from o1e_tevatron.core.encoding import write_index_dir
 
 HITS = 10
 
@@ -154,7 +154,7 @@ def test_driver_shards_are_searched_by_the_cli_without_merging(cli, encoded_corp
 
 
 def test_query_vector_flags_reach_the_encoder(cli, encoded_corpus, llama_checkpoint, topics_tsv, demo_queries, tmp_path):
-    from o1e_pyserini.encoder import O1EQueryEncoder, load_encoded_queries
+    from o1e_pyserini.encoders.o1e import O1EQueryEncoder, load_encoded_queries
 
     saved = tmp_path / "queries"
     cli("o1e_pyserini.search.faiss", "--index", encoded_corpus / "index", "--topics", topics_tsv,
@@ -210,10 +210,10 @@ def test_hybrid_through_pyserini_cli_fuses_the_dense_run_with_bm25(cli, encoded_
     BM25 run (equal to pyserini.search.lucene's), both kept beside it; a non-default weight and RRF's k."""
     from tqdm import tqdm
 
-    from o1e_pyserini import datasets
+    from o1e_pyserini.evaluation import datasets
     from o1e_pyserini.evaluation import scoring
     from o1e_pyserini.evaluation.retrievers import _build_lucene
-    from o1e_pyserini.fusion import fuse
+    from o1e_pyserini.search.fusion import fuse
 
     lucene = tmp_path / "lucene"
     lucene.mkdir()

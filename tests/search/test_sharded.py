@@ -11,7 +11,7 @@ import pytest
 
 from o1e_pyserini.search.sharded import ShardedIndex, as_flat, shard_dirs, write_shards_file
 from o1e_tevatron.core.vectors import flat_index, memory_plan, storage_dtype, write_record
-from o1e_tevatron.inference import write_index_dir
+from o1e_tevatron.core.encoding import write_index_dir
 
 
 def flat_reference(vectors, docids, queries, k):
@@ -106,7 +106,7 @@ MILLION = textwrap.dedent("""
     import numpy as np
     from pathlib import Path
     from o1e_pyserini.search.sharded import ShardedIndex, shard_dirs, write_shards_file
-    from o1e_tevatron.inference import write_index_dir
+    from o1e_tevatron.core.encoding import write_index_dir
 
     folder, shards, per_shard, dim = Path(sys.argv[1]), 8, 125_000, 768
     peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB (Linux: KiB)

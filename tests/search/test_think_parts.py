@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from o1e_pyserini.think import main, part_path
-from o1e_pyserini.thinking import RecordedThoughts
+from o1e_pyserini.thinking.parts import main, part_path
+from o1e_pyserini.thinking.backends import RecordedThoughts
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from o1e_pyserini.encoder import O1EInputError, O1EQueryEncoder, load_encoded_queries
+from o1e_pyserini.encoders.o1e import O1EInputError, O1EQueryEncoder, load_encoded_queries
 from o1e_pyserini.search.faiss import read_encoded_queries_safely
-from o1e_pyserini.thinking import HFThoughts, NucleusSampler, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
-from o1e_tevatron.inference import encode_sequences
-from o1e_tevatron.modeling import O1EModel
+from o1e_pyserini.thinking.backends import HFThoughts, NucleusSampler, OpenAIThoughts, ThoughtSettings, TokenizedThoughts
+from o1e_tevatron.core.encoding import encode_sequences
+from o1e_tevatron.families.o1e.model import O1EModel
 
 QUERIES = ["0-dimensional biomaterials show inductive properties.", "dna", "what causes rodent genome amplification",
            "x"]

@@ -7,8 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
-from o1e_pyserini.encoder import O1EQueryEncoder
-from o1e_pyserini.thought_cache import ThoughtCache
+from o1e_pyserini.encoders.o1e import O1EQueryEncoder
+from o1e_pyserini.thinking.cache import ThoughtCache
 
 from tests.search.conftest import with_other_weights
 
@@ -94,8 +94,8 @@ def test_two_concurrent_writers_leave_no_torn_or_duplicated_entry(tmp_path):
 
 def test_a_file_that_is_not_a_database_is_named_and_left_as_it_is(tmp_path):
     """SQLite's 'file is not a database' reached the user as a raw traceback."""
-    from o1e_pyserini.base import O1EInputError
-    from o1e_pyserini.thought_cache import DATABASE_NAME
+    from o1e_pyserini.encoders.base import O1EInputError
+    from o1e_pyserini.thinking.cache import DATABASE_NAME
     garbage = tmp_path / DATABASE_NAME
     garbage.write_bytes(b"not a database\n" * 100)
     with pytest.raises(O1EInputError, match=f"the thought cache at {garbage} is not a readable SQLite database "
@@ -106,7 +106,7 @@ def test_a_file_that_is_not_a_database_is_named_and_left_as_it_is(tmp_path):
 
 def test_a_search_with_a_corrupt_cache_ends_in_one_line_and_runs_without_it(cli, encoded_corpus, llama_checkpoint,
                                                                            topics_tsv, tmp_path):
-    from o1e_pyserini.thought_cache import DATABASE_NAME
+    from o1e_pyserini.thinking.cache import DATABASE_NAME
     (tmp_path / "cache").mkdir()
     garbage = tmp_path / "cache" / DATABASE_NAME
     garbage.write_bytes(bytes(range(256)) * 8)

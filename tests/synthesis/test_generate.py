@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from o1e_tevatron.synthesis.generate import generate, pick_examples, row_seed
-from o1e_tevatron.synthesis.prompts import SYSTEM_PROMPT, TeacherPrompt
+from o1e_tevatron.families.o1e.prompts import SYSTEM_PROMPT, TeacherPrompt
 from o1e_tevatron.synthesis.rows import iter_rows
 from .helpers import DEMO_TRAIN, demo_rows, generate_args, generate_cli, read_jsonl, run_until_complete, write_jsonl
 

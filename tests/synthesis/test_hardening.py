@@ -127,8 +127,8 @@ def test_voted_rows_carry_no_echoed_key(tmp_path):
 def test_thoughts_of_an_echoing_thought_server_are_saved_without_the_key(tmp_path, serve_teacher, monkeypatch):
     """The search side's thought files (the eval harness's <run>.queries/thoughts.jsonl) with a --thought-server."""
     import numpy as np
-    from o1e_pyserini.encoder import EncodedQueries
-    from o1e_pyserini.thinking import OpenAIThoughts, ThoughtSettings
+    from o1e_pyserini.encoders.o1e import EncodedQueries
+    from o1e_pyserini.thinking.backends import OpenAIThoughts, ThoughtSettings
     monkeypatch.setenv("O1E_TEST_KEY", KEY)
     url = serve_teacher(faults="echo200,echo200")
     queries = ["dna repair", "rna splicing"]

@@ -33,10 +33,10 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed: bash recipes/v
                                           ".venv-vllm/bin/python -m pytest tests/with_vllm")
 scipy_stats = pytest.importorskip("scipy.stats")
 
-from o1e_pyserini.base import load_family_model  # noqa: E402
-from o1e_pyserini.encoder import O1EQueryEncoder, merged_for_vllm  # noqa: E402
-from o1e_pyserini.thinking import HFThoughts, NucleusSampler, ThoughtSettings, VLLMThoughts  # noqa: E402
-from o1e_tevatron.modeling import O1EModel  # noqa: E402
+from o1e_pyserini.encoders.base import load_family_model  # noqa: E402
+from o1e_pyserini.encoders.o1e import O1EQueryEncoder, merged_for_vllm  # noqa: E402
+from o1e_pyserini.thinking.backends import HFThoughts, NucleusSampler, ThoughtSettings, VLLMThoughts  # noqa: E402
+from o1e_tevatron.families.o1e.model import O1EModel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 ADAPTER = REPO / "recipes" / "mini" / "adapters" / "b-chat"
