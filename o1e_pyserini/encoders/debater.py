@@ -36,6 +36,9 @@ INSTRUCTIONS = {
     "scifact": "Given a scientific claim, retrieve documents that support or refute the claim:",
     "trec-covid": "Given a query on COVID-19, retrieve documents that answer the query:",
     "webis-touche2020": "Given a question, retrieve detailed and persuasive arguments that answer the question:",
+    # o1e's, in the same form: DEBATER's table has no code task, and a checkpoint's own (a SciFact-trained
+    # one's "scientific claim") would misdescribe web queries for code
+    "cosqa": "Given a web search query, retrieve code that answers the query:",
 }
 
 

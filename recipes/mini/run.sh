@@ -123,7 +123,7 @@ echo "== the training rows: the voted rows minus o1e/scifact/dev"
 gunzip -c "$MINI/data/thoughts.jsonl.gz" > "$WORK/thoughts.jsonl"
 $PY - "$WORK/thoughts.jsonl" "$WORK/train-rows.jsonl" <<'PY'
 import json, sys
-from o1e_pyserini.datasets import scifact_dev_query_ids
+from o1e_pyserini.evaluation.datasets import scifact_dev_query_ids
 dev = scifact_dev_query_ids()
 rows = [line for line in open(sys.argv[1], encoding="utf-8") if json.loads(line)["query_id"] not in dev]
 open(sys.argv[2], "w", encoding="utf-8").writelines(rows)

@@ -46,7 +46,7 @@ else
 fi
 GROUND=()
 if [[ $CKPT == *grounded ]]; then  # it thinks from the query's top-3 BM25 passages: a Lucene index of the corpus
-  GROUND=(--o1e-grounding-index "$($PY -c "from pathlib import Path; from o1e_pyserini.mine import corpus_index; print(corpus_index(Path('$DEMO/corpus.jsonl')))" | tail -1)")
+  GROUND=(--o1e-grounding-index "$($PY -c "from pathlib import Path; from o1e_pyserini.search.mine import corpus_index; print(corpus_index(Path('$DEMO/corpus.jsonl')))" | tail -1)")
 fi
 
 echo "== 3/5 corpus encoding into a Pyserini faiss index"

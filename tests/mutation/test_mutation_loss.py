@@ -189,6 +189,14 @@ def test_the_vocabulary_size_of_a_head():
     assert _vocab_size(torch.nn.Linear(4, 9)) == 9
 
 
+def test_a_head_that_states_its_width_is_believed_over_its_weight_rows():
+    """A head module may hold a weight that is not its full output (a shard, a tied or padded matrix):
+    its own ``out_features`` says how many logits its forward gives, so the chunking follows that."""
+    head = Head(torch.zeros(6, 4))
+    head.out_features = 11
+    assert _vocab_size(head) == 11
+
+
 def test_nothing_labelled_is_a_zero_loss_connected_to_the_graph():
     hidden = torch.randn(2, 3, 4, requires_grad=True)
     labels = torch.full((2, 3), IGNORE_INDEX)

@@ -98,4 +98,6 @@ def test_debater_in_the_eval_harness_equals_brute_force(debater_checkpoint, demo
 def test_task_instructions_follow_the_dataset_id():
     assert task_instruction("beir/scifact/test") == INSTRUCTION
     assert task_instruction("beir/fiqa/dev").startswith("Given a financial question")
-    assert task_instruction("o1e/cosqa/dev") is None
+    assert task_instruction("o1e/cosqa/dev") == "Given a web search query, retrieve code that answers the query:"
+    assert task_instruction("o1e/scifact/dev") == INSTRUCTION
+    assert task_instruction("beir/nonexistent/test") is None
