@@ -69,7 +69,8 @@ class MeanPooledEncoder(torch.nn.Module):
         return self.tokenizer(texts, max_length=self.max_length, truncation=True)["input_ids"]
 
     def encode_passage(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        from o1e_tevatron.families.o1e.model import pool_mean, position_ids_from_mask
+        from o1e_tevatron.core.tensors import position_ids_from_mask
+        from o1e_tevatron.families.o1e.model import pool_mean
 
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask,
                            position_ids=position_ids_from_mask(attention_mask)).last_hidden_state

@@ -47,7 +47,7 @@ def first_step_logits(model, texts: list[str]):
     import torch
 
     from o1e_tevatron.collator import pad
-    from o1e_tevatron.families.o1e.model import position_ids_from_mask
+    from o1e_tevatron.core.tensors import position_ids_from_mask
 
     t = model.template
     ids, mask = pad([t.query_prefix(q) for q in t.tokenize_queries(texts)], t.pad_id, "left")

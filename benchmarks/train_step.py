@@ -118,7 +118,7 @@ def make_batch(model, args, queries: int):
 def backward_of(variant: str, model, batch, args) -> None:
     """One forward and backward of ``variant``: gradients land in the parameters."""
     from o1e_tevatron.grad_cache import grad_cache_step
-    from o1e_tevatron.families.o1e.model import position_ids_from_mask
+    from o1e_tevatron.core.tensors import position_ids_from_mask
 
     if variant == "grad_cache":
         grad_cache_step(model, batch, args.gc_q, args.gc_p)

@@ -49,7 +49,7 @@ class O1ETrainer(Trainer):
         """Stop on a non-finite loss; keep the loss parts for the next log line."""
         self._stop_if_not_finite(outputs)
         for key, value in outputs.loss_parts.items():
-            self._loss_parts.setdefault(key, []).append(value)
+            self._loss_parts.setdefault(key, []).append(value.detach())  # a log value, not part of the graph
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if not self.args.grad_cache:

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from o1e_tevatron.driver.train import main
 from o1e_tevatron.core.checkpoint import BaseModelMismatchError
 from o1e_tevatron.families.o1e.model import O1EModel
 from o1e_tevatron.tiny import build_tiny_model, demo_texts
-from o1e_tevatron.trainer import NonFiniteLossError
+from o1e_tevatron.trainer import NonFiniteLossError, O1ETrainer
 
 pytestmark = pytest.mark.filterwarnings("error::FutureWarning")  # deprecations that become errors
 
@@ -164,3 +165,14 @@ def test_dataset_name_trains_like_train_dir(tiny_llama_dir, demo_dir, tmp_path):
     def losses(trainer):
         return [h[k] for h in trainer.state.log_history if "ctr_loss" in h for k in ("ctr_loss", "gen_loss")]
     assert losses(named) == pytest.approx(losses(plain), rel=1e-5)
+
+
+def test_the_loss_parts_kept_for_the_next_log_line_hold_no_graph():
+    """Between two log lines (--logging_steps) the trainer keeps each step's loss parts; kept with their
+    autograd graph, every step's graph would stay alive until the log."""
+    weight = torch.ones(2, requires_grad=True)
+    outputs = SimpleNamespace(loss=(weight * 2).sum(), loss_parts={"ctr_loss": (weight * 3).sum()})
+    trainer = SimpleNamespace(_loss_parts={}, _stop_if_not_finite=lambda _: None)
+    O1ETrainer._check_and_record(trainer, outputs)
+    (kept,) = trainer._loss_parts["ctr_loss"]
+    assert kept.item() == 6.0 and not kept.requires_grad and kept.grad_fn is None

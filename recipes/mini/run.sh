@@ -167,6 +167,7 @@ arm_flags() {  # sets FLAGS: the one place an arm's training settings live (dev/
   esac
 }
 model_of() { echo "$ADAPTERS/$1"; }  # the shipped adapter: what every later stage loads
+has_adapter() { [[ -e $(model_of "$1")/o1e_config.json ]]; }
 recipe_of() {  # what an arm is trained with (after arm_flags): another recipe retrains it
   echo "model=$MODEL steps=$STEPS batch=$BATCH group=$GROUP lr=$LR q=$Q_LEN p=$P_LEN t=$T_LEN$([[ $TRAIN_DTYPE == float32 ]] || echo " dtype=$TRAIN_DTYPE") flags=${FLAGS[*]}"
 }
@@ -271,6 +272,19 @@ ttest c-last c-max-steps
 ttest b-authors-think b-chat-think
 ttest b-chat-think b-chat-grounded-think
 
+echo "== what the vote buys, on dev: the teacher's voted thought, a random kept candidate, all k, as $B_ARM's thoughts"
+if has_adapter "$B_ARM"; then  # the vote reads the positives: this rates training targets, not a search method
+  $PY "$MINI/vote_dev.py" --voted "$MINI/data/thoughts.jsonl.gz" --output-dir "$WORK/vote-dev"
+  read -ra ground <<< "$(grounding_of "$B_ARM")"
+  for kind in voted random all; do
+    evaluate "$B_ARM-teacher-$kind" "o1e:$(model_of "$B_ARM")" --mode think --no-thought-cache \
+      --thoughts-file "$WORK/vote-dev/$kind.jsonl" "${ground[@]}"
+  done
+  ttest "$B_ARM-teacher-random" "$B_ARM-teacher-voted"
+  ttest "$B_ARM-teacher-voted" "$B_ARM-teacher-all"
+  ttest "$B_ARM-think" "$B_ARM-teacher-voted"
+fi
+
 echo "== dev curves: fast-mode dev nDCG@10 of each arm's saved checkpoints (every $SAVE_STEPS steps)"
 for arm in $( [[ $CURVE == 0 ]] || echo "$ARMS"); do  # the last checkpoint is the shipped adapter (its <arm>-fast above); a curve point's metrics
   # are committed under curve/<arm>-step<N>; the checkpoints themselves stay in $WORK (a fresh clone skips them)
@@ -304,7 +318,6 @@ pick() {  # KEY SUBKEY: a value of $PICKS, empty when KEY is null (the keys reac
   $PY -c 'import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print("" if v is None else v[sys.argv[3]])' \
     "$PICKS" "$1" "$2"
 }
-has_adapter() { [[ -e $(model_of "$1")/o1e_config.json ]]; }
 read -ra ground <<< "$(grounding_of "$B_ARM")"
 for dataset in $TEST_SETS; do
   evaluate_on "$dataset" "$TEST" bm25 bm25

@@ -88,11 +88,11 @@ def test_inference_merges_the_adapter_into_its_base_without_moving_the_vectors(t
     import torch
 
     from o1e_pyserini.encoders.base import load_family_model
-    from o1e_tevatron import modeling
+    from o1e_tevatron.families.o1e.model import O1EConfig, O1EModel
     from o1e_tevatron.families.registry import load_model
     from o1e_tevatron.core.encoding import encode_sequences
 
-    model = modeling.O1EModel.build(str(tiny_llama_dir), modeling.O1EConfig(), lora=True, lora_r=4, lora_alpha=8)
+    model = O1EModel.build(str(tiny_llama_dir), O1EConfig(), lora=True, lora_r=4, lora_alpha=8)
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, parameter in model.named_parameters():
@@ -102,13 +102,13 @@ def test_inference_merges_the_adapter_into_its_base_without_moving_the_vectors(t
     t = model.template
     sequences = [t.passage(t.tokenize("Cancer colon cells mutate")), t.plain_query(t.tokenize("dna repair"))]
     unmerged = load_model(tmp_path / "ckpt", dtype="float32").eval()
-    merged = load_family_model(modeling.O1EModel, str(tmp_path / "ckpt"), "cpu", "float32", False, None)
+    merged = load_family_model(O1EModel, str(tmp_path / "ckpt"), "cpu", "float32", False, None)
     assert unmerged.is_peft and not merged.is_peft
     expected = encode_sequences(unmerged, sequences, 2)
     np.testing.assert_allclose(encode_sequences(merged, sequences, 2), expected, atol=1e-5)
-    base = modeling.O1EModel.build(str(tiny_llama_dir), modeling.O1EConfig(), lora=False).eval()
+    base = O1EModel.build(str(tiny_llama_dir), O1EConfig(), lora=False).eval()
     assert np.abs(encode_sequences(base, sequences, 2) - expected).max() > 1e-3
-    bf16 = load_family_model(modeling.O1EModel, str(tmp_path / "ckpt"), "cpu", "bfloat16", False, None)
+    bf16 = load_family_model(O1EModel, str(tmp_path / "ckpt"), "cpu", "bfloat16", False, None)
     assert next(bf16.parameters()).dtype == torch.bfloat16
 
 
