@@ -16,8 +16,8 @@
 #              layout; (b-chat) O1E joint in the chat layout; (c) DEBATER
 #   4 dev      every arm on o1e/scifact/dev: fast; the (b) arms also think (k=3), and with the query in the mean;
 #              (c) with its last step's vector and with the best of its M steps (max-steps)
-#   5 ttests   on dev: each (b) arm's think against its fast and against (a); then the dev curves (fast mode
-#              at every saved checkpoint: SAVE_STEPS)
+#   5 ttests   on dev: each (b) arm's think against its fast and against (a); what the vote buys (vote_dev.py);
+#              then the dev curves (fast mode at the checkpoints whose step is a multiple of CURVE_EVERY)
 #   6 test     settings picked on dev (recipes/mini/pick_on_dev.py: the BM25 hybrid's mode and weight, the
 #              adaptive signal and threshold), then SciFact test and CoSQA dev once per arm: (a), the (b) arm
 #              $B_ARM fast / think / think+query / adaptive / hybrid, (c) last step and max-steps, BM25
@@ -34,7 +34,7 @@ DEVICE=${DEVICE:-cpu}
 # CPUs without bfloat16 units (and most AMD EPYCs before Zen 4) stay in float32
 DTYPE=${DTYPE:-$( [[ $DEVICE != cpu ]] || grep -qwE "amx_bf16|avx512_bf16" /proc/cpuinfo && echo bfloat16 || echo float32)}
 # training: the frozen base in bfloat16 (--bf16), LoRA and the token rows in float32 (PEFT keeps adapters in
-# float32): 1.91x the float32 step on this avx512_bf16 CPU, losses within 0.15 over 4 steps (BENCHMARKS.md)
+# float32): 1.96x (grounded (b)) to 2.24x ((a)) the float32 step on this avx512_bf16 CPU (BENCHMARKS.md)
 TRAIN_DTYPE=${TRAIN_DTYPE:-$DTYPE}
 MODEL=${MODEL:-HuggingFaceTB/SmolLM2-135M-Instruct}
 TRAIN_QUERIES=${TRAIN_QUERIES:-809}        # SciFact train has 809 queries

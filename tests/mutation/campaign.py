@@ -73,6 +73,8 @@ _EINSUM = "einsum reads upper-case subscripts as it reads lower-case ones (the s
 _INDEX = ("row indices made on the CPU: advanced indexing moves CPU index tensors to the indexed tensor's device "
           "(same values; judged from PyTorch's indexing rules, not run on a GPU: none lent to this task)")
 _CACHE = "use_cache only adds a returned KV cache: the decoder's last_hidden_state is the same"
+_ADDED = ("either flag alone registers the token special, and AddedToken(special=True) defaults to normalized=False: "
+          "the tokenizer's added-token table is the same (checked, transformers 5.25)")
 EQUIVALENT: dict[str, str] = {
     "o1e_tevatron.core.redact.x_json_line__mutmut_3": "ensure_ascii=None is falsy, as False",
     "o1e_tevatron.core.fingerprint.xǁ_DigestCacheǁ__init____mutmut_4":
@@ -102,6 +104,12 @@ EQUIVALENT: dict[str, str] = {
     "o1e_tevatron.families.o1e.template.xǁTemplateǁ__init____mutmut_19":
         "tokenizing the empty passage prefix (add_special_tokens=False) gives [], the else branch's value",
     # the family base and its members
+    **{f"o1e_tevatron.families.base.x_add_family_tokens__mutmut_{n}": _ADDED for n in (4, 6, 11, 12, 13, 15)},
+    **{f"o1e_tevatron.families.base.x_add_family_tokens__mutmut_{n}":
+       "mean_resizing's rows are overwritten by _init_new_rows on the next line" for n in (23, 25, 26)},
+    "o1e_tevatron.families.base.x_add_family_tokens__mutmut_19":
+        "`<=` also resizes when the rows already match the tokenizer: a resize to the same size returns the "
+        "embedding unchanged, and _init_new_rows has no new row to fill",
     **{f"o1e_tevatron.core.tensors.x_last_positions__mutmut_{n}": _MASK for n in (8, 10)},
     "o1e_tevatron.core.tensors.x_position_ids_from_mask__mutmut_4": _MASK,
     **{f"o1e_tevatron.families.base.xǁFamilyModelǁhidden_states__mutmut_{n}": _CACHE for n in (5, 9, 11)},
@@ -123,6 +131,12 @@ EQUIVALENT: dict[str, str] = {
     **{f"o1e_tevatron.families.debater.loss.xǁMaxStepSelfDistillationLossǁ__call____mutmut_{n}": _2D for n in (22, 34, 36)},
     **{f"o1e_tevatron.families.o1e.loss.xǁLinearCrossEntropySumǁforward__mutmut_{n}": _2D for n in (22, 28)},
     **{f"o1e_tevatron.families.o1e.loss.x__softmax_minus_onehot__mutmut_{n}": _INDEX for n in (4, 6)},
+    **{f"o1e_tevatron.families.o1e.loss.xǁThoughtGenerationLossǁtoken_sum__mutmut_{n}":
+       "the running total starts as a zero of the hidden states' dtype, not float32: the first chunk's float32 "
+       "sum (logits are cast to float32) promotes it, and 0 + x is exact" for n in (18, 20)},
+    "o1e_tevatron.families.o1e.loss.xǁThoughtGenerationLossǁtoken_sum__mutmut_48":
+        "a module head's chunk checkpointed where no gradient is needed: checkpoint changes what backward "
+        "recomputes, not the sum",
     "o1e_pyserini.search.sharded.xǁShardedIndexǁsearch__mutmut_55":
         "searching deeper when the second score, not the last, is below the cut: the same hits, more work",
 }
@@ -175,6 +189,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("modules", nargs="*", metavar="module", help=f"default: all of {', '.join(MODULES)}")
     parser.add_argument("--report", action="store_true", help="print the last run's scores; run nothing")
     parser.add_argument("--survivors", action="store_true", help="run again only the mutants left alive")
+    parser.add_argument("--max-children", type=int, default=2,
+                        help="mutants tested at once (default 2); 1 leaves a core to another job")
     args = parser.parse_args(argv)
     unknown = [m for m in args.modules if m not in MODULES]
     if unknown:
@@ -198,7 +214,7 @@ def main(argv: list[str]) -> int:
         with open(REPO / "mutants" / "campaign.log", "w") as log:  # mutmut's progress: its spinner, per mutant
             # the mutants write o1e's caches (a digest cache mutated into `null`): never the user's
             env = {**os.environ, "O1E_CACHE": str(REPO / "mutants" / "o1e-cache")}
-            subprocess.run([str(MUTMUT), "run", "--max-children", "2", *patterns], cwd=REPO, check=False,
+            subprocess.run([str(MUTMUT), "run", "--max-children", str(args.max_children), *patterns], cwd=REPO, check=False,
                            stdout=log, stderr=subprocess.STDOUT, env=env)
     table = scores(modules)
     elapsed = time.monotonic() - start

@@ -183,6 +183,20 @@ def test_a_module_heads_chunks_follow_its_vocabulary_size(monkeypatch):
     assert seen == [2, 2, 2]
 
 
+def test_a_linear_heads_chunks_go_through_the_fused_loss_and_follow_its_vocabulary(monkeypatch):
+    """A plain nn.Linear head takes LinearCrossEntropySum (logits never kept), in chunks sized by its
+    vocabulary (weight rows), not by the hidden width."""
+    hidden, labels, weight, h, y = generation_batch()
+    head = torch.nn.Linear(4, 6, bias=False)
+    head.weight.data.copy_(weight)
+    seen = []
+    fused = LinearCrossEntropySum.apply
+    monkeypatch.setattr(LinearCrossEntropySum, "apply", lambda h, *rest: seen.append(h.shape[0]) or fused(h, *rest))
+    total, count = ThoughtGenerationLoss(max_chunk_logits=12).token_sum(hidden.detach(), labels, head)  # 12 // 6 = 2
+    assert seen == [2, 2, 2] and count == 6
+    assert total.item() == pytest.approx(F.cross_entropy(h.detach() @ weight.T, y, reduction="sum").item(), rel=1e-6)
+
+
 def test_the_vocabulary_size_of_a_head():
     assert _vocab_size(Head(torch.zeros(6, 4))) == 6
     assert _vocab_size(Head(torch.zeros(6, 4), out_features=False)) == 6
