@@ -180,3 +180,18 @@ def test_pad_falls_back_to_eos_and_bos_to_nothing_only_when_absent(tiny_llama_di
     tok.pad_token, tok.bos_token = None, None
     t = Template(tok)
     assert (t.pad_id, t.bos) == (tok.eos_token_id, [])
+
+
+def test_an_embedding_with_spare_rows_is_never_shrunk(tiny_llama_dir):
+    """Models often pad their vocabulary (more embedding rows than the tokenizer has tokens): new special
+    tokens that fit in the spare rows must not resize the matrix down to the tokenizer's length."""
+    from transformers import AutoModelForCausalLM
+
+    from o1e_tevatron.families.base import add_family_tokens
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    model.resize_token_embeddings(len(tok) + 10, mean_resizing=False)
+    ids = add_family_tokens(tok, model, ["<spare_a>", "<spare_b>"])
+    assert model.get_input_embeddings().weight.shape[0] == len(tok) + 8  # the 2 new tokens took spare rows
+    assert ids == [len(tok) - 2, len(tok) - 1]
