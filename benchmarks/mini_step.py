@@ -60,13 +60,13 @@ def main(argv=None) -> None:
     p.add_argument("--work", default="runs/mini", help="the recipe's $WORK (its training rows)")
     args = p.parse_args(argv)
     runs = [run_arm(arm, dtype, args) for arm in args.arms for dtype in args.dtypes]
-    by = {(r["arm"], r["dtype"]): r["seconds_per_step"] for r in runs}
-    speedups = {arm: round(by[arm, "float32"] / by[arm, "bfloat16"], 2) for arm in args.arms
-                if (arm, "float32") in by and (arm, "bfloat16") in by}
-    max_loss_gap = {arm: round(max(abs(x - y) for x, y in zip(*(next(r["losses"]["loss"] for r in runs
-                                                                      if r["arm"] == arm and r["dtype"] == d)
-                                                                 for d in ("float32", "bfloat16")))), 3)
-                    for arm in speedups}
+    by = {(r["arm"], r["dtype"]): r for r in runs}
+    both = [arm for arm in args.arms if (arm, "float32") in by and (arm, "bfloat16") in by]
+    speedups = {arm: round(by[arm, "float32"]["seconds_per_step"] / by[arm, "bfloat16"]["seconds_per_step"], 2)
+                for arm in both}
+    max_loss_gap = {arm: round(max(abs(x - y) for x, y in zip(by[arm, "float32"]["losses"]["loss"],
+                                                               by[arm, "bfloat16"]["losses"]["loss"])), 3)
+                    for arm in both}
     emit("mini_step", {"runs": runs, "bfloat16_speedup": speedups, "max_loss_gap_bf16_vs_fp32": max_loss_gap},
          arms=args.arms, dtypes=args.dtypes, steps=args.steps, model=args.model)
 
