@@ -169,6 +169,10 @@ class O1EDataArguments(DataArguments):
 
 @dataclass
 class O1ETrainingArguments(DenseTrainingArguments):
+    # Tevatron's flag (its default 0.1). transformers 5 dropped TrainingArguments.warmup_ratio, so Tevatron's
+    # field of that name reached no scheduler; __post_init__ passes it on as a fraction in --warmup_steps.
+    warmup_ratio: float = field(default=0.1, metadata={
+        "help": "Linear warmup over this fraction of the steps (Tevatron's flag); a --warmup_steps > 0 wins"})
     gen_loss_weight: float = field(default=0.2, metadata={
         "help": "lambda of eq. 10: loss = lambda * L_gen + (1 - lambda) * L_ctr (authors: 0.2)"})
     gen_loss_chunk_size: int = field(default=1024, metadata={
@@ -189,6 +193,10 @@ class O1ETrainingArguments(DenseTrainingArguments):
         check_flag("kd_teacher_temperature", self.kd_teacher_temperature,
                    finite(self.kd_teacher_temperature) and self.kd_teacher_temperature > 0, "a finite number > 0")
         check_flag("gen_loss_chunk_size", self.gen_loss_chunk_size, self.gen_loss_chunk_size >= 1, "an integer >= 1")
+        check_flag("warmup_ratio", self.warmup_ratio, finite(self.warmup_ratio) and 0 <= self.warmup_ratio < 1,
+                   "in [0, 1)")
+        if not self.warmup_steps:  # transformers 5 reads a warmup_steps in (0, 1) as a fraction of the steps
+            self.warmup_steps = self.warmup_ratio
         for flag in ("learning_rate", "max_grad_norm", "weight_decay"):
             check_flag(flag, getattr(self, flag), finite(getattr(self, flag)) and getattr(self, flag) >= 0,
                        "a finite number >= 0")

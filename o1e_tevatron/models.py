@@ -122,11 +122,16 @@ def resolve_model_path(name_or_path: str) -> str:
 
 
 def model_to_load(name_or_path: str) -> str:
-    """:func:`resolve_model_path` of a model about to be loaded: a path that is no folder and no hub id is
-    named here, not by huggingface_hub's 'Repo id must be in the form ...'."""
-    if name_or_path not in PACKAGED_MODELS and not Path(name_or_path).exists() and not HUB_ID.fullmatch(name_or_path):
-        raise CheckpointError("no such model folder, and not a hub id (owner/name)", name_or_path,
-                              hint="check the path (--model_name_or_path / --model)")
+    """:func:`resolve_model_path` of a model about to be loaded. A path that is no folder is named here, not by
+    huggingface_hub: when it is no hub id ('Repo id must be in the form ...'), and when it reads as one
+    (``runs/model``) but the hub is out of reach and has no copy cached ('couldn't connect to the hub')."""
+    if name_or_path not in PACKAGED_MODELS and not Path(name_or_path).exists():
+        hint = "check the path (--model_name_or_path / --model)"
+        if not HUB_ID.fullmatch(name_or_path):
+            raise CheckpointError("no such model folder, and not a hub id (owner/name)", name_or_path, hint=hint)
+        if not _in_hub_cache(name_or_path) and not hub_reachable():
+            raise CheckpointError("no such model folder, and the hub, where this would be a model id, is out of "
+                                  "reach with no copy in the local cache", name_or_path, hint=hint)
     return resolve_model_path(name_or_path)
 
 

@@ -125,12 +125,14 @@ def test_think_with_a_whitespace_only_query(tmp_path):
     assert_one_line(proc, errors.EXIT_INPUT, "topics.tsv:2: query 'q2': is empty or whitespace only", folder=tmp_path)
 
 
-def test_train_with_a_model_folder_that_does_not_exist(tmp_path):
-    """It ended in huggingface_hub's 'Repo id must be in the form ...'."""
+@pytest.mark.parametrize("folder", [Path("no") / "such" / "model", Path("runs") / "model"], ids=["path", "like-a-hub-id"])
+def test_train_with_a_model_folder_that_does_not_exist(tmp_path, folder):
+    """It ended in huggingface_hub's 'Repo id must be in the form ...', or, for a relative path that reads as
+    owner/name, in its offline 'couldn't connect to the hub'."""
     (tmp_path / "train.jsonl").write_text(json.dumps({"query": "q", "pos": ["p"], "neg": ["n"]}) + "\n")
-    proc = run_cli("o1e_tevatron.driver.train", "--model_name_or_path", tmp_path / "no" / "such-model",
+    proc = run_cli("o1e_tevatron.driver.train", "--model_name_or_path", folder,
                    "--train_dir", "train.jsonl", "--output_dir", "out", cwd=tmp_path)
-    assert_one_line(proc, errors.EXIT_CHECKPOINT, "no such model folder", folder=tmp_path)
+    assert_one_line(proc, errors.EXIT_CHECKPOINT, "no such model folder", str(folder), folder=tmp_path)
 
 
 @pytest.mark.parametrize("content, words", [

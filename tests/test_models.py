@@ -41,3 +41,19 @@ def test_conversions_are_keyed_by_file_content(tmp_path):
     assert converted_folder(gguf, tmp_path / "cache") == first
     gguf.write_bytes(b"GGUF two")  # same path, new content (an upgraded package): another folder
     assert converted_folder(gguf, tmp_path / "cache") != first
+
+
+def test_a_missing_folder_that_reads_as_a_hub_id_is_named_when_the_hub_is_out_of_reach(tmp_path, monkeypatch):
+    """``runs/model`` (a typo, or not trained yet) looks like owner/name: offline, the error names the path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    with pytest.raises(models.CheckpointError, match="no such model folder.*out of reach") as caught:
+        models.model_to_load("runs/model")
+    assert "runs/model" in str(caught.value)
+    with pytest.raises(models.CheckpointError, match="not a hub id"):
+        models.model_to_load("runs/mini/model")
+    monkeypatch.setattr(models, "hub_reachable", lambda: True)  # online, the hub answers for its own ids
+    assert models.model_to_load("runs/model") == "runs/model"
+    (tmp_path / "runs" / "model").mkdir(parents=True)
+    monkeypatch.setattr(models, "hub_reachable", lambda: False)
+    assert models.model_to_load("runs/model") == "runs/model"

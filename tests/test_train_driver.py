@@ -176,3 +176,20 @@ def test_the_loss_parts_kept_for_the_next_log_line_hold_no_graph():
     O1ETrainer._check_and_record(trainer, outputs)
     (kept,) = trainer._loss_parts["ctr_loss"]
     assert kept.item() == 6.0 and not kept.requires_grad and kept.grad_fn is None
+
+
+@pytest.mark.parametrize("extra, warmup", [([], 1), (["--warmup_ratio", "0.5"], 4), (["--warmup_ratio", "0"], 0),
+                                           (["--warmup_ratio", "0.5", "--warmup_steps", "3"], 3)])
+def test_warmup_ratio_reaches_the_scheduler(tiny_llama_dir, demo_dir, tmp_path, extra, warmup):
+    """Tevatron's --warmup_ratio (default 0.1) warms the learning rate up over that fraction of the steps;
+    transformers 5 has no such field, so the flag once parsed and reached no scheduler. --warmup_steps wins."""
+    trainer = main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "8", "--learning_rate", "1e-3",
+                         "--save_strategy", "no", *extra))
+    rates = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
+    assert rates.index(max(rates)) == warmup and max(rates) == pytest.approx(1e-3), rates
+    assert rates[0] == (0 if warmup else pytest.approx(1e-3)), rates  # a warmup starts from 0
+
+
+def test_warmup_ratio_outside_its_range_is_refused(tiny_llama_dir, demo_dir, tmp_path):
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--warmup_ratio", "1.5"))

@@ -44,6 +44,9 @@ CURVE_EVERY=${CURVE_EVERY:-58}             # dev-curve points: the checkpoints w
 BATCH=${BATCH:-8}
 GROUP=${GROUP:-2}                          # passages per query: 1 positive + 1 BM25 negative (+ in-batch)
 LR=${LR:-2e-4}
+# no warmup: every committed arm trained without one (o1e passed --warmup_ratio 0.1, which transformers 5 no
+# longer read, until 2026-12-04); 0 keeps a retrained arm comparable with them
+WARMUP=${WARMUP:-0}
 ARMS=${ARMS:-b-chat-grounded a c}          # the test table's arms; b-chat b-authors: the layout comparison (STEPS=29 TRAIN_DTYPE=float32)
 G_K=${G_K:-3}                              # grounding: BM25 passages in the prompt, each cut to G_WORDS words
 G_WORDS=${G_WORDS:-48}
@@ -63,6 +66,8 @@ TEACHER=${TEACHER:-loopback}
 STOP_AFTER=${STOP_AFTER:-}                  # mine|vote|train|dev|curves: stop after that stage
 CURVE=${CURVE:-1}                           # 0: no dev-curve points this run (a later run adds them)
 B_ARM=${B_ARM:-b-chat-grounded}             # the (b) arm of the test table: picked on dev (issue 26)
+VOTE_K=${VOTE_K:-8}                         # what the vote buys with more to choose from: k teacher candidates
+                                            # per dev query (0: only the training rows' k=3)
 TEST_SETS=${TEST_SETS:-beir/scifact/test o1e/cosqa/dev}
 DEV=o1e/scifact/dev                        # 100 SciFact train queries, never trained on (o1e_pyserini/resources)
 ADAPTERS=$MINI/adapters
@@ -119,15 +124,19 @@ fi
 [[ $STOP_AFTER != vote ]] || exit 0
 
 
-echo "== the training rows: the voted rows minus o1e/scifact/dev"
+echo "== the training rows: the voted rows minus o1e/scifact/dev (whose rows, without thoughts, feed the k=$VOTE_K vote)"
 gunzip -c "$MINI/data/thoughts.jsonl.gz" > "$WORK/thoughts.jsonl"
-$PY - "$WORK/thoughts.jsonl" "$WORK/train-rows.jsonl" <<'PY'
+$PY - "$WORK/thoughts.jsonl" "$WORK/train-rows.jsonl" "$WORK/dev-rows.jsonl" <<'PY'
 import json, sys
 from o1e_pyserini.evaluation.datasets import scifact_dev_query_ids
 dev = scifact_dev_query_ids()
-rows = [line for line in open(sys.argv[1], encoding="utf-8") if json.loads(line)["query_id"] not in dev]
-open(sys.argv[2], "w", encoding="utf-8").writelines(rows)
-print(f"{len(rows)} training rows ({len(dev)} dev queries held out)")
+lines = open(sys.argv[1], encoding="utf-8").readlines()
+train = [line for line in lines if json.loads(line)["query_id"] not in dev]
+held_out = [{k: v for k, v in row.items() if not k.startswith("thought")}
+            for row in map(json.loads, lines) if row["query_id"] in dev]
+open(sys.argv[2], "w", encoding="utf-8").writelines(train)
+open(sys.argv[3], "w", encoding="utf-8").writelines(json.dumps(row) + "\n" for row in held_out)
+print(f"{len(train)} training rows ({len(held_out)} dev queries held out)")
 PY
 
 has_arm() { [[ " $ARMS " == *" $1 "* ]]; }
@@ -172,15 +181,22 @@ recipe_of() {  # what an arm is trained with (after arm_flags): another recipe r
   echo "model=$MODEL steps=$STEPS batch=$BATCH group=$GROUP lr=$LR q=$Q_LEN p=$P_LEN t=$T_LEN$([[ $TRAIN_DTYPE == float32 ]] || echo " dtype=$TRAIN_DTYPE") flags=${FLAGS[*]}"
 }
 RECIPE=o1e-mini-recipe.txt
+drop_results() {  # ARM: every dev and test result of it, by exact name (b-chat must not take b-chat-grounded's along)
+  local mode
+  for mode in fast think think-with-query adaptive hybrid last max-steps teacher teacher-grounded \
+              teacher-voted teacher-random teacher-all; do
+    rm -rf "${OUT:?}/$1-$mode" "${TEST:?}/$1-$mode" "$TEST"/ttest.*."$1-$mode"-vs-*.json "$TEST"/ttest.*-vs-"$1-$mode".json
+  done
+  rm -rf "$OUT/$1"-teacher-k*-* "$OUT/curve/$1"-step* "$OUT/picks.$1.json"
+}
 train() {
   local arm=$1
   arm_flags "$arm"
   if [[ -e $(model_of "$arm")/o1e_config.json ]]; then  # committed: trained here or in an earlier session
     [[ $(cat "$(model_of "$arm")/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] && return
     echo "$arm: the shipped adapter was trained with another recipe: training it again, its dev results dropped"
-    rm -rf "$(model_of "$arm")" "$OUT/$arm"-fast "$OUT/$arm"-think "$OUT/$arm"-think-with-query "$OUT/curve/$arm"-step*
-    [[ $arm != a ]] || rm -rf "$OUT"/a-teacher "$OUT"/a-teacher-grounded
-    rm -rf "$TEST/$arm"-* "$TEST"/ttest.*."$arm"-* "$TEST"/ttest.*-vs-"$arm"-*.json "$OUT/picks.$arm.json"
+    rm -rf "$(model_of "$arm")"
+    drop_results "$arm"
   fi
   [[ $(cat "$WORK/model-$arm/$RECIPE" 2>/dev/null) == "$(recipe_of)" ]] || rm -rf "$WORK/model-$arm"
   mkdir -p "$WORK/model-$arm"
@@ -194,7 +210,7 @@ train() {
     --output_dir "$WORK/model-$arm" --report_to none --save_steps "$SAVE_STEPS" \
     --max_steps "$STEPS" --per_device_train_batch_size "$BATCH" --train_n_passages "$GROUP" \
     --q_max_len "$Q_LEN" --p_max_len "$P_LEN" --thought_max_len "$T_LEN" \
-    --lora --lora_r 16 --lora_alpha 32 --learning_rate "$LR" --warmup_ratio 0.1 --temperature 0.02 \
+    --lora --lora_r 16 --lora_alpha 32 --learning_rate "$LR" --warmup_ratio "$WARMUP" --temperature 0.02 \
     --seed 42 --data_seed 42 --logging_steps 1 --disable_tqdm true \
     $([[ $DEVICE == cpu ]] && echo --use_cpu) $([[ $TRAIN_DTYPE == bfloat16 ]] && echo --bf16) "${FLAGS[@]}" "${resume[@]}" 2>&1 | tee $([[ -z $last ]] || echo -a) "$OUT/logs/train-$arm.log"  # a resumed run appends
   $PY "$MINI/export_adapter.py" "$WORK/model-$arm" "$(model_of "$arm")"  # carries $RECIPE along
@@ -272,17 +288,41 @@ ttest c-last c-max-steps
 ttest b-authors-think b-chat-think
 ttest b-chat-think b-chat-grounded-think
 
-echo "== what the vote buys, on dev: the teacher's voted thought, a random kept candidate, all k, as $B_ARM's thoughts"
-if has_adapter "$B_ARM"; then  # the vote reads the positives: this rates training targets, not a search method
-  $PY "$MINI/vote_dev.py" --voted "$MINI/data/thoughts.jsonl.gz" --output-dir "$WORK/vote-dev"
-  read -ra ground <<< "$(grounding_of "$B_ARM")"
-  for kind in voted random all; do
-    evaluate "$B_ARM-teacher-$kind" "o1e:$(model_of "$B_ARM")" --mode think --no-thought-cache \
-      --thoughts-file "$WORK/vote-dev/$kind.jsonl" "${ground[@]}"
+echo "== what the vote buys, on dev: the teacher's voted thought, a random kept candidate, all k, as (a)'s and $B_ARM's thoughts"
+# The vote reads the positives: this rates training targets, not a search method. k=3: the training rows' own
+# candidates; k=$VOTE_K: candidates generated for the dev queries alone (the teacher, its prompt and sampling as in stage 2)
+vote_buys() {  # K VOTED_ROWS: each arm with an adapter gets the voted, a random kept, and all kept candidates
+  local k=$1 tag=teacher; [[ $1 == 3 ]] || tag=teacher-k$1
+  $PY "$MINI/vote_dev.py" --voted "$2" --output-dir "$WORK/vote-dev-k$k"
+  for arm in a "$B_ARM"; do
+    has_adapter "$arm" || continue
+    read -ra ground <<< "$(grounding_of "$arm")"
+    for kind in voted random all; do
+      evaluate "$arm-$tag-$kind" "o1e:$(model_of "$arm")" --mode think --no-thought-cache \
+        --thoughts-file "$WORK/vote-dev-k$k/$kind.jsonl" "${ground[@]}"
+    done
+    ttest "$arm-$tag-random" "$arm-$tag-voted"
+    ttest "$arm-$tag-voted" "$arm-$tag-all"
   done
-  ttest "$B_ARM-teacher-random" "$B_ARM-teacher-voted"
-  ttest "$B_ARM-teacher-voted" "$B_ARM-teacher-all"
-  ttest "$B_ARM-think" "$B_ARM-teacher-voted"
+}
+vote_buys 3 "$MINI/data/thoughts.jsonl.gz"
+ttest "$B_ARM-think" "$B_ARM-teacher-voted"
+if (( VOTE_K > 0 )); then
+  cands=candidates-dev-k$VOTE_K.jsonl voted=thoughts-dev-k$VOTE_K.jsonl
+  if [[ ! -e $MINI/data/$voted.gz ]]; then
+    [[ -e $WORK/$cands || ! -e $MINI/data/$cands.gz ]] || gunzip -c "$MINI/data/$cands.gz" > "$WORK/$cands"
+    [[ -n ${TEACHER_PID:-} ]] || teacher_up
+    timed "generate-dev-k$VOTE_K" $PY -m o1e_tevatron.synthesis.generate --input_path "$WORK/dev-rows.jsonl" \
+      --output_path "$WORK/$cands" --base_url "http://127.0.0.1:$PORT/v1" --model "$TEACHER_MODEL" \
+      --num_candidates "$VOTE_K" --num_examples 3 --example_max_chars 300 --max_tokens "$T_LEN" --temperature 0.7 \
+      --top_p 0.9 --concurrency 16 --request_timeout 600
+    gzip -c "$WORK/$cands" > "$MINI/data/$cands.gz"
+    timed "vote-dev-k$VOTE_K" $PY -m o1e_tevatron.synthesis.vote --input_path "$WORK/$cands" \
+      --output_path "$WORK/$voted" --dense_models sentence-transformers/all-MiniLM-L6-v2 --voting soft \
+      | tee "$MINI/logs/vote-dev-k$VOTE_K.json"
+    gzip -c "$WORK/$voted" > "$MINI/data/$voted.gz"
+  fi
+  vote_buys "$VOTE_K" "$MINI/data/$voted.gz"
 fi
 
 echo "== dev curves: fast-mode dev nDCG@10 of each arm's saved checkpoints (every $SAVE_STEPS steps)"
