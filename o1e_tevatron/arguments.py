@@ -150,6 +150,9 @@ class O1EDataArguments(DataArguments):
         "help": "Probability z of training a query without its thought (eq. 9)"})
     require_thought: bool = field(default=False, metadata={"help": "Fail on rows without a thought"})
     padding_side: str = field(default="left", metadata={"choices": ["left", "right"]})
+    pad_to_multiple_of: Optional[int] = field(default=None, metadata={
+        "help": "Pad each batch to a multiple of this many tokens (Tevatron's flag): fewer distinct shapes, "
+                "which keeps a CPU run's memory from growing with every new sequence length"})
 
     def __post_init__(self):
         train_file = self.train_dir if self.train_dir and os.path.isfile(self.train_dir) else None
@@ -165,6 +168,8 @@ class O1EDataArguments(DataArguments):
         check_flag("train_n_passages", self.train_n_passages, self.train_n_passages >= 1, "an integer >= 1")
         for flag in ("q_max_len", "p_max_len", "thought_max_len"):
             check_flag(flag, getattr(self, flag), getattr(self, flag) >= 1, "an integer >= 1")
+        if self.pad_to_multiple_of is not None:
+            check_flag("pad_to_multiple_of", self.pad_to_multiple_of, self.pad_to_multiple_of >= 1, "an integer >= 1")
 
 
 @dataclass

@@ -193,3 +193,18 @@ def test_warmup_ratio_reaches_the_scheduler(tiny_llama_dir, demo_dir, tmp_path, 
 def test_warmup_ratio_outside_its_range_is_refused(tiny_llama_dir, demo_dir, tmp_path):
     with pytest.raises(ValueError, match="warmup_ratio"):
         main(flags(tiny_llama_dir, demo_dir, tmp_path / "out", "--max_steps", "2", "--warmup_ratio", "1.5"))
+
+
+def test_pad_to_multiple_of_trains_like_no_padding(tiny_llama_dir, demo_dir, tmp_path):
+    """--pad_to_multiple_of 24 (Tevatron's flag) reaches the collator: every batch is a multiple of 24 tokens
+    long, and the masked padding leaves the losses as they were."""
+    common = ["--max_steps", "3", "--save_strategy", "no", "--learning_rate", "1e-3", "--gen_loss_weight", "0.5"]
+    plain = main(flags(tiny_llama_dir, demo_dir, tmp_path / "plain", *common))
+    padded = main(flags(tiny_llama_dir, demo_dir, tmp_path / "padded", *common, "--pad_to_multiple_of", "24"))
+    batch = padded.data_collator([padded.train_dataset[i] for i in range(4)])
+    assert {k: v.shape[-1] % 24 for k, v in batch.items() if k.endswith("input_ids")} == \
+        {"query_input_ids": 0, "passage_input_ids": 0}
+
+    def losses(trainer):
+        return [h[k] for h in trainer.state.log_history if "ctr_loss" in h for k in ("ctr_loss", "gen_loss")]
+    assert losses(padded) == pytest.approx(losses(plain), rel=1e-4, abs=1e-5)

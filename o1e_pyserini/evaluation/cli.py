@@ -8,7 +8,9 @@
     python -m o1e_pyserini.eval compare --expected recipes/table2/expected.yaml --results runs/
     python -m o1e_pyserini.eval regress --data-dir ../shared/data
     python -m o1e_pyserini.eval --dataset beir/scifact/test --retriever auto:... --hybrid bm25 --fusion-weight 0.7
-    python -m o1e_pyserini.eval fuse --runs dense.trec bm25.trec --fusion rrf --output hybrid.trec
+    python -m o1e_pyserini.eval fuse --runs dense.trec bm25.trec --fusion rrf --output hybrid.trec [--dataset D]
+    python -m o1e_pyserini.eval adaptive-run --dataset D --fast-run F.trec --think-run T.trec --adaptive-signal margin \
+        --think-threshold=-0.05 --output adaptive.trec      # adaptive thinking from runs already searched
 
 Writes ``<output_dir>/<dataset>/<retriever>.trec``, ``….metrics.json`` (aggregate, per query and the
 data-quality report), for thinking retrievers ``….queries/`` (``thoughts.jsonl`` + ``embedding.npz``,
@@ -30,7 +32,7 @@ from o1e_tevatron.core.redact import install_log_redaction
 
 from ..arguments import positive_int
 from ..thinking.adaptive import SIGNALS, AdaptivePolicy, uncertainties
-from . import datasets, retrievers, scoring
+from . import datasets, derived, retrievers, scoring
 from .harness import DEFAULT_OUTPUT, GROUNDING_FLAGS, QUERY_VECTOR_FLAGS, THOUGHT_FLAGS, EvalConfig, evaluate, import_shards
 from .regressions import REGRESSIONS, compare, regress
 
@@ -85,8 +87,36 @@ def _fuse_files(args) -> None:
 
     fused = fuse([scoring.read_run(path) for path in args.runs], args.fusion, args.fusion_weight, args.rrf_k,
                  depth=args.depth, k=args.hits)
+    if args.dataset or args.qrels:  # scored, with the first (dense) run's cost: the harness's --hybrid record
+        dense = derived.record_of_run(args.runs[0])
+        record = derived.write_scored(
+            fused, args.output, _dataset_qrels(args), args.dataset, derived.dataset_metrics(args.dataset, args.metric),
+            derived_from={"runs": [str(path) for path in args.runs]},
+            fusion={"with": [str(path) for path in args.runs[1:]], "method": args.fusion, "weight": args.fusion_weight},
+            cost={**((dense or {}).get("cost") or {}), "derived_from_runs": True})
+        print(f"wrote {args.output}: {args.metric}={record['metrics'][args.metric]:.4f} ({record['num_queries']} queries)")
+        return
     scoring.write_run(fused, args.output, tag=f"fused-{args.fusion}")
     print(f"wrote {args.output} ({len(fused)} queries, {args.fusion} of {len(args.runs)} runs)")
+
+
+def _adaptive_run(args) -> None:
+    """The harness's --mode adaptive, from a fast and a think run already searched."""
+    policy = AdaptivePolicy(args.adaptive_signal, threshold=args.think_threshold, rate=args.think_rate)
+    entropy = _thoughts_field(args.fast_queries, "entropy") if args.adaptive_signal == "model-entropy" else None
+    if args.adaptive_signal == "model-entropy" and not args.fast_queries:
+        raise ValueError("--adaptive-signal model-entropy reads the fast run's thoughts.jsonl: give --fast-queries")
+    run, decisions = derived.adaptive_run(scoring.read_run(args.fast_run), scoring.read_run(args.think_run), policy,
+                                          entropy)
+    tokens = _thoughts_field(args.think_queries, "generated_tokens") if args.think_queries else None
+    record = derived.write_scored(
+        run, args.output, _dataset_qrels(args), args.dataset, derived.dataset_metrics(args.dataset, args.metric),
+        derived_from={"fast": str(args.fast_run), "think": str(args.think_run)},
+        cost=derived.adaptive_cost(derived.record_of_run(args.fast_run), derived.record_of_run(args.think_run),
+                                   decisions, tokens),
+        adaptive={**policy.__dict__, "decisions": decisions})
+    print(f"wrote {args.output}: {args.metric}={record['metrics'][args.metric]:.4f}, "
+          f"{record['cost']['queries_thought']}/{len(decisions)} queries thought")
 
 
 def _add_fusion_args(parser: argparse.ArgumentParser) -> None:
@@ -289,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     install_log_redaction()
     command = argv[0] if argv and argv[0] in ("ttest", "compare", "regress", "import-shards", "fuse",
-                                              "adaptive-curve") else None
+                                              "adaptive-curve", "adaptive-run") else None
     if command == "adaptive-curve":
         parser = _judged_parser("adaptive-curve", "pick adaptive thresholds on training or dev queries, not test")
         parser.add_argument("--fast-run", type=Path, required=True)
@@ -302,14 +332,28 @@ def main(argv: list[str] | None = None) -> int:
                             help="operating point per signal: the fewest thinking queries that reach this share "
                                  "of always-think's gain over fast (its threshold goes to --think-threshold)")
         return _run_reporting_errors(_adaptive_curve, _parse_judged(parser, argv[1:]))
+    if command == "adaptive-run":
+        parser = _judged_parser("adaptive-run", "adaptive thinking from a fast and a think run already searched "
+                                                "(o1e_pyserini.evaluation.derived): no query is encoded again")
+        parser.add_argument("--fast-run", type=Path, required=True)
+        parser.add_argument("--think-run", type=Path, required=True, help="searched with the same model, thinking")
+        parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
+        parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
+        parser.add_argument("--adaptive-signal", choices=SIGNALS, default="margin")
+        policy = parser.add_mutually_exclusive_group(required=True)
+        policy.add_argument("--think-threshold", type=float, help="think where the uncertainty is at least this")
+        policy.add_argument("--think-rate", type=float, help="think for the most uncertain share of the queries")
+        parser.add_argument("--output", type=Path, required=True, help="the run (its .metrics.json goes beside it)")
+        return _run_reporting_errors(_adaptive_run, _parse_judged(parser, argv[1:]))
     if command == "fuse":
-        parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval fuse")
+        parser = _judged_parser("fuse")
         parser.add_argument("--runs", type=Path, nargs="+", required=True, help="TREC run files (the dense one first)")
         _add_fusion_args(parser)
         parser.add_argument("--rrf-k", type=positive_int, default=60)
         parser.add_argument("--depth", type=positive_int, default=None, help="hits read from each run (default all)")
         parser.add_argument("--hits", type=positive_int, default=1000, help="hits kept per query")
-        parser.add_argument("--output", type=Path, required=True)
+        parser.add_argument("--output", type=Path, required=True,
+                            help="the fused run; with --dataset or --qrels, scored, its .metrics.json beside it")
         return _run_reporting_errors(_fuse_files, parser.parse_args(argv[1:]))
     if command == "compare":
         parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval compare")

@@ -10,6 +10,8 @@ JsonCollection via ``python -m pyserini.index.lucene``, or a faiss directory (``
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import inspect
 import json
@@ -276,22 +278,41 @@ def build_index(retriever: RetrieverSpec, docs: Iterable, index_dir: Path, conte
     mistaken for a cached one. Duplicate doc ids in the corpus are an error (the run would be
     ambiguous)."""
     index_dir = Path(index_dir)
-    if reusable_index(index_dir, content_key):
-        logger.info("reusing index %s", index_dir)
-        return index_dir
-    partial = index_dir.with_name(index_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    with tqdm(total=num_docs, desc=f"index {retriever.spec}", unit="doc") as progress:
-        if retriever.is_lucene:
-            count, dimension = _build_lucene(_unique_docs(docs), partial, threads, progress), None
-        else:
-            count, dimension = _build_faiss(retriever, _unique_docs(docs), partial, progress, num_docs)
-    rows = {} if retriever.rows_per_passage == 1 else {"num_vectors": count * retriever.rows_per_passage}
-    _write_meta(partial, retriever, content_key, count, dimension, **rows)
-    shutil.rmtree(index_dir, ignore_errors=True)
-    partial.rename(index_dir)
+    with _sole_builder(index_dir) as partial:
+        if reusable_index(index_dir, content_key):  # also when another process built it while this one waited
+            logger.info("reusing index %s", index_dir)
+            return index_dir
+        with tqdm(total=num_docs, desc=f"index {retriever.spec}", unit="doc") as progress:
+            if retriever.is_lucene:
+                count, dimension = _build_lucene(_unique_docs(docs), partial, threads, progress), None
+            else:
+                count, dimension = _build_faiss(retriever, _unique_docs(docs), partial, progress, num_docs)
+        rows = {} if retriever.rows_per_passage == 1 else {"num_vectors": count * retriever.rows_per_passage}
+        _write_meta(partial, retriever, content_key, count, dimension, **rows)
+        shutil.rmtree(index_dir, ignore_errors=True)
+        partial.rename(index_dir)
     return index_dir
+
+
+@contextlib.contextmanager
+def _sole_builder(index_dir: Path) -> Iterator[Path]:
+    """The folder to build ``index_dir`` in (``<name>.partial``, renamed into place when complete), held by one
+    process at a time: two harness runs of one model and corpus once shared it, and the second one's start
+    deleted the first one's half-written files. A second builder waits on a lock file beside the index."""
+    index_dir.parent.mkdir(parents=True, exist_ok=True)
+    with open(index_dir.with_name(index_dir.name + ".lock"), "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info("another process is building %s: waiting for it", index_dir)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        partial = index_dir.with_name(index_dir.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)  # a stopped build's, never a running one's
+        partial.mkdir()
+        try:
+            yield partial
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
 
 
 def _unique_docs(docs: Iterable) -> Iterator:
@@ -382,15 +403,19 @@ def import_shards(retriever: RetrieverSpec, shard_paths: list[Path], index_dir: 
     directory per shard (a sharded index, searched shard-wise: never merged, one shard in memory at a
     time), in the spec's vector dtype. A shard whose record names another model than ``retriever``'s
     is refused; the whole index is written under a temporary name and renamed."""
-    from o1e_tevatron.core.vectors import read_record, read_vectors
-
     model = model_fingerprint(retriever.model)
     shard_paths = sorted(shard_paths)
     if not shard_paths:
         raise FileNotFoundError("no encoded shards given")
-    partial = index_dir.with_name(index_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
+    with _sole_builder(index_dir) as partial:
+        return _import_shards_into(partial, retriever, shard_paths, index_dir, content_key, model, allow_pickle)
+
+
+def _import_shards_into(partial: Path, retriever: RetrieverSpec, shard_paths: list[Path], index_dir: Path,
+                        content_key: str, model: str, allow_pickle: bool) -> Path:
+    """:func:`import_shards`' work, in the builder's ``partial`` folder."""
+    from o1e_tevatron.core.vectors import read_record, read_vectors
+
     check, dirs, dimension, dtype = DocidCheck("the shards"), [], None, None
     for number, path in enumerate(shard_paths):
         record = read_record(path)

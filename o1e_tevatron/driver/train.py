@@ -86,7 +86,7 @@ def main(argv=None):
     )
     trainer = O1ETrainer(
         model=model, args=training_args, train_dataset=dataset,
-        data_collator=O1ECollator(model.template, data_args.padding_side),
+        data_collator=O1ECollator(model.template, data_args.padding_side, data_args.pad_to_multiple_of),
     )
     trainer.train(resume_from_checkpoint=resume)
     trainer.save_model()

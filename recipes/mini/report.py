@@ -23,12 +23,16 @@ def read_index(mini: Path) -> dict:
 
 
 def read_losses(log: Path) -> list[dict]:
-    """The trainer's logged dicts (one per --logging_steps) from a training log."""
-    rows = []
+    """The trainer's logged dicts (one per --logging_steps) from a training log. A run resumed from a
+    checkpoint logs again the steps after it, which a stopped run may have logged already: the later lines win."""
+    rows: list[dict] = []
     for line in log.read_text().splitlines():
         line = line.strip()
         if line.startswith("{'loss'"):
-            rows.append({k: float(v) for k, v in ast.literal_eval(line).items()})
+            row = {k: float(v) for k, v in ast.literal_eval(line).items()}
+            while rows and "epoch" in row and rows[-1].get("epoch", -1) >= row["epoch"]:
+                rows.pop()
+            rows.append(row)
     return rows
 
 

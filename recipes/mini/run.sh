@@ -68,6 +68,7 @@ CURVE=${CURVE:-1}                           # 0: no dev-curve points this run (a
 B_ARM=${B_ARM:-b-chat-grounded}             # the (b) arm of the test table: picked on dev (issue 26)
 VOTE_K=${VOTE_K:-8}                         # what the vote buys with more to choose from: k teacher candidates
                                             # per dev query (0: only the training rows' k=3)
+TEST_ARMS=${TEST_ARMS:-a $B_ARM c}            # the arms stage 6 runs (one job per arm: TEST_ARMS=a, TEST_ARMS=c, ...)
 TEST_SETS=${TEST_SETS:-beir/scifact/test o1e/cosqa/dev}
 DEV=o1e/scifact/dev                        # 100 SciFact train queries, never trained on (o1e_pyserini/resources)
 ADAPTERS=$MINI/adapters
@@ -295,7 +296,7 @@ vote_buys() {  # K VOTED_ROWS: each arm with an adapter gets the voted, a random
   local k=$1 tag=teacher; [[ $1 == 3 ]] || tag=teacher-k$1
   $PY "$MINI/vote_dev.py" --voted "$2" --output-dir "$WORK/vote-dev-k$k"
   for arm in a "$B_ARM"; do
-    has_adapter "$arm" || continue
+    has_arm "$arm" && has_adapter "$arm" || continue
     read -ra ground <<< "$(grounding_of "$arm")"
     for kind in voted random all; do
       evaluate "$arm-$tag-$kind" "o1e:$(model_of "$arm")" --mode think --no-thought-cache \
@@ -343,7 +344,10 @@ done
 [[ $STOP_AFTER != curves ]] || exit 0
 
 echo "== 6/6 the test table: $TEST_SETS, once per arm, with the settings picked on $DEV"
-queries_of() { local run; run=$(run_of "$1"); echo "${run%.trec*}.queries/thoughts.jsonl"; }
+queries_of() {  # NAME [DATASET]: the thoughts.jsonl beside its run (dev, or DATASET's test run)
+  local run; if [[ -n ${2:-} ]]; then run=$(run_of "$1" "$2" "$TEST"); else run=$(run_of "$1"); fi
+  echo "${run%.trec*}.queries/thoughts.jsonl"
+}
 PICKS=$OUT/picks.$B_ARM.json  # the hybrid's mode and weight, the adaptive signal and threshold (dev only)
 if [[ ! -e $PICKS && -n $(run_of "$B_ARM-think") ]]; then
   $PY -m o1e_pyserini.eval adaptive-curve --dataset "$DEV" --data-dir "$DATA_DIR" --fast-run "$(run_of "$B_ARM-fast")" \
@@ -358,22 +362,27 @@ pick() {  # KEY SUBKEY: a value of $PICKS, empty when KEY is null (the keys reac
   $PY -c 'import json, sys; v = json.load(open(sys.argv[1])).get(sys.argv[2]); print("" if v is None else v[sys.argv[3]])' \
     "$PICKS" "$1" "$2"
 }
-read -ra ground <<< "$(grounding_of "$B_ARM")"
+derive() {  # DATASET NAME SUBCOMMAND [flags]: a run made from runs already searched (eval adaptive-run / fuse),
+  # equal to the harness's --mode adaptive / --hybrid on them, with no query encoded again; skipped when committed
+  local dataset=$1 name=$2 command=$3 slug=${1//\//__}; shift 3
+  compgen -G "$TEST/$name/$slug/*.metrics.json" > /dev/null && return
+  mkdir -p "$TEST/$name/$slug"
+  timed "${dataset//\//_}-$name" $PY -m o1e_pyserini.eval "$command" --dataset "$dataset" --data-dir "$DATA_DIR" \
+    --output "$TEST/$name/$slug/$name.trec" "$@"
+  gzip -f "$TEST/$name/$slug/$name.trec"
+}
 for dataset in $TEST_SETS; do
   evaluate_on "$dataset" "$TEST" bm25 bm25
-  for arm in a "$B_ARM" c; do ! has_adapter "$arm" || evaluate_arm "$dataset" "$TEST" "$arm"; done
-  if has_adapter "$B_ARM" && [[ -e $PICKS ]]; then  # the thoughts come from the think runs' cache: same seed, same queries
-    b=("o1e:$(model_of "$B_ARM")")
+  for arm in $TEST_ARMS; do ! has_adapter "$arm" || evaluate_arm "$dataset" "$TEST" "$arm"; done
+  if [[ " $TEST_ARMS " == *" $B_ARM "* ]] && has_adapter "$B_ARM" && [[ -e $PICKS ]]; then
     signal=$(pick adaptive signal)
-    [[ -z $signal ]] || evaluate_on "$dataset" "$TEST" "$B_ARM-adaptive" "${b[@]}" --mode adaptive \
-      --adaptive-signal "$signal" --think-threshold "$(pick adaptive threshold)" "${THINK[@]}" "${ground[@]}"
+    [[ -z $signal ]] || derive "$dataset" "$B_ARM-adaptive" adaptive-run --adaptive-signal "$signal" \
+      --think-threshold "$(pick adaptive threshold)" --fast-run "$(run_of "$B_ARM-fast" "$dataset" "$TEST")" \
+      --think-run "$(run_of "$B_ARM-think" "$dataset" "$TEST")" --fast-queries "$(queries_of "$B_ARM-fast" "$dataset")" \
+      --think-queries "$(queries_of "$B_ARM-think" "$dataset")"
     mode=$(pick hybrid mode)
-    if [[ -n $mode ]]; then
-      hybrid=(--mode "${mode%-with-query}" --hybrid bm25 --fusion-weight "$(pick hybrid weight)")
-      [[ $mode == fast ]] || hybrid+=("${THINK[@]}")
-      [[ $mode != *-with-query ]] || hybrid+=(--query-vector thoughts+query)
-      evaluate_on "$dataset" "$TEST" "$B_ARM-hybrid" "${b[@]}" "${hybrid[@]}" "${ground[@]}"
-    fi
+    [[ -z $mode ]] || derive "$dataset" "$B_ARM-hybrid" fuse --runs "$(run_of "$B_ARM-$mode" "$dataset" "$TEST")" \
+      "$(run_of bm25 "$dataset" "$TEST")" --fusion-weight "$(pick hybrid weight)" --hits 100
   fi
   for pair in "$B_ARM-fast $B_ARM-think" "$B_ARM-fast $B_ARM-think-with-query" "$B_ARM-fast $B_ARM-adaptive" \
               "a-fast $B_ARM-fast" "a-fast $B_ARM-think" "a-fast $B_ARM-think-with-query" "bm25 $B_ARM-hybrid" \

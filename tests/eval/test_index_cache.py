@@ -80,3 +80,38 @@ def test_pickled_shards_need_the_opt_in(o1e_checkpoint, scifact_dir, tmp_path, c
     assert main(flags) == 2
     assert "is a pickle, and loading a pickle runs any code" in capsys.readouterr().err
     assert main([*flags, "--allow-pickle"]) == 0
+
+
+def test_two_builders_of_one_index_build_it_once(tmp_path):
+    """Two harness runs of one retriever and corpus at once (two arms' jobs in run.sh) once shared the index's
+    .partial folder: the second one's start deleted the first one's half-written files. Now the second waits
+    on a lock beside the index and reuses what the first built."""
+    import threading
+    import time
+    from types import SimpleNamespace
+
+    spec = retrievers.RetrieverSpec("bm25")
+    index_dir = tmp_path / "indexes" / "corpus" / spec.slug()
+    consumed = {"first": 0, "second": 0}
+
+    def docs(name):
+        for i in range(3):
+            consumed[name] += 1
+            time.sleep(0.5 if name == "first" else 0)  # the first build is slow: the second starts meanwhile
+            yield SimpleNamespace(doc_id=f"d{i}", title="", text=f"passage number {i} about dna repair")
+
+    built = {}
+
+    def build(name):
+        built[name] = retrievers.build_index(spec, docs(name), index_dir, "content-key-1", num_docs=3, threads=1)
+
+    first = threading.Thread(target=build, args=("first",))
+    first.start()
+    time.sleep(0.2)
+    build("second")
+    first.join()
+    assert built["first"] == built["second"] == index_dir
+    assert consumed == {"first": 3, "second": 0}  # built once, by the first
+    assert retrievers.reusable_index(index_dir, "content-key-1")
+    assert retrievers.read_docids(index_dir) == ["d0", "d1", "d2"]
+    assert sorted(p.name for p in index_dir.parent.iterdir()) == [index_dir.name, index_dir.name + ".lock"]
