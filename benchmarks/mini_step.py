@@ -24,7 +24,7 @@ from benchmarks.common import REPO, emit
 # the recipe's train() flags (recipes/mini/run.sh) and each arm's own
 COMMON = ["--per_device_train_batch_size", "8", "--train_n_passages", "2", "--q_max_len", "32", "--p_max_len", "128",
           "--thought_max_len", "64", "--lora", "--lora_r", "16", "--lora_alpha", "32", "--learning_rate", "2e-4",
-          "--warmup_ratio", "0.1", "--temperature", "0.02", "--seed", "42", "--data_seed", "42", "--logging_steps", "1",
+          "--warmup_ratio", "0", "--temperature", "0.02", "--seed", "42", "--data_seed", "42", "--logging_steps", "1",
           "--disable_tqdm", "true", "--report_to", "none", "--save_strategy", "no", "--use_cpu"]
 ARMS = {
     "a": (["--gen_loss_weight", "0", "--plain_query_prob", "1.0"], "train-rows.jsonl"),

@@ -25,3 +25,12 @@ def test_mini_step_reads_the_trainers_runtime_and_loss_parts_per_dtype(capsys, t
     assert all(run["seconds_per_step"] > 0 and len(run["losses"]["ctr_loss"]) == 1 for run in results["runs"])
     assert results["runs"][0]["losses"]["gen_loss"] == [0.0]  # (a): contrastive only
     assert set(results["bfloat16_speedup"]) == {"a"} and results["max_loss_gap_bf16_vs_fp32"]["a"] >= 0
+
+
+def test_shape_memory_cases_see_the_lengths_they_name():
+    from benchmarks.shape_memory import loop
+
+    assert loop("same", 11)["distinct_lengths"] == 1
+    assert loop("distinct", 11)["distinct_lengths"] == 11  # 300, 307, ..., 370
+    padded = loop("padded64", 11)
+    assert padded["distinct_lengths"] == 2 and isinstance(padded["rss_growth_mb"], float)  # 320 and 384

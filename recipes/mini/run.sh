@@ -70,6 +70,8 @@ VOTE_K=${VOTE_K:-8}                         # what the vote buys with more to ch
                                             # per dev query (0: only the training rows' k=3)
 TEST_ARMS=${TEST_ARMS:-a $B_ARM c}            # the arms stage 6 runs (one job per arm: TEST_ARMS=a, TEST_ARMS=c, ...)
 TEST_SETS=${TEST_SETS:-beir/scifact/test o1e/cosqa/dev}
+WITH_QUERY=${WITH_QUERY:-1}                 # 0: the (b) arms skip think+query (the plain query in the thoughts' mean),
+                                            # which costs a think-mode pass of its own and is no row the report needs
 DEV=o1e/scifact/dev                        # 100 SciFact train queries, never trained on (o1e_pyserini/resources)
 ADAPTERS=$MINI/adapters
 OUT=$MINI/dev                              # dev results: <arm>-<mode>/, ttest.*.json, logs/, index.yaml
@@ -242,8 +244,8 @@ evaluate_arm() {  # DATASET FOLDER ARM: the arm's fixed modes (dev and test alik
     a) evaluate_on "$dataset" "$folder" a-fast "o1e:$model" --mode fast ;;
     b-*) evaluate_on "$dataset" "$folder" "$arm-fast" "o1e:$model" --mode fast "${ground[@]}"
          evaluate_on "$dataset" "$folder" "$arm-think" "o1e:$model" --mode think "${THINK[@]}" "${ground[@]}"
-         evaluate_on "$dataset" "$folder" "$arm-think-with-query" "o1e:$model" --mode think "${THINK[@]}" \
-           --query-vector thoughts+query "${ground[@]}" ;;
+         [[ $WITH_QUERY == 0 ]] || evaluate_on "$dataset" "$folder" "$arm-think-with-query" "o1e:$model" --mode think \
+           "${THINK[@]}" --query-vector thoughts+query "${ground[@]}" ;;
   esac
 }
 for arm in $ARMS; do evaluate_arm "$DEV" "$OUT" "$arm"; done
