@@ -103,9 +103,9 @@ def _fuse_files(args) -> None:
 def _adaptive_run(args) -> None:
     """The harness's --mode adaptive, from a fast and a think run already searched."""
     policy = AdaptivePolicy(args.adaptive_signal, threshold=args.think_threshold, rate=args.think_rate)
-    entropy = _thoughts_field(args.fast_queries, "entropy") if args.adaptive_signal == "model-entropy" else None
     if args.adaptive_signal == "model-entropy" and not args.fast_queries:
         raise ValueError("--adaptive-signal model-entropy reads the fast run's thoughts.jsonl: give --fast-queries")
+    entropy = _thoughts_field(args.fast_queries, "entropy") if args.adaptive_signal == "model-entropy" else None
     run, decisions = derived.adaptive_run(scoring.read_run(args.fast_run), scoring.read_run(args.think_run), policy,
                                           entropy)
     tokens = _thoughts_field(args.think_queries, "generated_tokens") if args.think_queries else None

@@ -77,3 +77,12 @@ def test_adaptive_run_refuses_a_think_run_without_a_thinking_query(tmp_path, cap
     assert main(["adaptive-run", "--qrels", str(qrels), "--fast-run", str(fast), "--think-run", str(think),
                  "--think-threshold=-0.1", "--output", str(tmp_path / "out.trec")]) != 0
     assert "no hits for 1 queries that think, e.g. ['b']" in capsys.readouterr().err
+
+
+def test_adaptive_run_on_model_entropy_needs_the_fast_runs_thoughts(tmp_path, capsys):
+    qrels = tmp_path / "qrels.txt"
+    qrels.write_text("a 0 d1 1\n")
+    fast = scoring.write_run({"a": [("d1", 0.9)]}, tmp_path / "fast.trec", tag="fast")
+    assert main(["adaptive-run", "--qrels", str(qrels), "--fast-run", str(fast), "--think-run", str(fast),
+                 "--adaptive-signal", "model-entropy", "--think-rate", "0.5", "--output", str(tmp_path / "o.trec")]) != 0
+    assert "give --fast-queries" in capsys.readouterr().err
