@@ -119,6 +119,14 @@ def _adaptive_run(args) -> None:
           f"{record['cost']['queries_thought']}/{len(decisions)} queries thought")
 
 
+def _add_fast_and_think_runs(parser: argparse.ArgumentParser) -> None:
+    """adaptive-curve's and adaptive-run's inputs: one model's fast and think runs of the same queries."""
+    parser.add_argument("--fast-run", type=Path, required=True)
+    parser.add_argument("--think-run", type=Path, required=True, help="searched with the same model, thinking")
+    parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
+    parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
+
+
 def _add_fusion_args(parser: argparse.ArgumentParser) -> None:
     from o1e_pyserini.search.fusion import FUSIONS
 
@@ -322,10 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                                               "adaptive-curve", "adaptive-run") else None
     if command == "adaptive-curve":
         parser = _judged_parser("adaptive-curve", "pick adaptive thresholds on training or dev queries, not test")
-        parser.add_argument("--fast-run", type=Path, required=True)
-        parser.add_argument("--think-run", type=Path, required=True)
-        parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
-        parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
+        _add_fast_and_think_runs(parser)
         parser.add_argument("--output", type=Path, required=True, help="the curve as JSON")
         parser.add_argument("--plot", type=Path, help="and as a PNG")
         parser.add_argument("--target-gain", type=float, default=0.95,
@@ -335,10 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "adaptive-run":
         parser = _judged_parser("adaptive-run", "adaptive thinking from a fast and a think run already searched "
                                                 "(o1e_pyserini.evaluation.derived): no query is encoded again")
-        parser.add_argument("--fast-run", type=Path, required=True)
-        parser.add_argument("--think-run", type=Path, required=True, help="searched with the same model, thinking")
-        parser.add_argument("--fast-queries", type=Path, help="the fast run's thoughts.jsonl (model-entropy signal)")
-        parser.add_argument("--think-queries", type=Path, help="the think run's thoughts.jsonl (generated tokens)")
+        _add_fast_and_think_runs(parser)
         parser.add_argument("--adaptive-signal", choices=SIGNALS, default="margin")
         policy = parser.add_mutually_exclusive_group(required=True)
         policy.add_argument("--think-threshold", type=float, help="think where the uncertainty is at least this")

@@ -34,8 +34,12 @@ def stem(run_path: Path) -> Path:
 
 def record_of_run(run_path: Path) -> dict | None:
     """The harness's metrics record written beside a run, if there is one."""
-    path = stem(Path(run_path)).with_name(stem(Path(run_path)).name + ".metrics.json")
+    path = metrics_path(stem(Path(run_path)))
     return json.loads(path.read_text()) if path.exists() else None
+
+
+def metrics_path(run_stem: Path) -> Path:
+    return run_stem.with_name(run_stem.name + ".metrics.json")
 
 
 def adaptive_run(fast: scoring.Run, think: scoring.Run, policy: AdaptivePolicy,
@@ -73,12 +77,13 @@ def write_scored(run: scoring.Run, output: Path, qrels: scoring.Qrels, dataset: 
     """``output`` (a TREC run) and its metrics record beside it (``<name>.metrics.json``), as the harness
     writes them; ``fields`` (what it was derived from, its cost, decisions) go into the record."""
     output = Path(output)
-    scoring.write_run(run, output, tag=stem(output).name)
+    name = stem(output)
+    scoring.write_run(run, output, tag=name.name)
     values = scoring.per_query(run, qrels, metrics)
-    record = {"dataset": dataset, "retriever": {"spec": f"derived:{stem(output).name}"},
+    record = {"dataset": dataset, "retriever": {"spec": f"derived:{name.name}"},
               "metrics": scoring.aggregate(values, metrics), "num_queries": len(values), "run": str(output),
               **fields, "per_query": values}
-    stem(output).with_name(stem(output).name + ".metrics.json").write_text(json.dumps(record, indent=1))
+    metrics_path(name).write_text(json.dumps(record, indent=1))
     return record
 
 
