@@ -147,8 +147,9 @@ class O1EQueryEncoder(QueryEncoder):
     ``generate_kwargs`` go to Hugging Face ``generate`` (e.g. ``sequence_bias``). ``query_vector``:
     ``thoughts`` (eq. 11, default) or ``thoughts+query`` (the plain-query vector averaged in as one more
     member; with the HF backend it comes free from the generation's prefill); ``renormalize`` scales
-    the mean to unit length. ``thought_cache``: a folder (``o1e_pyserini.thinking.cache``) where the HF
-    backend's reproducible thoughts (seeded or greedy) are kept and reused, re-encoded instead of generated.
+    the mean to unit length. ``thought_cache``: a folder (``o1e_pyserini.thinking.cache``) where the HF and
+    vLLM backends' reproducible thoughts (seeded or greedy) are kept and reused, re-encoded instead of
+    generated (each backend under its own keys).
     """
 
     def __init__(self, encoder_dir: str, mode: str = "think", num_thoughts: int = 3, temperature: float = 0.1,
@@ -197,13 +198,18 @@ class O1EQueryEncoder(QueryEncoder):
             self.backend = self._make_backend(thoughts, encoder_dir, thought_server, thought_model, thoughts_file,
                                               generate_kwargs or {})
         self.cache = None
-        if thought_cache and thoughts == "hf" and mode != "fast" and (seed is not None or temperature == 0):
-            self.cache = ThoughtCache(thought_cache, {
+        if thought_cache and thoughts in ("hf", "vllm") and mode != "fast" and (seed is not None or temperature == 0):
+            context = {
                 "model": model_fingerprint(encoder_dir), "base": base_model_name_or_path and model_fingerprint(
                     base_model_name_or_path), "template": self.template.config.to_dict(),
                 "sampling": {"num_thoughts": num_thoughts, "temperature": temperature, "top_p": top_p,
-                             "max_new_tokens": self.backend.max_new_tokens, "generate_kwargs": generate_kwargs},
-                "seed": seed, "dtype": "float16" if fp16 else dtype, "device": torch.device(device).type})
+                             "max_new_tokens": min(max_new_tokens, self.template.config.thought_max_len),
+                             "generate_kwargs": generate_kwargs},
+                "seed": seed, "dtype": "float16" if fp16 else dtype, "device": torch.device(device).type}
+            if thoughts == "vllm":  # another sampler: its own entries, per vLLM version and engine settings
+                from vllm import __version__ as vllm_version
+                context["backend"] = {"vllm": vllm_version, "engine": self.vllm_options}
+            self.cache = ThoughtCache(thought_cache, context)
         self.cache_hits = 0
         self.empty_thoughts = 0
         self.prompt_tokens = 0  # of the thinking prompts (query_prefix), for the cost columns

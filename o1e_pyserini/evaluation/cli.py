@@ -165,6 +165,13 @@ def _add_data_args(parser: argparse.ArgumentParser, dataset_required: bool = Tru
                         help="Pyserini topics-and-qrels folder (default ~/.cache/pyserini/topics-and-qrels)")
 
 
+def _default_threads() -> int:
+    """The process's OpenMP budget: faiss sets it for torch too, so a larger default would oversubscribe a job
+    given OMP_NUM_THREADS (two jobs side by side, a cluster slot)."""
+    budget = os.environ.get("OMP_NUM_THREADS", "")
+    return int(budget) if budget.isdigit() and int(budget) > 0 else min(8, os.cpu_count() or 1)
+
+
 def _eval_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m o1e_pyserini.eval", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -178,7 +185,8 @@ def _eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--index-root", type=Path, default=datasets.O1E_CACHE / "indexes")
     parser.add_argument("--hits", type=positive_int, default=1000)
-    parser.add_argument("--threads", type=positive_int, default=min(8, os.cpu_count() or 1))
+    parser.add_argument("--threads", type=positive_int, default=_default_threads(),
+                        help="search and Lucene indexing threads (default: $OMP_NUM_THREADS, else up to 8 cores)")
     parser.add_argument("--metrics", nargs="*", default=None, help="ir_measures names; default: the paper's")
     encoding = parser.add_argument_group("dense encoders")
     encoding.add_argument("--device", default="cpu")

@@ -110,8 +110,9 @@ def plot_losses(index: dict, root: Path, out: Path) -> None:
 
 
 def curve(index_path: Path, index: dict, out: Path) -> str:
-    """Fast-mode dev nDCG@10 at each saved checkpoint (run.sh's ``curve/<arm>-step<N>``, the last point being
-    the shipped adapter's ``<arm>-fast``): a table and ``dev-curve.png``; empty when no curve ran."""
+    """Fast-mode dev nDCG@10 at each saved checkpoint (run.sh's ``curve/<arm>-step<N>``; DEBATER's last step),
+    the last point being the shipped adapter's reference mode (``<arm>-fast``, ``c-last``): a table and
+    ``dev-curve.png``; empty when no curve ran."""
     dataset, points = index["dataset"], {}
     for path in sorted((index_path.parent / "curve").glob("*-step*")):
         arm, step = path.name.rsplit("-step", 1)
@@ -121,8 +122,9 @@ def curve(index_path: Path, index: dict, out: Path) -> str:
     if not points:
         return ""
     for arm in points:  # the final point: the shipped adapter, after the recipe's last step
-        record = record_of(index_path, index["arms"][arm]["results"]["fast"], dataset)
-        steps = index["arms"][arm].get("steps")
+        entry = index["arms"][arm]
+        record = record_of(index_path, entry["results"][entry.get("reference", "fast")], dataset)
+        steps = entry.get("steps")
         if record and steps:
             points[arm][int(steps)] = record["metrics"][METRIC]
     import matplotlib

@@ -2,6 +2,7 @@
 corpus under --data-dir, rebuilds it; an index of another dimension is a clear error."""
 import json
 import logging
+import os
 import shutil
 from pathlib import Path
 
@@ -115,3 +116,25 @@ def test_two_builders_of_one_index_build_it_once(tmp_path):
     assert retrievers.reusable_index(index_dir, "content-key-1")
     assert retrievers.read_docids(index_dir) == ["d0", "d1", "d2"]
     assert sorted(p.name for p in index_dir.parent.iterdir()) == [index_dir.name, index_dir.name + ".lock"]
+
+
+def test_a_search_leaves_the_thread_count_as_it_found_it(o1e_checkpoint, scifact_dir, tmp_path):
+    """Pyserini's batch_search sets faiss's OpenMP threads, which are torch's: a job run with one thread went on
+    encoding with --threads of them."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        retriever = retrievers.RetrieverSpec(f"o1e:{o1e_checkpoint}", query_options={"mode": "fast"})
+        evaluate(EvalConfig("beir/scifact/test", retriever, data_dir=scifact_dir.parent, output_dir=tmp_path / "runs",
+                            index_root=tmp_path / "indexes", hits=10, threads=3))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("budget, expected", [("1", 1), ("3", 3), ("", None), ("0", None), ("two", None)])
+def test_the_search_threads_default_to_the_openmp_budget(monkeypatch, budget, expected):
+    from o1e_pyserini.evaluation.cli import _default_threads
+    monkeypatch.setenv("OMP_NUM_THREADS", budget)
+    assert _default_threads() == (expected or min(8, os.cpu_count() or 1))

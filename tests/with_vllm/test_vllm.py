@@ -53,11 +53,11 @@ def model(smollm2_dir):
 
 
 @pytest.fixture(scope="module")
-def vllm_encoder(model):
+def vllm_encoder(model, tmp_path_factory):
     """O1EQueryEncoder on the adapter with thoughts="vllm": it merges the adapter and starts the one engine
-    of this module (about a minute on 2 cores), which the other tests reuse."""
+    of this module (about a minute on 2 cores), which the other tests reuse; its thought cache is its own."""
     return O1EQueryEncoder(str(ADAPTER), mode="think", num_thoughts=1, temperature=0.0, max_new_tokens=48, seed=0,
-                           thoughts="vllm", vllm_options=ENGINE, thought_cache=None)
+                           thoughts="vllm", vllm_options=ENGINE, thought_cache=str(tmp_path_factory.mktemp("thoughts")))
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +90,19 @@ def test_the_adapter_is_merged_once_under_its_content(model, vllm_encoder, tmp_p
     stamp = (merged / "o1e_config.json").stat().st_mtime_ns
     assert merged_for_vllm(model, str(ADAPTER)) == str(merged)
     assert (merged / "o1e_config.json").stat().st_mtime_ns == stamp  # reused, not merged again
+
+
+def test_the_vllm_backends_thoughts_are_cached_apart_from_the_hf_backends(vllm_encoder):
+    queries = QUERIES[:3]
+    first = vllm_encoder.encode_batch(queries)
+    hits = vllm_encoder.cache_hits
+    again = vllm_encoder.encode_batch(queries)
+    assert vllm_encoder.cache_hits == hits + len(queries)  # re-encoded from the cache, not generated
+    np.testing.assert_allclose(again, first, atol=1e-6, rtol=0)
+    hf_encoder = O1EQueryEncoder(str(ADAPTER), mode="think", num_thoughts=1, temperature=0.0, max_new_tokens=48,
+                                 seed=0, thoughts="hf", thought_cache=str(vllm_encoder.cache.folder))
+    hf_encoder.encode_batch(queries[:1])
+    assert hf_encoder.cache_hits == 0  # the same settings with another sampler: entries of its own
 
 
 # --- the sampling distribution -----------------------------------------------------------------
