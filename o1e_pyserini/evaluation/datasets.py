@@ -113,6 +113,7 @@ class JsonlDocs(BaseDocs):
 
     def __init__(self, path: Path):
         self._path = Path(path)
+        self._count = None
 
     @property
     def path(self) -> Path:
@@ -125,8 +126,12 @@ class JsonlDocs(BaseDocs):
     def docs_cls(self):
         return BeirTitleDoc
 
-    def docs_count(self):
-        return None
+    def docs_count(self) -> int:
+        """Its records, one per non-blank line (not parsed): the index build's progress total and memory
+        plan, and what makes ``--vector-dtype auto`` store a large local corpus in float16."""
+        if self._count is None:
+            self._count = sum(1 for _ in readers.record_lines(self._path))
+        return self._count
 
     def docs_lang(self):
         return "en"

@@ -288,6 +288,7 @@ done
 ttest a-fast c-last
 ttest a-fast c-max-steps
 ttest c-last c-max-steps
+ttest c-last "$B_ARM-think"  # the two sides of thinking: the passage's (DEBATER) and the query's (O1E)
 ttest b-authors-think b-chat-think
 ttest b-chat-think b-chat-grounded-think
 
@@ -388,7 +389,7 @@ for dataset in $TEST_SETS; do
   fi
   for pair in "$B_ARM-fast $B_ARM-think" "$B_ARM-fast $B_ARM-think-with-query" "$B_ARM-fast $B_ARM-adaptive" \
               "a-fast $B_ARM-fast" "a-fast $B_ARM-think" "a-fast $B_ARM-think-with-query" "bm25 $B_ARM-hybrid" \
-              "bm25 $B_ARM-think" "a-fast c-last" "a-fast c-max-steps" "c-last c-max-steps"; do
+              "bm25 $B_ARM-think" "a-fast c-last" "a-fast c-max-steps" "c-last c-max-steps" "c-last $B_ARM-think"; do
     read -r first second <<< "$pair"
     ttest "$first" "$second" "$dataset" "$TEST"
   done

@@ -131,3 +131,11 @@ def test_scifact_dev_is_a_fixed_held_out_slice_of_scifact_train(shared_data):
     assert {(q.query_id, q.doc_id) for q in dev.qrels_iter()} == judged and len(judged) >= 100
     assert ids <= {q.query_id for q in train.queries_iter()}
     assert ir_datasets.load(datasets.SCIFACT_DEV_ID) is dev
+
+
+def test_a_local_corpus_counts_its_records(tmp_path):
+    """The count was None: no progress total, a memory plan of "0 x d vectors", and ``auto`` never float16."""
+    corpus = tmp_path / "corpus.jsonl.gz"
+    with gzip.open(corpus, "wt") as f:
+        f.write('{"_id": "a", "text": "one"}\n\n{"_id": "b", "text": "two"}\n{"_id": "c", "text": "three"}\n')
+    assert datasets.JsonlDocs(corpus).docs_count() == 3 == len(list(datasets.JsonlDocs(corpus).docs_iter()))
