@@ -203,8 +203,7 @@ class O1EQueryEncoder(QueryEncoder):
                 "model": model_fingerprint(encoder_dir), "base": base_model_name_or_path and model_fingerprint(
                     base_model_name_or_path), "template": self.template.config.to_dict(),
                 "sampling": {"num_thoughts": num_thoughts, "temperature": temperature, "top_p": top_p,
-                             "max_new_tokens": min(max_new_tokens, self.template.config.thought_max_len),
-                             "generate_kwargs": generate_kwargs},
+                             "max_new_tokens": self.backend.max_new_tokens, "generate_kwargs": generate_kwargs},
                 "seed": seed, "dtype": "float16" if fp16 else dtype, "device": torch.device(device).type}
             if thoughts == "vllm":  # another sampler: its own entries, per vLLM version and engine settings
                 from vllm import __version__ as vllm_version

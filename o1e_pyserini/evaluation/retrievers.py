@@ -477,15 +477,18 @@ def search(retriever: RetrieverSpec, index_dir: Path, queries: dict[str, str], k
     # Pyserini's batch_search calls faiss.omp_set_num_threads(threads), which sets torch's OpenMP pool too (one
     # libgomp): a job started with OMP_NUM_THREADS=1 went on encoding and generating with `threads` threads
     threads_before = torch.get_num_threads()
-    with tqdm(total=len(query_ids), desc=f"search {retriever.spec}", unit="query") as progress, torch.inference_mode():
-        for start in range(0, len(query_ids), batch_size):
-            ids = query_ids[start:start + batch_size]
-            hits = searcher.batch_search([queries[q] for q in ids], ids, k=k * rows, threads=threads)
-            if rows > 1:
-                hits = {q: best_step_hits(hits.get(q, []), k) for q in ids}
-            torch.set_num_threads(threads_before)
-            results.update({q: [(hit.docid, float(hit.score)) for hit in hits.get(q, [])] for q in ids})
-            progress.update(len(ids))
+    try:
+        with tqdm(total=len(query_ids), desc=f"search {retriever.spec}", unit="query") as progress, \
+                torch.inference_mode():
+            for start in range(0, len(query_ids), batch_size):
+                ids = query_ids[start:start + batch_size]
+                hits = searcher.batch_search([queries[q] for q in ids], ids, k=k * rows, threads=threads)
+                if rows > 1:
+                    hits = {q: best_step_hits(hits.get(q, []), k) for q in ids}
+                results.update({q: [(hit.docid, float(hit.score)) for hit in hits.get(q, [])] for q in ids})
+                progress.update(len(ids))
+    finally:
+        torch.set_num_threads(threads_before)
     return results
 
 

@@ -141,6 +141,11 @@ class ThoughtBackend(ABC):
         self.template = template
         self.settings = settings
 
+    @property
+    def max_new_tokens(self) -> int:
+        """The tokens a thought may have: the settings' bound, never past the checkpoint's thought_max_len."""
+        return min(self.settings.max_new_tokens, self.template.config.thought_max_len)
+
     @abstractmethod
     def think(self, queries: Sequence[str]) -> ThoughtIds:
         """k thoughts per query as token ids of ``template``'s tokenizer, eos-free, cut to thought_max_len."""
@@ -162,7 +167,6 @@ class HFThoughts(ThoughtBackend):
         if settings.max_new_tokens > limit:
             logger.warning("max_new_tokens %d > thought_max_len %d of the checkpoint: generating %d",
                            settings.max_new_tokens, limit, limit)
-        self.max_new_tokens = min(settings.max_new_tokens, limit)
 
     def _sampler_generators(self, queries: Sequence[str], device: torch.device) -> list[torch.Generator] | None:
         """One generator per query, seeded by hash(seed, query): a query's thoughts do not depend on the
@@ -354,7 +358,7 @@ class VLLMThoughts(ThoughtBackend):
         s, t = self.settings, self.template
         return self.sampling_params(
             n=s.num_thoughts, temperature=s.temperature, top_p=s.top_p,
-            max_tokens=min(s.max_new_tokens, t.config.thought_max_len),
+            max_tokens=self.max_new_tokens,
             seed=None if s.seed is None else query_seed(s.seed, query), stop_token_ids=[t.eos_id],
             logit_bias={token: -100.0 for token in t.not_in_thoughts})
 
